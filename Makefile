@@ -1,0 +1,68 @@
+# tutorscore: `make run` for the demo, `make test` for everything CI checks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+export DATABASE_URL ?= sqlite:///./data/tutorscore.db
+
+.PHONY: install run demo serve test lint typecheck pytest bench chromium postgres screenshots clean migration
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: create the database, seed demo data, compute everything, serve the dashboard
+run: install
+	$(BIN)/tutorscore demo
+	$(BIN)/tutorscore serve --host $(HOST) --port $(PORT)
+
+serve: install
+	$(BIN)/tutorscore serve --host $(HOST) --port $(PORT)
+
+## system Chromium for the browser tests (Debian package; Playwright never downloads a browser)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## the local Postgres the tests use (started if this machine has it stopped)
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+		echo "starting the local PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+typecheck: lint
+
+pytest: install chromium postgres
+	$(BIN)/pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+## make test: lint, type checks and the whole suite on SQLite and Postgres
+test: lint pytest
+
+bench: install postgres
+	$(BIN)/python benchmarks/seed_import.py
+	$(BIN)/python benchmarks/analytics.py
+	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/web.py
+	$(BIN)/python benchmarks/prediction.py
+
+screenshots: install chromium
+	$(BIN)/python scripts/screenshots.py
+
+migration: install
+	scripts/regen_initial_migration.sh
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

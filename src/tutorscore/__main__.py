@@ -1,0 +1,3 @@
+from tutorscore.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""Settings from the environment and thresholds from one TOML file.
+
+`get_settings()` is read once per process; tests build their own `Settings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import tomllib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnalyticsConfig(BaseModel):
+    window_days: int = 30
+
+
+class Thresholds(BaseModel):
+    high_rescheduler_rate: float = 0.15
+    min_sessions: int = 10
+    poor_first_session_rate: float = 0.25
+    min_first_sessions: int = 4
+    poor_first_session_max_rating: int = 2
+    no_show_high_rate: float = 0.10
+    no_show_medium_rate: float = 0.05
+    no_show_high_combo_reschedule_rate: float = 0.15
+    no_show_high_combo_max_rating: float = 3.5
+    low_rating: float = 3.5
+    min_ratings: int = 5
+    low_ai_quality: float = 3.0
+    min_evaluations: int = 3
+    falling_trend_drop: float = 0.5
+    churn_high_signals: int = 2
+    churn_medium_signals: int = 1
+
+
+class PredictionConfig(BaseModel):
+    churn_high_probability: float = 0.5
+    churn_medium_probability: float = 0.25
+    horizon_days: int = 30
+    no_show_alert_probability: float = 0.15
+
+
+class EvaluationConfig(BaseModel):
+    priority_first_session: int = 0
+    priority_high_risk_tutor: int = 10
+    priority_default: int = 20
+    max_attempts: int = 5
+    lease_seconds: int = 120
+
+
+class InterventionsConfig(BaseModel):
+    outcome_window_days: int = 30
+    small_sample_sessions: int = 10
+
+
+class PlaybookEntry(BaseModel):
+    title: str
+    actions: list[str]
+
+
+class RulesConfig(BaseModel):
+    """Everything in the TOML file: thresholds, playbook and friends."""
+
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    interventions: InterventionsConfig = Field(default_factory=InterventionsConfig)
+    playbook: dict[str, PlaybookEntry] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the config, stored with every computation."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Settings(BaseSettings):
+    """Process settings; names follow spec/CLI.md."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(default="sqlite:///./tutorscore.db", alias="DATABASE_URL")
+    config_path: str | None = Field(default=None, alias="TUTORSCORE_CONFIG")
+    data_dir: str = Field(default="./data", alias="TUTORSCORE_DATA_DIR")
+    secret_key: str | None = Field(default=None, alias="TUTORSCORE_SECRET_KEY")
+    llm_base_url: str | None = Field(default=None, alias="TUTORSCORE_LLM_BASE_URL")
+    llm_api_key: str | None = Field(default=None, alias="TUTORSCORE_LLM_API_KEY")
+    llm_model: str = Field(default="gpt-4o", alias="TUTORSCORE_LLM_MODEL")
+    llm_rpm: int = Field(default=500, alias="TUTORSCORE_LLM_RPM")
+    llm_tpm: int = Field(default=30000, alias="TUTORSCORE_LLM_TPM")
+    llm_max_concurrency: int = Field(default=20, alias="TUTORSCORE_LLM_MAX_CONCURRENCY")
+    llm_budget_usd: float = Field(default=10.0, alias="TUTORSCORE_LLM_BUDGET_USD")
+    llm_timeout_s: float = Field(default=60.0, alias="TUTORSCORE_LLM_TIMEOUT_S")
+    llm_batch_backlog: bool = Field(default=False, alias="TUTORSCORE_LLM_BATCH_BACKLOG")
+    alert_webhook_url: str | None = Field(default=None, alias="TUTORSCORE_ALERT_WEBHOOK_URL")
+    log_level: str = Field(default="INFO", alias="TUTORSCORE_LOG_LEVEL")
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url)
+
+    def resolved_secret_key(self) -> str:
+        """The secret from the environment, else one generated once into the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = Path(self.data_dir) / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+class ConfigError(Exception):
+    """The TOML config cannot be read or does not validate."""
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """TUTORSCORE_<SECTION>__<KEY>=value overrides one value of the TOML file."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("TUTORSCORE_") or "__" not in name:
+            continue
+        section, _, key = name[len("TUTORSCORE_"):].lower().partition("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_rules(path: str | None = None, environ: dict[str, str] | None = None) -> RulesConfig:
+    """Bundled defaults, overlaid by the file at `path` and by env overrides."""
+    data = tomllib.loads(resources.files("tutorscore").joinpath("defaults.toml").read_text())
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = _deep_merge(data, tomllib.load(fh))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        return RulesConfig.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+@lru_cache(maxsize=1)
+def get_rules() -> RulesConfig:
+    return load_rules(get_settings().config_path)

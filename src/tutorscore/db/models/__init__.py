@@ -1,0 +1,36 @@
+"""All tables. Import from here so Alembic and the app see every model."""
+
+from tutorscore.db.base import Base
+from tutorscore.db.models.analytics import AnalyticsRun, TutorMetrics
+from tutorscore.db.models.auth import ROLES, ApiToken, AuditLog, User
+from tutorscore.db.models.core import (
+    PARTIES,
+    SESSION_STATUSES,
+    SessionTranscript,
+    Student,
+    Tutor,
+    TutoringSession,
+)
+from tutorscore.db.models.evaluation import Job, LLMCall, SessionEvaluation
+from tutorscore.db.models.interventions import Alert, Intervention
+
+__all__ = [
+    "PARTIES",
+    "ROLES",
+    "SESSION_STATUSES",
+    "Alert",
+    "AnalyticsRun",
+    "ApiToken",
+    "AuditLog",
+    "Base",
+    "Intervention",
+    "Job",
+    "LLMCall",
+    "SessionEvaluation",
+    "SessionTranscript",
+    "Student",
+    "Tutor",
+    "TutorMetrics",
+    "TutoringSession",
+    "User",
+]

@@ -1,0 +1,73 @@
+"""Computed per-tutor metrics, one row per tutor per `as_of` (history)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tutorscore.db.base import Base, JSONType, utcnow
+
+
+class AnalyticsRun(Base):
+    """One computation: when, for which as_of, with which config."""
+
+    __tablename__ = "analytics_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))  # full | incremental
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    tutors: Mapped[int] = mapped_column(Integer, default=0)
+    config_hash: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class TutorMetrics(Base):
+    __tablename__ = "tutor_metrics"
+    __table_args__ = (
+        UniqueConstraint("tutor_id", "as_of", name="uq_tutor_metrics_tutor_id_as_of"),
+        Index("ix_tutor_metrics_as_of", "as_of"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tutor_id: Mapped[str] = mapped_column(ForeignKey("tutors.tutor_id", ondelete="CASCADE"))
+    as_of: Mapped[datetime]
+    window_days: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("analytics_runs.id"))
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    config_hash: Mapped[str] = mapped_column(String(32))
+
+    total_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    first_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    tutor_reschedules: Mapped[int] = mapped_column(Integer, default=0)
+    tutor_no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    first_session_dropouts: Mapped[int] = mapped_column(Integer, default=0)
+    rated_sessions: Mapped[int] = mapped_column(Integer, default=0)
+    evaluated_sessions: Mapped[int] = mapped_column(Integer, default=0)
+
+    tutor_reschedule_rate: Mapped[float | None] = mapped_column(Float)
+    tutor_no_show_rate: Mapped[float | None] = mapped_column(Float)
+    first_session_dropout_rate: Mapped[float | None] = mapped_column(Float)
+    avg_student_rating: Mapped[float | None] = mapped_column(Float)
+    ai_avg_quality_score: Mapped[float | None] = mapped_column(Float)
+    rating_trend: Mapped[float | None] = mapped_column(Float)
+    ai_score_trend: Mapped[float | None] = mapped_column(Float)
+
+    high_rescheduler_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    poor_first_session_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    low_rating_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    low_ai_quality_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    no_show_risk_label: Mapped[str] = mapped_column(String(16), default="low")
+    churn_risk_label: Mapped[str] = mapped_column(String(16), default="low")
+    churn_probability: Mapped[float | None] = mapped_column(Float)
+    # True when some guard was not met: "not enough data" on the dashboard.
+    insufficient_data: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # [{"flag", "value", "threshold", "numerator", "denominator", "text", "session_ids"}]
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # extra series/details for charts: weekly ratings and AI scores, per-subject first sessions
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -1,0 +1,1 @@
+"""Test support shipped with the package: fake LLM server, database helpers."""

@@ -1,0 +1,1 @@
+"""Web adapter: JSON API and server-rendered dashboard over the domain packages."""
