@@ -15,7 +15,9 @@ from tutorscore.config import RulesConfig, load_rules
 from tutorscore.db.engine import make_engine
 from tutorscore.testing.databases import temporary_database, truncate_all
 
-BACKENDS = [b for b in os.environ.get("TUTORSCORE_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+BACKENDS = [
+    b for b in os.environ.get("TUTORSCORE_TEST_BACKENDS", "sqlite,postgres").split(",") if b
+]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

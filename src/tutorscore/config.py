@@ -143,7 +143,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith("TUTORSCORE_") or "__" not in name:
             continue
-        section, _, key = name[len("TUTORSCORE_"):].lower().partition("__")
+        section, _, key = name[len("TUTORSCORE_") :].lower().partition("__")
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

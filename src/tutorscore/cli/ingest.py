@@ -12,7 +12,8 @@ def init() -> None:
     """Create or upgrade the schema at DATABASE_URL (runs the migrations)."""
     engine = get_engine()
     upgrade(engine)
-    console.print(f"schema at revision [bold]{current_revision(engine)}[/bold] ({engine.url.render_as_string(hide_password=True)})")
+    where = engine.url.render_as_string(hide_password=True)
+    console.print(f"schema at revision [bold]{current_revision(engine)}[/bold] ({where})")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 def normalise_url(url: str) -> str:
     """Accept `postgresql://` and `postgres://` and use psycopg 3 for them."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

@@ -14,8 +14,16 @@ from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
 from tutorscore.web.state import AppState
 
-API_MODULES = ("ops", "auth", "tutors", "sessions", "analytics", "evaluation", "interventions",
-               "prediction")
+API_MODULES = (
+    "ops",
+    "auth",
+    "tutors",
+    "sessions",
+    "analytics",
+    "evaluation",
+    "interventions",
+    "prediction",
+)
 DASHBOARD_MODULES = ("auth", "overview", "tutors", "first_sessions", "interventions")
 
 
@@ -41,8 +49,9 @@ def create_app(
     rules = rules or get_rules()
     owns_engine = engine is None
     engine = engine or make_engine(settings.database_url)
-    state = AppState(settings=settings, rules=rules, engine=engine,
-                     sessions=session_factory(engine))
+    state = AppState(
+        settings=settings, rules=rules, engine=engine, sessions=session_factory(engine)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -15,7 +15,11 @@ class SessionEvaluation(Base):
     __tablename__ = "session_evaluations"
     __table_args__ = (
         UniqueConstraint(
-            "session_id", "judge", "model", "prompt_version", "transcript_hash",
+            "session_id",
+            "judge",
+            "model",
+            "prompt_version",
+            "transcript_hash",
             name="uq_session_evaluations_cache_key",
         ),
         Index("ix_session_evaluations_session_id", "session_id"),
@@ -78,6 +82,8 @@ class LLMCall(Base):
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    status: Mapped[str] = mapped_column(String(32))  # ok | http_429 | http_500 | invalid | timeout | error
+    status: Mapped[str] = mapped_column(
+        String(32)
+    )  # ok | http_429 | http_500 | invalid | timeout | error
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

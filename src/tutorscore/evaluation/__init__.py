@@ -1,0 +1,1 @@
+"""Session evaluation: judges (heuristic, LLM), job queue and worker, cost ledger."""

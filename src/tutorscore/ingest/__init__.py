@@ -1,0 +1,1 @@
+"""Getting data in: synthetic generator, importer/exporter, transcript formats."""
