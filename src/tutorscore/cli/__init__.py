@@ -31,7 +31,15 @@ def _root() -> None:
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("ingest", "analytics", "evaluation", "web", "prediction", "interventions"):
+    for name in (
+        "ingest",
+        "analytics",
+        "evaluation",
+        "web",
+        "prediction",
+        "interventions",
+        "demo",
+    ):
         try:
             module = import_module(f"tutorscore.cli.{name}")
         except ModuleNotFoundError as exc:
