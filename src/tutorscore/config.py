@@ -47,6 +47,12 @@ class PredictionConfig(BaseModel):
     churn_medium_probability: float = 0.25
     horizon_days: int = 30
     no_show_alert_probability: float = 0.15
+    training_snapshots: int = 8
+    snapshot_step_days: float = 0.0
+    min_snapshot_history_days: float = 2.0
+    top_features: int = 3
+    no_show_prior_strength: float = 10.0
+    no_show_history_days: int = 90
 
 
 class EvaluationConfig(BaseModel):
@@ -60,6 +66,12 @@ class EvaluationConfig(BaseModel):
 class InterventionsConfig(BaseModel):
     outcome_window_days: int = 30
     small_sample_sessions: int = 10
+    small_sample_tutors: int = 5
+    min_tag_sessions: int = 2
+    alert_dedup_days: int = 7
+    webhook_max_attempts: int = 4
+    webhook_backoff_seconds: float = 0.5
+    webhook_timeout_seconds: float = 5.0
 
 
 class PlaybookEntry(BaseModel):
