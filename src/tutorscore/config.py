@@ -21,6 +21,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class AnalyticsConfig(BaseModel):
     window_days: int = 30
+    evidence_session_ids: int = 50
+    worst_tutors_per_subject: int = 5
+    first_session_tag_min_lift: float = 1.5
+    first_session_tag_min_failed: int = 2
+    history_points: int = 90
+    recent_sessions: int = 50
 
 
 class Thresholds(BaseModel):
@@ -55,12 +61,34 @@ class PredictionConfig(BaseModel):
     no_show_history_days: int = 90
 
 
+class HeuristicConfig(BaseModel):
+    """Thresholds of the heuristic judge (docs/evaluation.md explains each)."""
+
+    low_student_word_share: float = 0.25
+    engaged_student_word_share: float = 0.40
+    engaged_student_turn_words: float = 12.0
+    monologue_words: int = 150
+    min_tutor_turns_for_checks: int = 4
+    min_questions_for_closed_tag: int = 3
+    strong_uptake_turns: int = 3
+    strong_uptake_rate: float = 0.5
+    self_answered_tail_words: int = 8
+    rushed_self_answered: int = 3
+    rushed_words_per_second: float = 3.2
+    structure_window_turns: int = 3
+
+
 class EvaluationConfig(BaseModel):
     priority_first_session: int = 0
     priority_high_risk_tutor: int = 10
     priority_default: int = 20
     max_attempts: int = 5
     lease_seconds: int = 120
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 900.0
+    poll_seconds: float = 0.5
+    worker_concurrency: int = 4
+    heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
 
 
 class InterventionsConfig(BaseModel):
