@@ -7,24 +7,37 @@ from contextlib import asynccontextmanager
 from importlib import import_module
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.middleware.sessions import SessionMiddleware
 
 from tutorscore import __version__
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
+from tutorscore.web.errors import install_error_handlers
+from tutorscore.web.metrics import build_registry
+from tutorscore.web.middleware import RequestContextMiddleware
 from tutorscore.web.state import AppState
+from tutorscore.web.templating import STATIC_DIR
 
 API_MODULES = (
     "ops",
     "auth",
     "tutors",
     "sessions",
+    "seed",
     "analytics",
     "evaluation",
+    "llm",
     "interventions",
     "prediction",
 )
 DASHBOARD_MODULES = ("auth", "overview", "tutors", "first_sessions", "interventions")
+
+# Transcripts of several MB are valid input; anything beyond this is refused with 413.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+SESSION_COOKIE = "tutorscore_session"
+SESSION_MAX_AGE = 12 * 3600
 
 
 def _routers(package: str, names: tuple[str, ...]) -> list[APIRouter]:
@@ -44,6 +57,8 @@ def create_app(
     settings: Settings | None = None,
     rules: RulesConfig | None = None,
     engine: Engine | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     settings = settings or get_settings()
     rules = rules or get_rules()
@@ -59,8 +74,31 @@ def create_app(
         if owns_engine:
             engine.dispose()
 
-    app = FastAPI(title="tutorscore", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="tutorscore",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "Tutor quality scoring: per-tutor metrics, flags with reasons, session "
+            "evaluations, interventions. Authenticate with `Authorization: Bearer <token>` "
+            "(create one with `tutorscore tokens create --username U`). Errors answer "
+            '`{"error": {"code", "message", "details"}}`.'
+        ),
+    )
     app.state.tutorscore = state
+    registry, latency = build_registry(state)
+    app.state.metrics_registry = registry
+    install_error_handlers(app)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.resolved_secret_key(),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=False,
+    )
+    app.add_middleware(RequestContextMiddleware, latency=latency, max_body_bytes=max_body_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in _routers("api", API_MODULES) + _routers("dashboard", DASHBOARD_MODULES):
         app.include_router(router)
     return app

@@ -1,14 +1,34 @@
-"""Request dependencies as Annotated aliases (`DbSession`, `State`)."""
+"""Request dependencies as Annotated aliases.
+
+- `DbSession`: one transaction per request, committed before the response is sent.
+- `State`: settings, rules, engine.
+- `CurrentUser`: the `Principal` behind the request, from the signed session cookie
+  or an `Authorization: Bearer <token>` header; 401 when there is none. Cookie-
+  authenticated POST/PUT/PATCH/DELETE must carry the CSRF token (header
+  `X-CSRF-Token` or form field `csrf_token`); Bearer requests are CSRF-exempt.
+- `require_role("coach")`: 403 unless the user has one of the roles (admin always
+  passes). Use as `user: Annotated[Principal, Depends(require_role("coach"))]` or
+  the aliases `CoachUser` / `AdminUser`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from tutorscore.auth.users import Principal, principal_for_token, principal_for_username
+from tutorscore.errors import PermissionDenied
+from tutorscore.web.errors import NotAuthenticated
 from tutorscore.web.state import AppState
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_SESSION_KEY = "csrf"
+USER_SESSION_KEY = "user"
 
 
 def get_state(request: Request) -> AppState:
@@ -26,4 +46,94 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response goes out, so a client that reads
+# right after a write sees it, and a failing commit is an error response.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token bound to this browser session (created on first use)."""
+    token = request.session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        request.session[CSRF_SESSION_KEY] = token
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless the request carries this session's CSRF token."""
+    sent = request.headers.get("x-csrf-token")
+    if sent is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get("csrf_token")
+            sent = value if isinstance(value, str) else None
+    verify_csrf_value(request, sent)
+
+
+def verify_csrf_value(request: Request, sent: str | None) -> None:
+    """403 unless `sent` equals this session's CSRF token (for sync form handlers)."""
+    expected = request.session.get(CSRF_SESSION_KEY)
+    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+        raise PermissionDenied("CSRF token missing or invalid; reload the page and try again")
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise NotAuthenticated("Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def _resolve_principal(request: Request, db: DbSession) -> Principal | None:
+    token = bearer_token(request)
+    if token is not None:
+        principal = principal_for_token(db, token)
+        if principal is None:
+            raise NotAuthenticated("invalid or revoked API token")
+        return principal
+    username = request.session.get(USER_SESSION_KEY)
+    if isinstance(username, str) and username:
+        principal = principal_for_username(db, username)
+        if principal is None:  # user deleted or deactivated since login
+            request.session.clear()
+        return principal
+    return None
+
+
+OptionalUser = Annotated[Principal | None, Depends(_resolve_principal)]
+
+
+async def get_current_user(request: Request, principal: OptionalUser) -> Principal:
+    if principal is None:
+        raise NotAuthenticated("login required: sign in or send 'Authorization: Bearer <token>'")
+    if principal.via == "session" and request.method not in SAFE_METHODS:
+        await check_csrf(request)
+    request.state.principal = principal
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets through admins and the listed roles, else 403."""
+
+    async def dependency(user: CurrentUser) -> Principal:
+        if not user.can(*roles):
+            allowed = ", ".join(sorted({"admin", *roles}))
+            raise PermissionDenied(
+                f"role {user.role!r} may not do this (needs {allowed})",
+                details={"role": user.role, "allowed": sorted({"admin", *roles})},
+            )
+        return user
+
+    return dependency
+
+
+AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+CoachUser = Annotated[Principal, Depends(require_role("coach"))]

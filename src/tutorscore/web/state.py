@@ -1,12 +1,13 @@
-"""What the app holds for its lifetime: settings, rules and the engine."""
+"""What the app holds for its lifetime: settings, rules, the engine and web helpers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings
 
 
@@ -16,3 +17,4 @@ class AppState:
     rules: RulesConfig
     engine: Engine
     sessions: sessionmaker[Session]
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
