@@ -1,0 +1,119 @@
+"""Web commands: `serve` (dashboard + API + background worker), `users create`, `tokens create`."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import typer
+from sqlalchemy import Engine
+
+from tutorscore.cli.common import console, err_console, get_engine
+from tutorscore.config import RulesConfig, Settings
+from tutorscore.errors import UserError
+
+users_app = typer.Typer(help="User accounts (roles: admin, coach, viewer).", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens for machines (Bearer).", no_args_is_help=True)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    worker: bool = typer.Option(
+        True,
+        "--worker/--no-worker",
+        help="Run the evaluation worker in a background thread (default on).",
+    ),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+) -> None:
+    """Serve the dashboard and JSON API; by default also evaluate queued sessions."""
+    import logging
+
+    import uvicorn
+
+    from tutorscore.config import get_rules, get_settings
+    from tutorscore.web.app import create_app
+    from tutorscore.web.middleware import configure_logging
+
+    settings, rules, engine = get_settings(), get_rules(), get_engine()
+    configure_logging(settings.log_level)
+    if not access_log:
+        logging.getLogger("tutorscore.web.access").setLevel(logging.WARNING)
+    app = create_app(settings, rules, engine)
+    stop = threading.Event()
+    thread: threading.Thread | None = None
+    if worker:
+        thread = _start_worker(engine, settings, rules, stop)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    )
+    console.print(f"serving on http://{host}:{port}/ (worker: {'on' if thread else 'off'})")
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=10)
+
+
+def _start_worker(
+    engine: Engine, settings: Settings, rules: RulesConfig, stop: threading.Event
+) -> threading.Thread | None:
+    try:
+        from tutorscore.evaluation.worker import run_worker
+    except ImportError as exc:
+        err_console.print(f"[yellow]evaluation worker not available ({exc}); serving only[/yellow]")
+        return None
+
+    def target() -> None:
+        import logging
+
+        try:
+            run_worker(engine, settings, rules, stop_event=stop)
+        except Exception:
+            logging.getLogger("tutorscore.web").exception("evaluation worker stopped")
+
+    thread = threading.Thread(target=target, name="evaluation-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def users_create(
+    username: str = typer.Option(..., "--username", help="Login name."),
+    role: str = typer.Option(..., "--role", help="admin | coach | viewer"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+) -> None:
+    """Create a user. The password is read from stdin (never from the command line)."""
+    from tutorscore.auth.users import create_user
+    from tutorscore.db.engine import transaction
+
+    if not password_stdin:
+        raise UserError("pass --password-stdin and the password on standard input")
+    password = sys.stdin.readline().rstrip("\r\n")
+    with transaction(get_engine()) as session:
+        create_user(session, username=username, password=password, role=role, actor="cli")
+    console.print(f"user [bold]{username}[/bold] created with role [bold]{role}[/bold]")
+
+
+def tokens_create(
+    username: str = typer.Option(..., "--username", help="The user the token acts as."),
+    name: str | None = typer.Option(None, "--name", help="A label, e.g. the machine's name."),
+) -> None:
+    """Print a new API token for the user. It is shown once; only its hash is stored."""
+    from tutorscore.auth.users import create_token
+    from tutorscore.db.engine import transaction
+
+    with transaction(get_engine()) as session:
+        token = create_token(session, username=username, name=name, actor="cli")
+    err_console.print("API token (shown once; send it as 'Authorization: Bearer <token>'):")
+    print(token)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    users_app.command("create")(users_create)
+    tokens_app.command("create")(tokens_create)
+    app.add_typer(users_app, name="users")
+    app.add_typer(tokens_app, name="tokens")
