@@ -1,0 +1,80 @@
+"""Keeps `sessions.is_first_session` right: the given flag, or derived when it is null.
+
+Derived rule (DATA_FORMAT.md): a session is the student's first with that tutor
+when it is the earliest `completed` session of the pair (by scheduled start,
+then session_id). One set-based UPDATE per call, on SQLite and Postgres alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+# Pairs per statement; above FULL_THRESHOLD one pass over the whole table is cheaper.
+_CHUNK = 250
+FULL_THRESHOLD = 5000
+
+_UPDATE = """
+WITH firsts AS (
+    SELECT session_id FROM (
+        SELECT session_id,
+               ROW_NUMBER() OVER (
+                   PARTITION BY tutor_id, student_id
+                   ORDER BY scheduled_start_at, session_id
+               ) AS rn
+        FROM sessions
+        WHERE status = 'completed' {filter}
+    ) ranked
+    WHERE rn = 1
+)
+UPDATE sessions
+SET is_first_session = {resolved}
+WHERE is_first_session <> {resolved} {filter}
+"""
+
+_RESOLVED = (
+    "(CASE WHEN is_first_session_for_student IS NOT NULL THEN is_first_session_for_student "
+    "WHEN session_id IN (SELECT session_id FROM firsts) THEN TRUE ELSE FALSE END)"
+)
+
+
+def derive_first_sessions(
+    session: Session | Connection, pairs: Iterable[tuple[str, str]] | None
+) -> int:
+    """Recompute is_first_session for the (tutor_id, student_id) pairs, or all when None.
+
+    Returns the number of sessions whose flag changed. Runs in the caller's transaction.
+    """
+    if pairs is None:
+        return _run(session, "", {})
+    unique = sorted(set(pairs))
+    if len(unique) > FULL_THRESHOLD:
+        return _run(session, "", {})
+    changed = 0
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        params: dict[str, Any] = {}
+        tutors = sorted({t for t, _ in chunk})
+        for i, tutor_id in enumerate(tutors):
+            params[f"t{i}"] = tutor_id
+        values = []
+        for i, (tutor_id, student_id) in enumerate(chunk):
+            params[f"pt{i}"] = tutor_id
+            params[f"ps{i}"] = student_id
+            values.append(f"(:pt{i}, :ps{i})")
+        # The plain tutor_id IN (…) lets both backends use the tutor index.
+        where = (
+            "AND tutor_id IN (" + ", ".join(f":t{i}" for i in range(len(tutors))) + ") "
+            "AND (tutor_id, student_id) IN (VALUES " + ", ".join(values) + ")"
+        )
+        changed += _run(session, where, params)
+    return changed
+
+
+def _run(session: Session | Connection, where: str, params: dict[str, Any]) -> int:
+    sql = _UPDATE.format(filter=where, resolved=_RESOLVED)
+    result = session.execute(text(sql), params)
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
