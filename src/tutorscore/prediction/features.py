@@ -1,0 +1,338 @@
+"""Per-tutor features at a point in time, from the sessions and evaluations tables.
+
+One set-based query per `as_of` (conditional aggregation grouped by tutor) gives
+every tutor's rates, levels and trends; nothing after `as_of` is read, so the
+same function builds training snapshots in the past and today's scoring rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import String, and_, case, cast, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from tutorscore.config import RulesConfig
+from tutorscore.db.models import SessionEvaluation, Tutor, TutoringSession
+
+COUNTED_STATUSES = ("completed", "no_show", "rescheduled")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A model input and how a coach reads it (`kind` picks the number format)."""
+
+    name: str
+    label: str
+    kind: str  # rate | rate_change | count | score | score_change | days | ratio
+
+
+BASE_FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("total_sessions", "sessions in the window", "count"),
+    FeatureSpec("volume_change", "change in session volume vs the window before", "ratio"),
+    FeatureSpec("tutor_reschedule_rate", "reschedule rate", "rate"),
+    FeatureSpec("reschedule_rate_change", "change in reschedule rate", "rate_change"),
+    FeatureSpec("tutor_no_show_rate", "no-show rate", "rate"),
+    FeatureSpec("no_show_rate_change", "change in no-show rate", "rate_change"),
+    FeatureSpec("avg_student_rating", "average student rating", "score"),
+    FeatureSpec("rating_slope", "rating change between the window's halves", "score_change"),
+    FeatureSpec("ai_avg_quality_score", "AI quality score", "score"),
+    FeatureSpec("ai_score_slope", "AI score change between the window's halves", "score_change"),
+    FeatureSpec("first_sessions", "first sessions in the window", "count"),
+    FeatureSpec("first_session_dropout_rate", "first-session dropout rate", "rate"),
+    FeatureSpec("first_session_avg_rating", "average first-session rating", "score"),
+    FeatureSpec("student_churn_rate", "students who left after a session", "rate"),
+    FeatureSpec("tenure_days", "tenure", "days"),
+    FeatureSpec("days_since_last_session", "days since the last completed session", "days"),
+)
+
+# Counts the rules' small-sample guards need; kept beside the features, not fed to the model.
+GUARD_COLUMNS = ("rated_sessions", "evaluated_sessions")
+
+
+def risk_tags(rules: RulesConfig) -> list[str]:
+    """Playbook keys that are evaluation risk tags (the rest are tutor flags)."""
+    flag_keys = {
+        "poor_first_session_flag",
+        "high_rescheduler_flag",
+        "no_show_risk_high",
+        "low_rating",
+        "low_ai_quality",
+        "churn_risk_high",
+        "first_session_failed",
+    }
+    return sorted(k for k in rules.playbook if k not in flag_keys)
+
+
+def feature_specs(rules: RulesConfig) -> list[FeatureSpec]:
+    tags = [
+        FeatureSpec(f"tag_{tag}_share", f"sessions tagged {tag.replace('_', ' ')}", "rate")
+        for tag in risk_tags(rules)
+    ]
+    return [*BASE_FEATURES, *tags]
+
+
+@dataclass
+class FeatureFrame:
+    """Feature matrix for the tutors known at `as_of` (NaN where a value has no data)."""
+
+    as_of: datetime
+    tutor_ids: list[str]
+    names: list[str]
+    X: np.ndarray[Any, np.dtype[np.float64]]
+    guards: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = field(default_factory=dict)
+    churned_on: list[date | None] = field(default_factory=list)
+
+    def column(self, name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        if name in self.guards:
+            return self.guards[name]
+        return self.X[:, self.names.index(name)]
+
+    def labels(self, horizon_days: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """1 when the tutor left within (as_of, as_of + horizon]."""
+        start = self.as_of.date()
+        end = (self.as_of + timedelta(days=horizon_days)).date()
+        return np.array(
+            [1 if c is not None and start < c <= end else 0 for c in self.churned_on],
+            dtype=np.int64,
+        )
+
+
+def _ratio(num: float | None, den: float | None) -> float:
+    if num is None or not den:
+        return math.nan
+    return float(num) / float(den)
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _sum_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def compute_features(
+    session: Session,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    tutor_ids: list[str] | None = None,
+    include_churned: bool = False,
+) -> FeatureFrame:
+    """Features of every tutor with at least one session at or before `as_of`.
+
+    Tutors who churned on or before `as_of` are left out (they are no longer at
+    risk) unless `include_churned`.
+    """
+    window = timedelta(days=rules.analytics.window_days)
+    start, mid, prev_start = as_of - window, as_of - window / 2, as_of - 2 * window
+    th = rules.thresholds
+    tags = risk_tags(rules)
+
+    ev = SessionEvaluation
+    tag_cols = [
+        func.max(
+            case((cast(ev.risk_tags, String).contains(f'"{tag}"', autoescape=True), 1), else_=0)
+        ).label(f"tag_{tag}")
+        for tag in tags
+    ]
+    per_session_eval = (
+        select(ev.session_id, func.avg(ev.quality_score).label("q"), *tag_cols)
+        .group_by(ev.session_id)
+        .subquery("ev")
+    )
+
+    s = TutoringSession.__table__.c
+    t = s.scheduled_start_at
+    cur = and_(t > start, t <= as_of)
+    h1 = and_(t > start, t <= mid)
+    h2 = and_(t > mid, t <= as_of)
+    prev = and_(t > prev_start, t <= start)
+    counted = s.status.in_(COUNTED_STATUSES)
+    completed = s.status == "completed"
+    resched = and_(s.status == "rescheduled", s.reschedule_initiator == "tutor")
+    no_show = and_(s.status == "no_show", or_(s.no_show_by == "tutor", s.no_show_by.is_(None)))
+    rated = and_(completed, s.student_rating.is_not(None))
+    first = and_(completed, s.is_first_session.is_(True))
+    dropout = and_(
+        first,
+        or_(
+            s.student_churned_after_session.is_(True),
+            s.student_rating <= th.poor_first_session_max_rating,
+        ),
+    )
+    q = per_session_eval.c.q
+    evaluated = and_(cur, completed, q.is_not(None))
+
+    columns: list[Any] = [
+        s.tutor_id,
+        _sum_if(and_(cur, counted)).label("total"),
+        _sum_if(and_(prev, counted)).label("prev_total"),
+        _sum_if(and_(cur, resched)).label("resched"),
+        _sum_if(and_(prev, resched)).label("prev_resched"),
+        _sum_if(and_(cur, no_show)).label("no_show"),
+        _sum_if(and_(prev, no_show)).label("prev_no_show"),
+        _sum_if(and_(cur, rated)).label("rated"),
+        func.avg(case((and_(cur, rated), s.student_rating))).label("rating"),
+        func.avg(case((and_(h1, rated), s.student_rating))).label("rating_h1"),
+        func.avg(case((and_(h2, rated), s.student_rating))).label("rating_h2"),
+        _sum_if(evaluated).label("evaluated"),
+        func.avg(case((evaluated, q))).label("ai"),
+        func.avg(case((and_(h1, completed), q))).label("ai_h1"),
+        func.avg(case((and_(h2, completed), q))).label("ai_h2"),
+        _sum_if(and_(cur, first)).label("firsts"),
+        _sum_if(and_(cur, dropout)).label("dropouts"),
+        func.avg(case((and_(cur, first), s.student_rating))).label("first_rating"),
+        _sum_if(and_(cur, completed)).label("completed"),
+        _sum_if(and_(cur, completed, s.student_churned_after_session.is_(True))).label(
+            "student_churn"
+        ),
+        func.min(t).label("first_seen"),
+        func.max(case((completed, t))).label("last_completed"),
+    ]
+    for tag in tags:
+        col = per_session_eval.c[f"tag_{tag}"]
+        columns.append(_sum_if(and_(evaluated, col == 1)).label(f"tag_{tag}"))
+
+    query = (
+        select(*columns)
+        .select_from(
+            TutoringSession.__table__.outerjoin(
+                per_session_eval, per_session_eval.c.session_id == s.session_id
+            )
+        )
+        .where(t <= as_of)
+        .group_by(s.tutor_id)
+    )
+    if tutor_ids is not None:
+        query = query.where(s.tutor_id.in_(tutor_ids))
+    agg = {row.tutor_id: row for row in session.execute(query)}
+
+    tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
+    if tutor_ids is not None:
+        tutor_query = tutor_query.where(Tutor.tutor_id.in_(tutor_ids))
+
+    specs = feature_specs(rules)
+    names = [f.name for f in specs]
+    ids: list[str] = []
+    churned: list[date | None] = []
+    rows: list[list[float]] = []
+    guards: dict[str, list[float]] = {g: [] for g in GUARD_COLUMNS}
+    for tutor_id, hire_date, churned_on in session.execute(tutor_query):
+        r = agg.get(tutor_id)
+        if r is None:
+            continue
+        if churned_on is not None and churned_on <= as_of.date() and not include_churned:
+            continue
+        since = hire_date if hire_date is not None else r.first_seen.date()
+        last = r.last_completed
+        values = {
+            "total_sessions": float(r.total),
+            "volume_change": (r.total - r.prev_total) / max(r.prev_total, 1),
+            "tutor_reschedule_rate": _ratio(r.resched, r.total),
+            "reschedule_rate_change": _ratio(r.resched, r.total)
+            - _ratio(r.prev_resched, r.prev_total),
+            "tutor_no_show_rate": _ratio(r.no_show, r.total),
+            "no_show_rate_change": _ratio(r.no_show, r.total)
+            - _ratio(r.prev_no_show, r.prev_total),
+            "avg_student_rating": _num(r.rating),
+            "rating_slope": _num(r.rating_h2) - _num(r.rating_h1),
+            "ai_avg_quality_score": _num(r.ai),
+            "ai_score_slope": _num(r.ai_h2) - _num(r.ai_h1),
+            "first_sessions": float(r.firsts),
+            "first_session_dropout_rate": _ratio(r.dropouts, r.firsts),
+            "first_session_avg_rating": _num(r.first_rating),
+            "student_churn_rate": _ratio(r.student_churn, r.completed),
+            "tenure_days": max((as_of.date() - since).days, 0),
+            "days_since_last_session": math.nan
+            if last is None
+            else (as_of - last).total_seconds() / 86400,
+        }
+        for tag in tags:
+            values[f"tag_{tag}_share"] = _ratio(getattr(r, f"tag_{tag}"), r.evaluated)
+        ids.append(tutor_id)
+        churned.append(churned_on)
+        rows.append([float(values[n]) for n in names])
+        guards["rated_sessions"].append(float(r.rated))
+        guards["evaluated_sessions"].append(float(r.evaluated))
+
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return FeatureFrame(
+        as_of=as_of,
+        tutor_ids=ids,
+        names=names,
+        X=matrix,
+        guards={k: np.array(v, dtype=np.float64) for k, v in guards.items()},
+        churned_on=churned,
+    )
+
+
+def rules_churn_score(
+    frame: FeatureFrame, rules: RulesConfig
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The rules' churn_risk_label per RULES.md as 0 (low), 1 (medium), 2 (high).
+
+    Recomputed from the same features so the quality gate can score the rules on
+    past snapshots for which no tutor_metrics rows were ever stored.
+    """
+    th = rules.thresholds
+    total = frame.column("total_sessions")
+    resched = frame.column("tutor_reschedule_rate")
+    no_show = frame.column("tutor_no_show_rate")
+    rating = frame.column("avg_student_rating")
+    ai = frame.column("ai_avg_quality_score")
+    enough = total >= th.min_sessions
+    with np.errstate(invalid="ignore"):
+        high_resched = enough & (resched > th.high_rescheduler_rate)
+        no_show_high = enough & (
+            (no_show > th.no_show_high_rate)
+            | (
+                (resched > th.no_show_high_combo_reschedule_rate)
+                & (rating < th.no_show_high_combo_max_rating)
+            )
+        )
+        poor_first = (frame.column("first_sessions") >= th.min_first_sessions) & (
+            frame.column("first_session_dropout_rate") > th.poor_first_session_rate
+        )
+        low_rating = (frame.column("rated_sessions") >= th.min_ratings) & (rating < th.low_rating)
+        low_ai = (frame.column("evaluated_sessions") >= th.min_evaluations) & (
+            ai < th.low_ai_quality
+        )
+        falling = (frame.column("rating_slope") <= -th.falling_trend_drop) | (
+            frame.column("ai_score_slope") <= -th.falling_trend_drop
+        )
+    signals = sum(
+        s.astype(np.int64)
+        for s in (high_resched, no_show_high, poor_first, low_rating, low_ai, falling)
+    )
+    score = np.where(
+        signals >= th.churn_high_signals, 2, np.where(signals >= th.churn_medium_signals, 1, 0)
+    )
+    return np.asarray(score, dtype=np.int64)
+
+
+def describe_value(spec: FeatureSpec, value: float) -> str:
+    """A feature value as a coach reads it: 22%, +8 pts, 4.1, 12 days."""
+    if math.isnan(value):
+        return "no data"
+    if spec.kind == "rate":
+        return f"{value:.0%}"
+    if spec.kind == "rate_change":
+        return f"{value * 100:+.0f} pts"
+    if spec.kind == "count":
+        return f"{value:.0f}"
+    if spec.kind == "score":
+        return f"{value:.1f}"
+    if spec.kind == "score_change":
+        return f"{value:+.1f}"
+    if spec.kind == "days":
+        return f"{value:.0f} days"
+    if spec.kind == "ratio":
+        return f"{value:+.0%}"
+    return f"{value:.3g}"
