@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from tutorscore.cli.common import console, get_engine
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tutorscore.cli.common import console, err_console, get_engine
 from tutorscore.db.migrate import current_revision, upgrade
 
 
@@ -16,5 +22,88 @@ def init() -> None:
     console.print(f"schema at revision [bold]{current_revision(engine)}[/bold] ({where})")
 
 
+@contextmanager
+def _progress_bar(show: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A Rich progress bar on stderr fed by the domain's progress(description, done, total)."""
+    if not show:
+        yield None
+        return
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+
+        def update(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=max(total, 1))
+            bar.update(tasks[description], completed=done, total=max(total, 1))
+
+        yield update
+
+
+_PROGRESS_BYTES = 4 << 20
+
+
+def import_(
+    paths: list[Path] = typer.Argument(
+        ..., help="bundle directories and/or files (tutors, students, sessions, transcripts)"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate only; write nothing"),
+) -> None:
+    """Import a bundle (DATA_FORMAT.md): all or nothing, errors with file:line: column."""
+    from tutorscore.ingest.importer import ImportFailed, find_bundle_files, import_bundle
+
+    files = find_bundle_files(paths)
+    size = sum(f.path.stat().st_size for f in files)
+    try:
+        with _progress_bar(size >= _PROGRESS_BYTES and err_console.is_terminal) as progress:
+            report = import_bundle(get_engine(), paths, dry_run=dry_run, progress=progress)
+    except ImportFailed as exc:
+        for warning in exc.warnings:
+            err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, markup=True)
+        for line in exc.details:
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    table = Table(title="validated (dry run, nothing written)" if dry_run else "imported")
+    for column in ("file kind", "rows", "created", "updated", "unchanged"):
+        table.add_column(column, justify="left" if column == "file kind" else "right")
+    for kind, summary in report.summary.items():
+        if dry_run:
+            table.add_row(kind, str(summary.rows), "-", "-", "-")
+        else:
+            table.add_row(
+                kind,
+                str(summary.rows),
+                str(summary.created),
+                str(summary.updated),
+                str(summary.unchanged),
+            )
+    console.print(table)
+
+
+def export(
+    directory: Path = typer.Argument(..., help="directory to write the bundle into"),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl (transcripts are always jsonl)"),
+) -> None:
+    """Write the database as an import bundle (tutors, students, sessions, transcripts.jsonl)."""
+    from tutorscore.ingest.exporter import export_bundle
+
+    with _progress_bar(err_console.is_terminal) as progress:
+        report = export_bundle(get_engine(), directory, fmt=fmt, progress=progress)
+    for kind, rows in report.rows.items():
+        console.print(f"{kind}: {rows} rows")
+    console.print(f"wrote {', '.join(str(p) for p in report.files)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.command("import")(import_)
+    app.command("export")(export)
