@@ -1,0 +1,276 @@
+"""The metrics SQL: set-based aggregation in the database, portable SQLite/Postgres.
+
+One GROUP BY pass over the window's sessions per (tutor, bucket) gives every
+count the rules need; Python only adds up a handful of buckets per tutor. All
+rates and means are then computed in Python from integer counts (and one float
+sum, rounded), so both backends give identical numbers.
+
+Which evaluation counts for a session: the latest `llm` judge evaluation when
+there is one, else the latest evaluation of any other judge (the heuristic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, TextClause, bindparam, text
+
+from tutorscore.analytics.window import Window
+from tutorscore.config import RulesConfig
+from tutorscore.db.base import UTCDateTime
+
+COUNTED_STATUSES = ("completed", "no_show", "rescheduled")
+
+# The sessions in the window (`s` is the sessions table).
+IN_WINDOW = "s.scheduled_start_at > :window_start AND s.scheduled_start_at <= :as_of"
+TUTOR_RESCHEDULE = "s.status = 'rescheduled' AND s.reschedule_initiator = 'tutor'"
+TUTOR_NO_SHOW = "s.status = 'no_show' AND COALESCE(s.no_show_by, 'tutor') = 'tutor'"
+FIRST_SESSION = "s.status = 'completed' AND s.is_first_session"
+FIRST_SESSION_FAILED = (
+    f"{FIRST_SESSION} AND (s.student_churned_after_session"
+    " OR s.student_rating <= :max_first_rating)"
+)
+
+
+def statement(sql: str, params: Mapping[str, Any]) -> TextClause:
+    """A text statement with typed binds: datetimes as UTC, lists expanded.
+
+    Parameters the SQL does not use are skipped, so callers can pass a common set.
+    """
+    clause = text(sql)
+    used = set(clause._bindparams)
+    binds = []
+    for name, value in params.items():
+        if name not in used:
+            continue
+        if isinstance(value, datetime):
+            binds.append(bindparam(name, value, type_=UTCDateTime()))
+        elif isinstance(value, list | tuple):
+            binds.append(bindparam(name, list(value), expanding=True))
+        else:
+            binds.append(bindparam(name, value))
+    return clause.bindparams(*binds)
+
+
+def chosen_evaluations_cte(session_filter: str) -> str:
+    """CTE `chosen(session_id, quality_score, risk_tags)`: one evaluation per session."""
+    return f"""chosen AS (
+  SELECT session_id, quality_score, risk_tags FROM (
+    SELECT e.session_id, e.quality_score, e.risk_tags,
+           ROW_NUMBER() OVER (
+             PARTITION BY e.session_id
+             ORDER BY CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC
+           ) AS rn
+    FROM session_evaluations e JOIN sessions s ON s.session_id = e.session_id
+    WHERE {session_filter}
+  ) ranked WHERE rn = 1
+)"""
+
+
+@dataclass
+class Tally:
+    """Counts over some slice of a tutor's window (whole window, a half, a week)."""
+
+    total_sessions: int = 0
+    completed: int = 0
+    tutor_reschedules: int = 0
+    student_reschedules: int = 0
+    tutor_no_shows: int = 0
+    student_no_shows: int = 0
+    cancelled: int = 0
+    first_sessions: int = 0
+    first_session_dropouts: int = 0
+    rated_sessions: int = 0
+    rating_sum: int = 0
+    evaluated_sessions: int = 0
+    quality_sum: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def avg_rating(self) -> float | None:
+        return mean(self.rating_sum, self.rated_sessions)
+
+    @property
+    def avg_quality(self) -> float | None:
+        return mean(self.quality_sum, self.evaluated_sessions)
+
+
+def mean(total: float, count: int) -> float | None:
+    """A mean rounded to 6 places (so float sums agree across backends); None for none."""
+    return round(total / count, 6) if count else None
+
+
+@dataclass
+class SubjectFirstSessions:
+    subject: str
+    first_sessions: int
+    dropouts: int
+
+
+@dataclass
+class TutorCounts:
+    """Everything the rules need about one tutor in one window."""
+
+    tutor_id: str
+    window: Tally = field(default_factory=Tally)
+    halves: dict[int, Tally] = field(default_factory=lambda: {1: Tally(), 2: Tally()})
+    weeks: dict[int, Tally] = field(default_factory=dict)
+    subjects: list[SubjectFirstSessions] = field(default_factory=list)
+
+
+TALLY_COLUMNS = tuple(Tally.__dataclass_fields__)
+
+
+def _aggregate_sql(window: Window, tutor_filter: str) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {}
+    whens = []
+    for bucket in window.buckets[:-1]:
+        params[f"b{bucket.index}"] = bucket.lower
+        whens.append(f"WHEN s.scheduled_start_at > :b{bucket.index} THEN {bucket.index}")
+    last = window.buckets[-1].index
+    bucket_expr = f"CASE {' '.join(whens)} ELSE {last} END" if whens else str(last)
+    counted = ", ".join(f"'{s}'" for s in COUNTED_STATUSES)
+    where = f"{IN_WINDOW}{tutor_filter}"
+    sql = f"""WITH {chosen_evaluations_cte(f"{where} AND s.status = 'completed'")}
+SELECT s.tutor_id AS tutor_id, {bucket_expr} AS bucket,
+  SUM(CASE WHEN s.status IN ({counted}) THEN 1 ELSE 0 END) AS total_sessions,
+  SUM(CASE WHEN s.status = 'completed' THEN 1 ELSE 0 END) AS completed,
+  SUM(CASE WHEN {TUTOR_RESCHEDULE} THEN 1 ELSE 0 END) AS tutor_reschedules,
+  SUM(CASE WHEN s.status = 'rescheduled' AND COALESCE(s.reschedule_initiator, '') <> 'tutor'
+    THEN 1 ELSE 0 END) AS student_reschedules,
+  SUM(CASE WHEN {TUTOR_NO_SHOW} THEN 1 ELSE 0 END) AS tutor_no_shows,
+  SUM(CASE WHEN s.status = 'no_show' AND NOT ({TUTOR_NO_SHOW}) THEN 1 ELSE 0 END)
+    AS student_no_shows,
+  SUM(CASE WHEN s.status = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
+  SUM(CASE WHEN {FIRST_SESSION} THEN 1 ELSE 0 END) AS first_sessions,
+  SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END) AS first_session_dropouts,
+  SUM(CASE WHEN s.status = 'completed' AND s.student_rating IS NOT NULL THEN 1 ELSE 0 END)
+    AS rated_sessions,
+  SUM(CASE WHEN s.status = 'completed' THEN s.student_rating ELSE 0 END) AS rating_sum,
+  COUNT(c.session_id) AS evaluated_sessions,
+  SUM(c.quality_score) AS quality_sum
+FROM sessions s LEFT JOIN chosen c ON c.session_id = s.session_id
+WHERE {where}
+GROUP BY s.tutor_id, bucket"""
+    return sql, params
+
+
+def window_params(window: Window, rules: RulesConfig) -> dict[str, Any]:
+    return {
+        "window_start": window.start,
+        "as_of": window.as_of,
+        "max_first_rating": rules.thresholds.poor_first_session_max_rating,
+    }
+
+
+def aggregate(
+    conn: Connection, window: Window, rules: RulesConfig, tutor_ids: Iterable[str], *,
+    only: str | None = None,
+) -> dict[str, TutorCounts]:
+    """Counts for every tutor in `tutor_ids` (zeros when a tutor has no sessions).
+
+    `only` restricts the SQL to one tutor (the incremental path); the statement is
+    otherwise the same one the full recompute runs.
+    """
+    base = window_params(window, rules)
+    tutor_filter = ""
+    if only is not None:
+        tutor_filter = " AND s.tutor_id = :tutor_id"
+        base["tutor_id"] = only
+    sql, bucket_params = _aggregate_sql(window, tutor_filter)
+    params = {**base, **bucket_params}
+    out = {tid: TutorCounts(tid) for tid in tutor_ids}
+    buckets = {b.index: b for b in window.buckets}
+    for row in conn.execute(statement(sql, params)).mappings():
+        counts = out.get(row["tutor_id"])
+        if counts is None:
+            continue
+        tally = Tally(**{name: (row[name] or 0) for name in TALLY_COLUMNS})
+        tally.quality_sum = float(tally.quality_sum)
+        bucket = buckets[int(row["bucket"])]
+        counts.window.add(tally)
+        counts.halves[bucket.half].add(tally)
+        counts.weeks.setdefault(bucket.week, Tally()).add(tally)
+
+    first_sql = f"""SELECT s.tutor_id AS tutor_id, s.subject AS subject,
+  COUNT(*) AS first_sessions,
+  SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END) AS dropouts
+FROM sessions s
+WHERE {IN_WINDOW}{tutor_filter} AND {FIRST_SESSION}
+GROUP BY s.tutor_id, s.subject"""
+    for row in conn.execute(statement(first_sql, base)).mappings():
+        counts = out.get(row["tutor_id"])
+        if counts is not None:
+            counts.subjects.append(
+                SubjectFirstSessions(row["subject"], row["first_sessions"], row["dropouts"] or 0)
+            )
+    for counts in out.values():
+        counts.subjects.sort(key=lambda s: s.subject)
+    return out
+
+
+# Evidence: which sessions stand behind a flag.
+EVIDENCE_KINDS: dict[str, str] = {
+    "tutor_reschedule": TUTOR_RESCHEDULE,
+    "tutor_no_show": TUTOR_NO_SHOW,
+    "first_session_failed": FIRST_SESSION_FAILED,
+    "low_rating": "s.status = 'completed' AND s.student_rating < :low_rating",
+    "low_ai_quality": "s.status = 'completed' AND c.quality_score < :low_ai_quality",
+}
+
+
+def evidence(
+    conn: Connection,
+    window: Window,
+    rules: RulesConfig,
+    needs: Mapping[str, set[str]],
+    *,
+    chunk: int = 1000,
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """`(tutor_id, kind) -> [(session_id, subject)]`, most recent first, capped.
+
+    Only asked for the tutors whose flag is raised, so the query touches the
+    sessions behind raised flags and nothing else.
+    """
+    cap = rules.analytics.evidence_session_ids
+    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    pending = {kind: sorted(ids) for kind, ids in needs.items() if ids}
+    while pending:
+        batch: dict[str, list[str]] = {}
+        for kind in list(pending):
+            batch[kind], pending[kind] = pending[kind][:chunk], pending[kind][chunk:]
+            if not pending[kind]:
+                del pending[kind]
+        params = window_params(window, rules)
+        params.update(
+            cap=cap,
+            low_rating=rules.thresholds.low_rating,
+            low_ai_quality=rules.thresholds.low_ai_quality,
+        )
+        branches = []
+        for kind, ids in batch.items():
+            params[f"ids_{kind}"] = ids
+            branches.append(
+                f"SELECT s.tutor_id AS tutor_id, '{kind}' AS kind, s.session_id AS session_id,"
+                f" s.subject AS subject, s.scheduled_start_at AS at"
+                f" FROM sessions s LEFT JOIN chosen c ON c.session_id = s.session_id"
+                f" WHERE {IN_WINDOW} AND s.tutor_id IN :ids_{kind} AND {EVIDENCE_KINDS[kind]}"
+            )
+        everyone = " OR ".join(f"s.tutor_id IN :ids_{kind}" for kind in batch)
+        cte = chosen_evaluations_cte(f"{IN_WINDOW} AND s.status = 'completed' AND ({everyone})")
+        sql = f"""WITH {cte}, picked AS ({" UNION ALL ".join(branches)})
+SELECT tutor_id, kind, session_id, subject FROM (
+  SELECT tutor_id, kind, session_id, subject,
+         ROW_NUMBER() OVER (PARTITION BY tutor_id, kind ORDER BY at DESC, session_id) AS rn
+  FROM picked
+) ranked WHERE rn <= :cap
+ORDER BY tutor_id, kind, rn"""
+        for row in conn.execute(statement(sql, params)):
+            out.setdefault((row.tutor_id, row.kind), []).append((row.session_id, row.subject))
+    return out

@@ -1,0 +1,413 @@
+"""RULES.md in code: counts in, flags, labels and their reasons out (no I/O).
+
+Guards (small samples) follow RULES.md; a rule whose guard is not met is never
+raised and gets a `not_enough_data` reason instead. Rates with a zero
+denominator are None. The falling-trend signal uses the guard of the quantity
+it is about (>= min_ratings ratings, >= min_evaluations evaluations in the
+window) and needs a value in both halves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tutorscore.analytics.metrics import Tally, TutorCounts, mean
+from tutorscore.analytics.reasons import FLAG, NOT_ENOUGH_DATA, SUMMARY, Reason, num, pct, plural
+from tutorscore.analytics.window import Window, iso
+from tutorscore.config import RulesConfig
+
+LABELS = ("high", "medium", "low")
+SIGNAL_NAMES = {
+    "high_rescheduler_flag": "high rescheduler",
+    "no_show_high": "high no-show risk",
+    "poor_first_session_flag": "poor first sessions",
+    "low_rating_flag": "low ratings",
+    "low_ai_quality_flag": "low AI quality",
+    "falling_trend": "falling rating or AI score",
+}
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _trend(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return None
+    return round(second - first, 6)
+
+
+@dataclass
+class Assessment:
+    tutor_id: str
+    total_sessions: int
+    first_sessions: int
+    tutor_reschedules: int
+    tutor_no_shows: int
+    first_session_dropouts: int
+    rated_sessions: int
+    evaluated_sessions: int
+    tutor_reschedule_rate: float | None
+    tutor_no_show_rate: float | None
+    first_session_dropout_rate: float | None
+    avg_student_rating: float | None
+    ai_avg_quality_score: float | None
+    rating_trend: float | None
+    ai_score_trend: float | None
+    high_rescheduler_flag: bool = False
+    poor_first_session_flag: bool = False
+    low_rating_flag: bool = False
+    low_ai_quality_flag: bool = False
+    no_show_risk_label: str = "low"
+    churn_risk_label: str = "low"
+    insufficient_data: bool = False
+    reasons: list[Reason] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """Values for a tutor_metrics row (reasons serialised)."""
+        out = {name: getattr(self, name) for name in METRIC_COLUMNS}
+        out["reasons"] = [r.as_dict() for r in self.reasons]
+        out["details"] = self.details
+        return out
+
+
+METRIC_COLUMNS = (
+    "tutor_id", "total_sessions", "first_sessions", "tutor_reschedules", "tutor_no_shows",
+    "first_session_dropouts", "rated_sessions", "evaluated_sessions", "tutor_reschedule_rate",
+    "tutor_no_show_rate", "first_session_dropout_rate", "avg_student_rating",
+    "ai_avg_quality_score", "rating_trend", "ai_score_trend", "high_rescheduler_flag",
+    "poor_first_session_flag", "low_rating_flag", "low_ai_quality_flag", "no_show_risk_label",
+    "churn_risk_label", "insufficient_data",
+)  # fmt: skip
+
+
+def _slice(tally: Tally) -> dict[str, Any]:
+    return {
+        "sessions": tally.total_sessions,
+        "ratings": tally.rated_sessions,
+        "avg_rating": tally.avg_rating,
+        "evaluations": tally.evaluated_sessions,
+        "avg_ai_score": tally.avg_quality,
+    }
+
+
+def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessment:
+    """Apply every rule of RULES.md to one tutor's counts."""
+    t = rules.thresholds
+    w = counts.window
+    days = window.days
+    first, second = counts.halves[1], counts.halves[2]
+    a = Assessment(
+        tutor_id=counts.tutor_id,
+        total_sessions=w.total_sessions,
+        first_sessions=w.first_sessions,
+        tutor_reschedules=w.tutor_reschedules,
+        tutor_no_shows=w.tutor_no_shows,
+        first_session_dropouts=w.first_session_dropouts,
+        rated_sessions=w.rated_sessions,
+        evaluated_sessions=w.evaluated_sessions,
+        tutor_reschedule_rate=rate(w.tutor_reschedules, w.total_sessions),
+        tutor_no_show_rate=rate(w.tutor_no_shows, w.total_sessions),
+        first_session_dropout_rate=rate(w.first_session_dropouts, w.first_sessions),
+        avg_student_rating=w.avg_rating,
+        ai_avg_quality_score=w.avg_quality,
+        rating_trend=_trend(first.avg_rating, second.avg_rating),
+        ai_score_trend=_trend(first.avg_quality, second.avg_quality),
+    )
+    reasons = a.reasons
+    sessions_ok = w.total_sessions >= t.min_sessions
+    first_ok = w.first_sessions >= t.min_first_sessions
+    ratings_ok = w.rated_sessions >= t.min_ratings
+    evals_ok = w.evaluated_sessions >= t.min_evaluations
+    a.insufficient_data = not sessions_ok
+    sessions_text = plural(w.total_sessions, "session")
+
+    if not sessions_ok:
+        reasons.append(
+            Reason(
+                "insufficient_data", w.total_sessions, t.min_sessions, w.total_sessions, None,
+                f"Not enough data: {sessions_text} in the last {days} days"
+                f" (needs {t.min_sessions}) to judge reschedules and no-shows",
+                kind=NOT_ENOUGH_DATA,
+            )
+        )
+
+    # high_rescheduler_flag
+    r_rate = a.tutor_reschedule_rate
+    if sessions_ok and r_rate is not None and r_rate > t.high_rescheduler_rate:
+        a.high_rescheduler_flag = True
+        reasons.append(
+            Reason(
+                "high_rescheduler_flag", r_rate, t.high_rescheduler_rate,
+                w.tutor_reschedules, w.total_sessions,
+                f"{w.tutor_reschedules} of {sessions_text} rescheduled by the tutor"
+                f" ({pct(r_rate, t.high_rescheduler_rate)} > {pct(t.high_rescheduler_rate)})",
+                evidence="tutor_reschedule",
+            )
+        )
+
+    # no_show_risk_label
+    ns_rate = a.tutor_no_show_rate
+    avg_rating = a.avg_student_rating
+    if not sessions_ok:
+        reasons.append(
+            Reason(
+                "no_show_risk_label", "low", t.min_sessions, w.total_sessions, None,
+                f"Too few sessions to judge no-show risk: {sessions_text} in the last"
+                f" {days} days (needs {t.min_sessions}); shown as low",
+                kind=NOT_ENOUGH_DATA,
+            )
+        )
+    elif ns_rate is not None:
+        missed = (
+            f"{w.tutor_no_shows} of {sessions_text} missed by the tutor"
+        )
+        if ns_rate > t.no_show_high_rate:
+            a.no_show_risk_label = "high"
+            reasons.append(
+                Reason(
+                    "no_show_risk_label", "high", t.no_show_high_rate,
+                    w.tutor_no_shows, w.total_sessions,
+                    f"{missed} ({pct(ns_rate, t.no_show_high_rate)} > {pct(t.no_show_high_rate)})",
+                    evidence="tutor_no_show", extra={"rate": ns_rate},
+                )
+            )
+        if (
+            r_rate is not None
+            and r_rate > t.no_show_high_combo_reschedule_rate
+            and avg_rating is not None
+            and avg_rating < t.no_show_high_combo_max_rating
+        ):
+            a.no_show_risk_label = "high"
+            reasons.append(
+                Reason(
+                    "no_show_risk_label", "high", t.no_show_high_combo_reschedule_rate,
+                    w.tutor_reschedules, w.total_sessions,
+                    f"{w.tutor_reschedules} of {sessions_text} rescheduled by the tutor"
+                    f" ({pct(r_rate, t.no_show_high_combo_reschedule_rate)} >"
+                    f" {pct(t.no_show_high_combo_reschedule_rate)}) with an average rating of"
+                    f" {num(avg_rating)} (< {num(t.no_show_high_combo_max_rating)})",
+                    evidence="tutor_reschedule",
+                    extra={
+                        "rate": r_rate,
+                        "avg_student_rating": avg_rating,
+                        "rating_threshold": t.no_show_high_combo_max_rating,
+                    },
+                )
+            )
+        if a.no_show_risk_label != "high":
+            if ns_rate > t.no_show_medium_rate:
+                a.no_show_risk_label = "medium"
+                text = f"{missed} ({pct(ns_rate, t.no_show_medium_rate)} > "
+                text += f"{pct(t.no_show_medium_rate)})"
+                evidence: str | None = "tutor_no_show"
+                kind = FLAG
+                threshold = t.no_show_medium_rate
+            else:
+                text = f"{missed} ({pct(ns_rate, t.no_show_medium_rate)}, at most "
+                text += f"{pct(t.no_show_medium_rate)}): low no-show risk"
+                evidence, kind, threshold = None, SUMMARY, t.no_show_medium_rate
+            reasons.append(
+                Reason(
+                    "no_show_risk_label", a.no_show_risk_label, threshold,
+                    w.tutor_no_shows, w.total_sessions, text,
+                    kind=kind, evidence=evidence, extra={"rate": ns_rate},
+                )
+            )
+
+    # poor_first_session_flag (per tutor, then per tutor x subject)
+    f_rate = a.first_session_dropout_rate
+    failed_words = "ended with the student leaving or rating it"
+    failed_words += f" {t.poor_first_session_max_rating} or lower"
+    if not first_ok:
+        reasons.append(
+            Reason(
+                "poor_first_session_flag", w.first_sessions, t.min_first_sessions,
+                w.first_sessions, None,
+                f"Not enough data for first sessions: {plural(w.first_sessions, 'first session')}"
+                f" in the last {days} days (needs {t.min_first_sessions})",
+                kind=NOT_ENOUGH_DATA,
+            )
+        )
+    elif f_rate is not None and f_rate > t.poor_first_session_rate:
+        a.poor_first_session_flag = True
+        reasons.append(
+            Reason(
+                "poor_first_session_flag", f_rate, t.poor_first_session_rate,
+                w.first_session_dropouts, w.first_sessions,
+                f"{w.first_session_dropouts} of {w.first_sessions} first sessions {failed_words}"
+                f" ({pct(f_rate, t.poor_first_session_rate)} > {pct(t.poor_first_session_rate)})",
+                evidence="first_session_failed",
+            )
+        )
+    by_subject = []
+    for subj in counts.subjects:
+        s_rate = rate(subj.dropouts, subj.first_sessions)
+        s_ok = subj.first_sessions >= t.min_first_sessions
+        s_flag = bool(s_ok and s_rate is not None and s_rate > t.poor_first_session_rate)
+        by_subject.append(
+            {
+                "subject": subj.subject,
+                "first_sessions": subj.first_sessions,
+                "dropouts": subj.dropouts,
+                "dropout_rate": s_rate,
+                "poor_first_session_flag": s_flag,
+                "insufficient_data": not s_ok,
+            }
+        )
+        if s_flag and s_rate is not None:
+            reasons.append(
+                Reason(
+                    "poor_first_session_flag", s_rate, t.poor_first_session_rate,
+                    subj.dropouts, subj.first_sessions,
+                    f"In {subj.subject}, {subj.dropouts} of {subj.first_sessions} first sessions"
+                    f" {failed_words} ({pct(s_rate, t.poor_first_session_rate)} >"
+                    f" {pct(t.poor_first_session_rate)})",
+                    evidence="first_session_failed", subject=subj.subject,
+                )
+            )
+
+    # low rating / low AI quality signals
+    if not ratings_ok:
+        reasons.append(
+            Reason(
+                "low_rating_flag", w.rated_sessions, t.min_ratings, w.rated_sessions, None,
+                f"Not enough data for ratings: {plural(w.rated_sessions, 'rated session')}"
+                f" in the last {days} days (needs {t.min_ratings})",
+                kind=NOT_ENOUGH_DATA,
+            )
+        )
+    elif avg_rating is not None and avg_rating < t.low_rating:
+        a.low_rating_flag = True
+        reasons.append(
+            Reason(
+                "low_rating_flag", avg_rating, t.low_rating, w.rating_sum, w.rated_sessions,
+                f"Average student rating {num(avg_rating)} over"
+                f" {plural(w.rated_sessions, 'rated session')} (< {num(t.low_rating)})",
+                evidence="low_rating",
+            )
+        )
+    ai = a.ai_avg_quality_score
+    if not evals_ok:
+        reasons.append(
+            Reason(
+                "low_ai_quality_flag", w.evaluated_sessions, t.min_evaluations,
+                w.evaluated_sessions, None,
+                f"Not enough data for AI quality:"
+                f" {plural(w.evaluated_sessions, 'evaluated session')} in the last {days} days"
+                f" (needs {t.min_evaluations})",
+                kind=NOT_ENOUGH_DATA,
+            )
+        )
+    elif ai is not None and ai < t.low_ai_quality:
+        a.low_ai_quality_flag = True
+        reasons.append(
+            Reason(
+                "low_ai_quality_flag", ai, t.low_ai_quality, round(w.quality_sum, 6),
+                w.evaluated_sessions,
+                f"Average AI quality score {num(ai)} over"
+                f" {plural(w.evaluated_sessions, 'evaluated session')}"
+                f" (< {num(t.low_ai_quality)})",
+                evidence="low_ai_quality",
+            )
+        )
+
+    # falling trends (second half minus first half of the window)
+    falling = []
+    for name, label, trend, ok, a1, a2 in (
+        ("rating_trend", "Average rating", a.rating_trend, ratings_ok,
+         first.avg_rating, second.avg_rating),
+        ("ai_score_trend", "Average AI quality score", a.ai_score_trend, evals_ok,
+         first.avg_quality, second.avg_quality),
+    ):  # fmt: skip
+        if ok and trend is not None and a1 is not None and a2 is not None:
+            if trend <= -t.falling_trend_drop:
+                falling.append(name)
+                reasons.append(
+                    Reason(
+                        name, trend, -t.falling_trend_drop, None, None,
+                        f"{label} fell from {num(a1)} to {num(a2)} between the first and second"
+                        f" half of the last {days} days ({num(trend)}; a fall of"
+                        f" {num(t.falling_trend_drop)} or more counts)",
+                        extra={"first_half": a1, "second_half": a2},
+                    )
+                )
+
+    # churn_risk_label from rules (the churn model may override it later)
+    signals = {
+        "high_rescheduler_flag": a.high_rescheduler_flag,
+        "no_show_high": a.no_show_risk_label == "high",
+        "poor_first_session_flag": a.poor_first_session_flag,
+        "low_rating_flag": a.low_rating_flag,
+        "low_ai_quality_flag": a.low_ai_quality_flag,
+        "falling_trend": bool(falling),
+    }
+    raised = [name for name, on in signals.items() if on]
+    n = len(raised)
+    if n >= t.churn_high_signals:
+        a.churn_risk_label, threshold = "high", t.churn_high_signals
+    elif n >= t.churn_medium_signals:
+        a.churn_risk_label, threshold = "medium", t.churn_medium_signals
+    else:
+        a.churn_risk_label, threshold = "low", t.churn_medium_signals
+    names = ", ".join(SIGNAL_NAMES[r] for r in raised)
+    if a.churn_risk_label == "low":
+        text = f"No churn risk signals among the {len(signals)} checked"
+        if a.insufficient_data:
+            text += ", but there is not enough data to call it low risk"
+    else:
+        text = (
+            f"{plural(n, 'risk signal')} ({names}): {a.churn_risk_label} churn risk with"
+            f" {threshold} or more"
+        )
+    reasons.append(
+        Reason(
+            "churn_risk_label", a.churn_risk_label, threshold, n, len(signals), text,
+            kind=SUMMARY, extra={"signals": raised, "source": "rules"},
+        )
+    )
+
+    weekly = []
+    for week in reversed(range(window.weeks)):
+        lower, upper = window.week_bounds(week)
+        weekly.append(
+            {"week_start": iso(lower), "week_end": iso(upper),
+             **_slice(counts.weeks.get(week, Tally()))}
+        )  # fmt: skip
+    a.details = {
+        "window": window.describe(),
+        "counts": {
+            "completed": w.completed,
+            "student_reschedules": w.student_reschedules,
+            "student_no_shows": w.student_no_shows,
+            "cancelled": w.cancelled,
+            "rating_sum": w.rating_sum,
+            "quality_sum": round(w.quality_sum, 6),
+        },
+        "halves": {
+            "first": {"start": iso(window.start), "end": iso(window.mid), **_slice(first)},
+            "second": {"start": iso(window.mid), "end": iso(window.as_of), **_slice(second)},
+        },
+        "weekly": weekly,
+        "first_sessions_by_subject": by_subject,
+        "guards": {
+            "sessions": sessions_ok,
+            "first_sessions": first_ok,
+            "ratings": ratings_ok,
+            "evaluations": evals_ok,
+        },
+        "signals": raised,
+    }
+    return a
+
+
+def risk_level(churn_label: str, insufficient_data: bool) -> str:
+    """What the dashboard shows: the churn label, or "not_enough_data" instead of low."""
+    if churn_label == "low" and insufficient_data:
+        return "not_enough_data"
+    return churn_label
+
+
+__all__ = ["Assessment", "assess", "mean", "rate", "risk_level", "LABELS", "METRIC_COLUMNS"]

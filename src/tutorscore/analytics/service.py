@@ -1,0 +1,246 @@
+"""Full recompute and incremental update of tutor_metrics.
+
+Both paths run the same SQL (metrics.aggregate) and the same rules, the
+incremental one filtered to one tutor, so an incremental row equals the row a
+full recompute writes at the same `as_of`. Rows are upserted on
+(tutor_id, as_of): recomputing an `as_of` replaces its rows, other `as_of`s stay
+as history.
+
+"Current" metrics are each tutor's latest row (report functions with
+`as_of=None`). The live path (`update_tutor(..., as_of=None)`, called when a
+session is recorded) computes at `live_as_of()`: now, truncated to the second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tutorscore.analytics import metrics
+from tutorscore.analytics.rules import Assessment, assess, risk_level
+from tutorscore.analytics.window import Window, iso
+from tutorscore.config import RulesConfig
+from tutorscore.db.base import utcnow
+from tutorscore.db.models.analytics import AnalyticsRun, TutorMetrics
+from tutorscore.db.models.core import Tutor
+from tutorscore.errors import NotFound
+
+Bind = Engine | Connection | Session
+
+RUNS = cast(Table, AnalyticsRun.__table__)
+METRICS = cast(Table, TutorMetrics.__table__)
+FLAG_COLUMNS = (
+    "high_rescheduler_flag",
+    "poor_first_session_flag",
+    "low_rating_flag",
+    "low_ai_quality_flag",
+    "insufficient_data",
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    kind: str
+    as_of: datetime
+    tutors: int
+    config_hash: str
+    seconds: float
+    risk: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    model_scored: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "as_of": iso(self.as_of),
+            "tutors": self.tutors,
+            "config_hash": self.config_hash,
+            "seconds": round(self.seconds, 4),
+            "risk": self.risk,
+            "flags": self.flags,
+            "model_scored": self.model_scored,
+        }
+
+    def __str__(self) -> str:
+        risk = ", ".join(f"{n} {k}" for k, n in self.risk.items() if n)
+        return (
+            f"{self.tutors} tutors at {iso(self.as_of)} in {self.seconds:.2f} s"
+            f" (churn risk: {risk or 'none'})"
+        )
+
+
+def live_as_of() -> datetime:
+    """The as_of of the live path: now, to the second."""
+    return utcnow().replace(microsecond=0)
+
+
+@contextmanager
+def _connection(bind: Bind) -> Iterator[Connection]:
+    """A connection inside a transaction: the caller's, or a new one for an Engine."""
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    elif isinstance(bind, Session):
+        bind.flush()
+        yield bind.connection()
+    else:
+        yield bind
+
+
+def compute_all(bind: Bind, *, as_of: datetime, rules: RulesConfig) -> RunSummary:
+    """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent)."""
+    with _connection(bind) as conn:
+        tutor_ids = list(conn.scalars(select(Tutor.tutor_id).order_by(Tutor.tutor_id)))
+        return _compute(conn, as_of=as_of, rules=rules, kind="full", tutor_ids=tutor_ids)
+
+
+def update_tutor(
+    session: Bind, tutor_id: str, *, rules: RulesConfig, as_of: datetime | None = None
+) -> RunSummary:
+    """Recompute one tutor (after a session of theirs was recorded or evaluated).
+
+    `as_of=None` is the live path: `live_as_of()`.
+    """
+    when = as_of if as_of is not None else live_as_of()
+    with _connection(session) as conn:
+        found = conn.scalar(select(Tutor.tutor_id).where(Tutor.tutor_id == tutor_id))
+        if found is None:
+            raise NotFound(f"tutor {tutor_id!r} not found")
+        return _compute(
+            conn, as_of=when, rules=rules, kind="incremental", tutor_ids=[tutor_id], only=tutor_id
+        )
+
+
+def _compute(
+    conn: Connection,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    kind: str,
+    tutor_ids: Sequence[str],
+    only: str | None = None,
+) -> RunSummary:
+    started = time.perf_counter()
+    started_at = utcnow()
+    as_of = as_of.astimezone(UTC)
+    window = Window.build(as_of, rules.analytics.window_days)
+    counts = metrics.aggregate(conn, window, rules, tutor_ids, only=only)
+    assessments = [assess(c, rules, window) for c in counts.values()]
+    _attach_evidence(conn, window, rules, assessments)
+
+    config_hash = rules.fingerprint()
+    run_id = conn.execute(
+        insert(RUNS)
+        .values(
+            as_of=as_of,
+            kind=kind,
+            started_at=started_at,
+            tutors=len(assessments),
+            config_hash=config_hash,
+            config=rules.model_dump(mode="json"),
+        )
+        .returning(RUNS.c.id)
+    ).scalar_one()
+    computed_at = utcnow()
+    rows = []
+    for a in assessments:
+        row = a.columns()
+        row.update(
+            as_of=as_of,
+            window_days=window.days,
+            run_id=run_id,
+            computed_at=computed_at,
+            config_hash=config_hash,
+            churn_probability=None,
+        )
+        rows.append(row)
+    if rows:
+        _upsert(conn, rows)
+    scored = apply_churn_model(
+        conn, as_of=as_of, rules=rules, tutor_ids=None if only is None else [only]
+    )
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
+    risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
+    return RunSummary(
+        run_id=run_id,
+        kind=kind,
+        as_of=as_of,
+        tutors=len(assessments),
+        config_hash=config_hash,
+        seconds=time.perf_counter() - started,
+        risk={k: risk.get(k, 0) for k in ("high", "medium", "low", "not_enough_data")},
+        flags={f: sum(1 for a in assessments if getattr(a, f)) for f in FLAG_COLUMNS},
+        model_scored=scored,
+    )
+
+
+def _attach_evidence(
+    conn: Connection, window: Window, rules: RulesConfig, assessments: list[Assessment]
+) -> None:
+    """Fill each raised reason's session_ids with the sessions behind it."""
+    needs: dict[str, set[str]] = {}
+    for a in assessments:
+        for reason in a.reasons:
+            if reason.evidence:
+                needs.setdefault(reason.evidence, set()).add(a.tutor_id)
+    if not needs:
+        return
+    found = metrics.evidence(conn, window, rules, needs)
+    for a in assessments:
+        for reason in a.reasons:
+            if reason.evidence:
+                pairs = found.get((a.tutor_id, reason.evidence), [])
+                reason.session_ids = [
+                    sid for sid, subject in pairs if reason.subject in (None, subject)
+                ]
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Bulk upsert on (tutor_id, as_of): INSERT ... ON CONFLICT DO UPDATE, executemany."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(METRICS)
+    keep = {"id", "tutor_id", "as_of"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tutor_id", "as_of"],
+        set_={c.name: stmt.excluded[c.name] for c in METRICS.columns if c.name not in keep},
+    )
+    conn.execute(stmt, rows)
+
+
+def apply_churn_model(
+    conn: Connection,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    tutor_ids: Sequence[str] | None = None,
+) -> int:
+    """The single place where a trained churn model overrides the rules' churn labels.
+
+    Called by compute_all and update_tutor after the rows at `as_of` are written.
+    The rules already set churn_risk_label; when the prediction package provides
+    `tutorscore.prediction.churn.score_tutor_metrics(conn, *, as_of, rules, tutor_ids)`
+    (a model that passed its quality gate), it sets churn_probability and the label
+    from it. Without one, churn_probability stays null. Returns rows scored.
+    """
+    try:
+        module = importlib.import_module("tutorscore.prediction.churn")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("tutorscore.prediction"):
+            return 0
+        raise
+    scorer = getattr(module, "score_tutor_metrics", None)
+    if scorer is None:
+        return 0
+    return int(scorer(conn, as_of=as_of, rules=rules, tutor_ids=tutor_ids))
