@@ -1,0 +1,592 @@
+"""The heuristic judge: offline, deterministic, fast (the default judge).
+
+It reads a transcript's turns once, measures the behaviours the tutoring
+literature ties to learning (student talk, open questions, checks for
+understanding, uptake of the student's words, praise of effort, session
+structure) and the red flags (monologues, ignored questions, answer
+give-aways, not waiting after a question), then maps them to the rubric with
+fixed formulas. docs/evaluation.md documents each feature and formula; the
+thresholds live in `[evaluation.heuristic]` of defaults.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from tutorscore.config import HeuristicConfig
+from tutorscore.evaluation import heuristic_patterns as P
+from tutorscore.evaluation.judge import EvaluationResult, Evidence, Rubric
+from tutorscore.ingest.transcript_format import Turn
+
+PROMPT_VERSION = "heuristic-v1"
+# Seconds per word used for the last turn's duration when turns carry start_s.
+_SECONDS_PER_WORD = 0.4
+_QUOTE_CHARS = 160
+_MAX_EVIDENCE_PER_KIND = 3
+
+
+def _clamp01(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def _quote(text: str, start: int = 0, end: int | None = None) -> str:
+    """An exact substring of `text` (stripped, cut at a word boundary when long)."""
+    end = len(text) if end is None else end
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end - start > _QUOTE_CHARS:
+        cut = text.rfind(" ", start, start + _QUOTE_CHARS)
+        end = cut if cut > start else start + _QUOTE_CHARS
+        while end > start and text[end - 1].isspace():
+            end -= 1
+    return text[start:end]
+
+
+@dataclass
+class _Analysis:
+    """Everything measured on one transcript (the numbers behind every sentence)."""
+
+    n_turns: int = 0
+    tutor_turns: int = 0
+    student_turns: int = 0
+    tutor_words: int = 0
+    student_words: int = 0
+    tutor_seconds: float | None = None
+    student_seconds: float | None = None
+    questions: int = 0
+    open_questions: int = 0
+    closed_questions: int = 0
+    question_turns: int = 0
+    self_answered: list[tuple[int, int, int]] = field(default_factory=list)
+    checks: list[tuple[int, int, int]] = field(default_factory=list)
+    praise: list[tuple[int, int, int]] = field(default_factory=list)
+    goal: tuple[int, int, int] | None = None
+    recap: tuple[int, int, int] | None = None
+    uptake_eligible: int = 0
+    uptake: list[int] = field(default_factory=list)
+    student_questions: int = 0
+    ignored: list[int] = field(default_factory=list)
+    giveaways: list[tuple[int, int, int]] = field(default_factory=list)
+    closed_examples: list[tuple[int, int, int]] = field(default_factory=list)
+    longest_run_words: int = 0
+    monologues: list[tuple[int, int]] = field(default_factory=list)  # (longest turn, run words)
+    longest_tutor_turns: list[tuple[int, int]] = field(default_factory=list)  # (words, index)
+    longest_student_turns: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def total_words(self) -> int:
+        return self.tutor_words + self.student_words
+
+    @property
+    def student_word_share(self) -> float | None:
+        return self.student_words / self.total_words if self.total_words else None
+
+    @property
+    def student_time_share(self) -> float | None:
+        if self.tutor_seconds is None or self.student_seconds is None:
+            return None
+        total = self.tutor_seconds + self.student_seconds
+        return self.student_seconds / total if total > 0 else None
+
+    @property
+    def mean_student_turn_words(self) -> float:
+        return self.student_words / self.student_turns if self.student_turns else 0.0
+
+    @property
+    def uptake_rate(self) -> float | None:
+        return len(self.uptake) / self.uptake_eligible if self.uptake_eligible else None
+
+    @property
+    def tutor_words_per_second(self) -> float | None:
+        if not self.tutor_seconds:
+            return None
+        return self.tutor_words / self.tutor_seconds
+
+
+def _durations(turns: list[Turn], words: list[int]) -> list[float] | None:
+    """Seconds per turn from start_s, when every turn has one and they never go back."""
+    starts: list[float] = []
+    for t in turns:
+        s = t.get("start_s")
+        if s is None:
+            return None
+        starts.append(float(s))
+    if any(b < a for a, b in zip(starts, starts[1:], strict=False)):
+        return None
+    out = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    out.append(words[-1] * _SECONDS_PER_WORD)
+    return out
+
+
+def _content(tokens: list[str]) -> set[str]:
+    return {w for w in tokens if w not in P.STOPWORDS and (len(w) >= 4 or not w.isalpha())}
+
+
+def analyse(turns: list[Turn], cfg: HeuristicConfig) -> _Analysis:
+    """One pass over the turns; regexes run only on the turns that need them."""
+    a = _Analysis(n_turns=len(turns))
+    lowers = [t["text"].lower() for t in turns]
+    tokens = [P.WORD.findall(low) for low in lowers]
+    words = [len(tk) for tk in tokens]
+    speakers = [t["speaker"] for t in turns]
+    tutor_idx = [i for i, s in enumerate(speakers) if s == "tutor"]
+    a.tutor_turns = len(tutor_idx)
+    a.student_turns = len(turns) - a.tutor_turns
+
+    durations = _durations(turns, words) if turns else None
+    if durations is not None:
+        a.tutor_seconds = sum(d for d, s in zip(durations, speakers, strict=True) if s == "tutor")
+        a.student_seconds = sum(
+            d for d, s in zip(durations, speakers, strict=True) if s == "student"
+        )
+
+    window = cfg.structure_window_turns
+    first_tutor = set(tutor_idx[:window])
+    last_tutor = set(tutor_idx[-window:])
+    tail_min = cfg.self_answered_tail_words
+
+    run_words = 0
+    run_best = (-1, -1)  # (words, index) of the longest turn in the current tutor run
+    prev_student: int | None = None  # index of the student turn just before a tutor turn
+    pending_question: int | None = None  # a student question waiting for the tutor's reply
+    student_said: set[str] = set()  # every word the student has said so far
+
+    for i, speaker in enumerate(speakers):
+        low = lowers[i]
+        n = words[i]
+        if speaker == "student":
+            a.student_words += n
+            a.longest_student_turns.append((n, i))
+            if run_words:
+                if run_words >= cfg.monologue_words:
+                    a.monologues.append((run_best[1], run_words))
+                a.longest_run_words = max(a.longest_run_words, run_words)
+                run_words, run_best = 0, (-1, -1)
+            if "?" in low:
+                a.student_questions += 1
+                if pending_question is not None:
+                    a.ignored.append(pending_question)
+                pending_question = i
+            student_said.update(tokens[i])
+            prev_student = i
+            continue
+
+        # tutor turn
+        a.tutor_words += n
+        a.longest_tutor_turns.append((n, i))
+        run_words += n
+        if n > run_best[0]:
+            run_best = (n, i)
+
+        if prev_student is not None:
+            student_content = _content(tokens[prev_student])
+            if student_content:
+                a.uptake_eligible += 1
+                if not student_content.isdisjoint(tokens[i]):
+                    a.uptake.append(i)
+        if pending_question is not None:
+            q_content = _content(tokens[pending_question])
+            answered = (not q_content.isdisjoint(tokens[i])) or bool(P.ANSWER_START.match(low))
+            if P.DISMISSAL.search(low) or not answered:
+                a.ignored.append(pending_question)
+            pending_question = None
+
+        if "?" in low:
+            a.question_turns += 1
+            q_end = low.find("?")
+            while q_end != -1:
+                q_start = _sentence_start(low, q_end)
+                while q_end < len(low) and low[q_end] == "?":
+                    q_end += 1
+                a.questions += 1
+                if P.OPEN_QUESTION.match(low, q_start):
+                    a.open_questions += 1
+                elif P.CLOSED_QUESTION.match(low, q_start):
+                    a.closed_questions += 1
+                    if len(a.closed_examples) < _MAX_EVIDENCE_PER_KIND:
+                        a.closed_examples.append((i, q_start, q_end))
+                q_end = low.find("?", q_end)
+            last_q = low.rfind("?")
+            if len(P.WORD.findall(low, last_q)) >= tail_min:
+                a.self_answered.append((i, _sentence_start(low, last_q), last_q + 1))
+        tok = tokens[i]
+        m = None if P.CHECK_WORDS.isdisjoint(tok) else P.CHECK_FOR_UNDERSTANDING.search(low)
+        if m:
+            a.checks.append((i, *_sentence_span(low, m.start(), m.end())))
+        m = None if P.PRAISE_WORDS.isdisjoint(tok) else P.PRAISE_OF_EFFORT.search(low)
+        if m:
+            a.praise.append((i, *_sentence_span(low, m.start(), m.end())))
+        if a.goal is None and i in first_tutor:
+            m = P.GOAL_SETTING.search(low)
+            if m:
+                a.goal = (i, *_sentence_span(low, m.start(), m.end()))
+        if i in last_tutor:
+            m = P.RECAP.search(low)
+            if m:
+                a.recap = (i, *_sentence_span(low, m.start(), m.end()))
+        m = (
+            P.ANSWER_GIVEAWAY.search(low)
+            if "=" in low or not P.GIVEAWAY_WORDS.isdisjoint(tok)
+            else None
+        )
+        if m and not P.CONFIRMATION_START.match(low):
+            ans = (m.group("ans") or "").strip("./")
+            said_by_student = bool(ans) and ans in student_said
+            if not said_by_student:
+                a.giveaways.append((i, *_sentence_span(low, m.start(), m.end())))
+        prev_student = None
+
+    if pending_question is not None:
+        a.ignored.append(pending_question)
+    if run_words:
+        if run_words >= cfg.monologue_words:
+            a.monologues.append((run_best[1], run_words))
+        a.longest_run_words = max(a.longest_run_words, run_words)
+    a.longest_tutor_turns.sort(key=lambda x: (-x[0], x[1]))
+    a.longest_student_turns.sort(key=lambda x: (-x[0], x[1]))
+    del a.longest_tutor_turns[_MAX_EVIDENCE_PER_KIND:]
+    del a.longest_student_turns[_MAX_EVIDENCE_PER_KIND:]
+    return a
+
+
+def _sentence_start(low: str, start: int) -> int:
+    s = max(low.rfind(".", 0, start), low.rfind("!", 0, start), low.rfind("?", 0, start))
+    return max(s, low.rfind("\n", 0, start)) + 1
+
+
+def _sentence_span(low: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a match to its sentence (spans index the lower-cased text)."""
+    s = _sentence_start(low, start)
+    e = len(low)
+    for ch in ".!?\n":
+        k = low.find(ch, end)
+        if k != -1 and k + 1 < e:
+            e = k + 1
+    return s, e
+
+
+@dataclass
+class _Scores:
+    clarity: float
+    pacing: float
+    engagement: float
+    goal_alignment: float
+    components: dict[str, float]
+
+    @property
+    def quality(self) -> float:
+        q = (
+            0.25 * self.clarity
+            + 0.20 * self.pacing
+            + 0.30 * self.engagement
+            + 0.25 * self.goal_alignment
+        )
+        return round(min(5.0, max(1.0, q)), 2)
+
+
+def score(a: _Analysis, cfg: HeuristicConfig) -> _Scores:
+    """Components in [0, 1] -> rubric dimensions on 1-5 (docs/evaluation.md, "Formulas")."""
+    share = a.student_word_share or 0.0
+    time_share = a.student_time_share
+    if time_share is not None:
+        share = (share + time_share) / 2
+    c = {
+        "talk": _clamp01((share - 0.10) / (cfg.engaged_student_word_share - 0.10)),
+        "student_turns": _clamp01((a.mean_student_turn_words - 3) / (15 - 3)),
+        "open": _clamp01(a.open_questions / a.questions / 0.5) if a.questions else 0.0,
+        "checks": _clamp01(len(a.checks) / 3),
+        "uptake": _clamp01((a.uptake_rate or 0.0) / cfg.strong_uptake_rate),
+        "praise": _clamp01(len(a.praise) / 2),
+        "goal": 1.0 if a.goal else 0.0,
+        "recap": 1.0 if a.recap else 0.0,
+        "monologue": 1 - _clamp01((a.longest_run_words - 80) / (cfg.monologue_words + 100 - 80)),
+        "answered": 1 - _clamp01(len(a.ignored) / a.student_questions)
+        if a.student_questions
+        else 1.0,
+        "no_giveaway": 1 - _clamp01(len(a.giveaways) / 2),
+        "wait_time": 1 - _clamp01(len(a.self_answered) / a.question_turns)
+        if a.question_turns
+        else 0.5,
+    }
+
+    def dim(weights: dict[str, float]) -> float:
+        total = sum(weights.values())
+        return 1 + 4 * sum(c[k] * w for k, w in weights.items()) / total
+
+    return _Scores(
+        clarity=dim({"checks": 2, "monologue": 2, "recap": 1, "no_giveaway": 1}),
+        pacing=dim({"wait_time": 2, "monologue": 1, "student_turns": 1}),
+        engagement=dim({"talk": 3, "student_turns": 2, "open": 2, "uptake": 2, "praise": 1}),
+        goal_alignment=dim({"goal": 3.5, "recap": 3.5, "answered": 1.5, "no_giveaway": 1.5}),
+        components=c,
+    )
+
+
+def _round_rubric(x: float) -> int:
+    return int(min(5, max(1, int(x + 0.5))))
+
+
+def _pct(x: float) -> str:
+    return f"{round(100 * x)}%"
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+class _Builder:
+    """Collects risk tags with their evidence; quotes are exact substrings of turns."""
+
+    def __init__(self, turns: list[Turn]) -> None:
+        self.turns = turns
+        self.tags: list[str] = []
+        self.evidence: list[Evidence] = []
+
+    def cite(self, index: int, note: str, span: tuple[int, int] | None = None) -> None:
+        text = self.turns[index]["text"]
+        if span and len(text.lower()) != len(text):
+            span = None  # lower-casing changed the length: spans would not line up
+        quote = _quote(text, *span) if span else _quote(text)
+        if quote:
+            self.evidence.append(Evidence(turn=index, quote=quote, note=note))
+
+    def tag(self, name: str) -> None:
+        if name not in self.tags:
+            self.tags.append(name)
+
+
+def evaluate_turns(turns: list[Turn], cfg: HeuristicConfig | None = None) -> EvaluationResult:
+    """Score one transcript (synchronous; the Judge wrapper below is async)."""
+    cfg = cfg or HeuristicConfig()
+    a = analyse(turns, cfg)
+    if a.tutor_turns == 0 or a.total_words == 0:
+        return EvaluationResult(
+            quality_score=1.0,
+            rubric=Rubric(clarity=1, pacing=1, engagement=1, goal_alignment=1),
+            areas_for_improvement=["The transcript has no tutor speech to evaluate"],
+            features={"turns": a.n_turns, "tutor_turns": a.tutor_turns},
+        )
+    s = score(a, cfg)
+    b = _Builder(turns)
+    strengths: list[str] = []
+    areas: list[str] = []
+    share = a.student_word_share or 0.0
+    time_share = a.student_time_share
+
+    # talk ratio and student turn length
+    low_talk = share < cfg.low_student_word_share or (
+        time_share is not None and time_share < cfg.low_student_word_share
+    )
+    if low_talk:
+        b.tag("low_student_talk_ratio")
+        for _, i in a.longest_tutor_turns[:2]:
+            b.cite(i, "long tutor turn: the student listened instead of explaining")
+        timing = f" and {_pct(1 - time_share)} of the time" if time_share is not None else ""
+        areas.append(
+            f"Tutor spoke {_pct(1 - share)} of the words{timing}; "
+            "ask the student to explain their reasoning"
+        )
+    elif share >= cfg.engaged_student_word_share:
+        strengths.append(f"Student spoke {_pct(share)} of the words")
+    if (
+        share >= cfg.engaged_student_word_share
+        and a.mean_student_turn_words >= cfg.engaged_student_turn_words
+    ):
+        b.tag("excellent_engagement")
+        for _, i in a.longest_student_turns[:2]:
+            b.cite(i, "student explains at length")
+    if a.student_turns and a.mean_student_turn_words < 5:
+        areas.append(
+            f"Student turns averaged {a.mean_student_turn_words:.1f} words; "
+            "ask for full explanations, not one-word answers"
+        )
+    elif a.mean_student_turn_words >= cfg.engaged_student_turn_words:
+        strengths.append(
+            f"Student turns averaged {a.mean_student_turn_words:.1f} words of explanation"
+        )
+
+    # questions
+    if a.open_questions:
+        strengths.append(
+            f"Asked {a.open_questions} open question{'s' if a.open_questions > 1 else ''} "
+            f"({_pct(a.open_questions / a.questions)} of {a.questions} questions)"
+        )
+    elif a.questions >= cfg.min_questions_for_closed_tag:
+        b.tag("closed_questions_only")
+        for i, st, en in a.closed_examples:
+            b.cite(i, "yes/no question", (st, en))
+        areas.append(
+            f"All {a.questions} questions were yes/no or one-word questions; ask how and why"
+        )
+
+    # checks for understanding
+    if a.checks:
+        strengths.append(f"Checked for understanding {_times(len(a.checks))}")
+        for i, st, en in a.checks[:_MAX_EVIDENCE_PER_KIND]:
+            b.cite(i, "check for understanding", (st, en))
+    elif a.tutor_turns >= cfg.min_tutor_turns_for_checks:
+        b.tag("no_check_for_understanding")
+        for _, i in a.longest_tutor_turns[:2]:
+            b.cite(i, "explanation not followed by a check for understanding")
+        areas.append(
+            f"Never checked for understanding in {a.tutor_turns} tutor turns; "
+            "ask the student to explain it back in their own words"
+        )
+
+    # uptake
+    rate = a.uptake_rate
+    if rate is not None:
+        if len(a.uptake) >= cfg.strong_uptake_turns and rate >= cfg.strong_uptake_rate:
+            b.tag("strong_uptake")
+            for i in a.uptake[:_MAX_EVIDENCE_PER_KIND]:
+                b.cite(i, "builds on the student's words")
+            strengths.append(
+                f"Built on the student's own words in {len(a.uptake)} of "
+                f"{a.uptake_eligible} replies"
+            )
+        elif a.uptake_eligible >= 3 and rate < 0.25:
+            areas.append(
+                f"Reused the student's words in only {len(a.uptake)} of {a.uptake_eligible} "
+                "replies; build on what the student says"
+            )
+
+    # praise of effort
+    if a.praise:
+        strengths.append(f"Praised effort or reasoning {_times(len(a.praise))}")
+        for i, st, en in a.praise[:2]:
+            b.cite(i, "praise of effort", (st, en))
+
+    # structure
+    if a.goal:
+        strengths.append("Set a goal at the start of the session")
+        b.cite(a.goal[0], "goal set", a.goal[1:])
+    if a.recap:
+        strengths.append("Recapped at the end of the session")
+        b.cite(a.recap[0], "recap", a.recap[1:])
+    if not a.goal and not a.recap and a.tutor_turns >= 2 * cfg.structure_window_turns:
+        b.tag("no_session_structure")
+        b.cite(next(i for i, t in enumerate(turns) if t["speaker"] == "tutor"), "no goal set")
+        last = max(i for i, t in enumerate(turns) if t["speaker"] == "tutor")
+        b.cite(last, "no recap at the end")
+        areas.append(
+            "No goal at the start and no recap at the end; open with the plan "
+            "and close with a summary"
+        )
+    elif not a.goal:
+        areas.append("No goal stated at the start; open with what the session will achieve")
+    elif not a.recap:
+        areas.append("No recap at the end; close by summarising what was learned")
+
+    # red flags
+    if a.monologues:
+        b.tag("long_monologue")
+        for i, _ in sorted(a.monologues, key=lambda m: -m[1])[:_MAX_EVIDENCE_PER_KIND]:
+            b.cite(i, "long stretch of tutor talk without a student turn")
+        areas.append(
+            f"Longest tutor stretch ran {a.longest_run_words} words without a student turn; "
+            "pause every few sentences"
+        )
+    if a.ignored:
+        b.tag("ignored_student_question")
+        for i in a.ignored[:_MAX_EVIDENCE_PER_KIND]:
+            b.cite(i, "student question not answered in the tutor's next turn")
+        areas.append(f"{len(a.ignored)} of {a.student_questions} student questions went unanswered")
+    elif a.student_questions >= 2:
+        strengths.append(f"Answered all {a.student_questions} student questions")
+    if a.giveaways:
+        b.tag("answer_giveaway")
+        for i, st, en in a.giveaways[:_MAX_EVIDENCE_PER_KIND]:
+            b.cite(i, "answer given before the student worked it out", (st, en))
+        areas.append(
+            f"Gave the answer away {_times(len(a.giveaways))}; give a hint and let the "
+            "student finish"
+        )
+    wps = a.tutor_words_per_second
+    rushed_by_rate = wps is not None and wps > cfg.rushed_words_per_second
+    if (
+        len(a.self_answered) >= cfg.rushed_self_answered
+        and len(a.self_answered) >= 0.4 * a.question_turns
+    ) or rushed_by_rate:
+        b.tag("rushed_pacing")
+        for i, st, en in a.self_answered[:_MAX_EVIDENCE_PER_KIND]:
+            b.cite(i, "asked a question and kept talking without waiting", (st, en))
+        if a.self_answered:
+            areas.append(
+                f"Kept talking after {len(a.self_answered)} of {a.question_turns} questions; "
+                "wait for the student to answer"
+            )
+        if rushed_by_rate and wps is not None:
+            areas.append(f"Tutor spoke {wps * 60:.0f} words a minute; slow down")
+
+    features: dict[str, float | int | str | None] = {
+        "turns": a.n_turns,
+        "tutor_turns": a.tutor_turns,
+        "student_turns": a.student_turns,
+        "tutor_words": a.tutor_words,
+        "student_words": a.student_words,
+        "student_word_share": round(share, 4),
+        "student_time_share": None if time_share is None else round(time_share, 4),
+        "mean_student_turn_words": round(a.mean_student_turn_words, 2),
+        "questions": a.questions,
+        "open_questions": a.open_questions,
+        "closed_questions": a.closed_questions,
+        "checks_for_understanding": len(a.checks),
+        "uptake_turns": len(a.uptake),
+        "uptake_rate": None if rate is None else round(rate, 4),
+        "praise_of_effort": len(a.praise),
+        "goal_set": int(a.goal is not None),
+        "recap": int(a.recap is not None),
+        "longest_tutor_run_words": a.longest_run_words,
+        "monologues": len(a.monologues),
+        "student_questions": a.student_questions,
+        "unanswered_student_questions": len(a.ignored),
+        "answer_giveaways": len(a.giveaways),
+        "self_answered_questions": len(a.self_answered),
+        "tutor_words_per_second": None if wps is None else round(wps, 3),
+    }
+    features.update({f"component_{k}": round(v, 4) for k, v in s.components.items()})
+    return EvaluationResult(
+        quality_score=s.quality,
+        rubric=Rubric(
+            clarity=_round_rubric(s.clarity),
+            pacing=_round_rubric(s.pacing),
+            engagement=_round_rubric(s.engagement),
+            goal_alignment=_round_rubric(s.goal_alignment),
+        ),
+        strengths=strengths[:8],
+        areas_for_improvement=areas[:8],
+        risk_tags=b.tags,
+        evidence=b.evidence,
+        features=features,
+    )
+
+
+def prompt_version_for(cfg: HeuristicConfig) -> str:
+    """`heuristic-v1`, plus a config hash when thresholds differ from the defaults."""
+    if cfg == HeuristicConfig():
+        return PROMPT_VERSION
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    return f"{PROMPT_VERSION}+{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+class HeuristicJudge:
+    """The Judge protocol over `evaluate_turns` (never raises JudgeUnavailable)."""
+
+    name = "heuristic"
+    model = ""
+
+    def __init__(self, config: HeuristicConfig | None = None) -> None:
+        self.config = config or HeuristicConfig()
+        self.prompt_version = prompt_version_for(self.config)
+
+    def evaluate_sync(self, turns: list[Turn]) -> EvaluationResult:
+        return evaluate_turns(turns, self.config)
+
+    async def evaluate(
+        self, turns: list[Turn], *, session_id: str | None = None
+    ) -> EvaluationResult:
+        return evaluate_turns(turns, self.config)
