@@ -12,6 +12,7 @@ otherwise the rules keep deciding and every report says so.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -315,6 +316,7 @@ def train_churn_model(
         "heldout_snapshot": result.heldout_snapshot,
         "gate": {"passed": passed, "reason": reason},
         "config_hash": rules.fingerprint(),
+        "database": database_identity(engine),
     }
     payload = {
         "estimator": final,
@@ -325,6 +327,14 @@ def train_churn_model(
     save_model(settings.data_dir, version, payload, meta)
     result.meta = meta
     return result
+
+
+def database_identity(bind: Engine | Session) -> str:
+    """Short hash of the database URL (no password): a model only scores the database it
+    was trained on, so a test database never picks up the demo's model from ./data."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    url = engine.engine.url.render_as_string(hide_password=True)
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _logit(p: Array) -> Array:
@@ -460,6 +470,8 @@ def apply_churn_scores(
     stored = stored or load_model((settings or get_settings()).data_dir)
     if stored is None:
         return ApplyResult(None, False, 0, "no churn model trained; rules decide")
+    if stored.meta.get("database") != database_identity(session):
+        return ApplyResult(stored.version, False, 0, "model trained on another database; ignored")
     query = select(
         TutorMetrics.id, TutorMetrics.tutor_id, TutorMetrics.reasons, TutorMetrics.details
     ).where(TutorMetrics.as_of == as_of)
@@ -597,3 +609,38 @@ def result_dict(result: TrainResult) -> dict[str, Any]:
     out = asdict(result)
     out.pop("meta", None)
     return out
+
+
+def after_metrics(
+    session: Session,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    tutor_ids: list[str] | None = None,
+    settings: Settings | None = None,
+) -> ApplyResult:
+    """The one call analytics makes after writing tutor_metrics rows at `as_of`.
+
+    Scores churn, records alerts, and once the caller's transaction commits,
+    sends the alerts to the webhook in the background.
+    """
+    from sqlalchemy import event
+
+    from tutorscore.interventions.alerts import deliver_in_background, detect_alerts
+
+    settings = settings or get_settings()
+    applied = apply_churn_scores(
+        session, as_of=as_of, rules=rules, settings=settings, tutor_ids=tutor_ids
+    )
+    if detect_alerts(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids) and (
+        settings.alert_webhook_url
+    ):
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        event.listen(
+            session,
+            "after_commit",
+            lambda _s: deliver_in_background(engine, rules=rules, settings=settings),
+            once=True,
+        )
+    return applied

@@ -56,17 +56,10 @@ GUARD_COLUMNS = ("rated_sessions", "evaluated_sessions")
 
 
 def risk_tags(rules: RulesConfig) -> list[str]:
-    """Playbook keys that are evaluation risk tags (the rest are tutor flags)."""
-    flag_keys = {
-        "poor_first_session_flag",
-        "high_rescheduler_flag",
-        "no_show_risk_high",
-        "low_rating",
-        "low_ai_quality",
-        "churn_risk_high",
-        "first_session_failed",
-    }
-    return sorted(k for k in rules.playbook if k not in flag_keys)
+    """Evaluation risk tags the playbook knows: each becomes a share-of-sessions feature."""
+    from tutorscore.interventions.playbook import tag_keys
+
+    return tag_keys(rules)
 
 
 def feature_specs(rules: RulesConfig) -> list[FeatureSpec]:

@@ -166,7 +166,7 @@ def no_show_risks(
     n_all, x_all = int(total[0] or 0), int(total[1] or 0)
     g = (x_all + 1.0) / (n_all + 1.0 / DEFAULT_RATE) if n_all else DEFAULT_RATE
 
-    def stats(key: ColumnElement[Any]) -> dict[Any, tuple[int, int]]:
+    def stats(key: Any) -> dict[Any, tuple[int, int]]:
         rows = session.execute(
             select(key.label("k"), func.count(), is_ns).where(history).group_by(key)
         )
