@@ -56,10 +56,13 @@ def statement(sql: str, params: Mapping[str, Any]) -> TextClause:
 
 
 def chosen_evaluations_cte(session_filter: str) -> str:
-    """CTE `chosen(session_id, quality_score, risk_tags)`: one evaluation per session."""
+    """CTE `chosen(session_id, evaluation_id, judge, quality_score, risk_tags)`.
+
+    One evaluation per session: the latest `llm` one, else the latest other one.
+    """
     return f"""chosen AS (
-  SELECT session_id, quality_score, risk_tags FROM (
-    SELECT e.session_id, e.quality_score, e.risk_tags,
+  SELECT session_id, evaluation_id, judge, quality_score, risk_tags FROM (
+    SELECT e.session_id, e.id AS evaluation_id, e.judge, e.quality_score, e.risk_tags,
            ROW_NUMBER() OVER (
              PARTITION BY e.session_id
              ORDER BY CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC

@@ -154,10 +154,10 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not sessions_ok:
         reasons.append(
             Reason(
-                "no_show_risk_label", "low", t.min_sessions, w.total_sessions, None,
+                "no_show_risk_label", w.total_sessions, t.min_sessions, w.total_sessions, None,
                 f"Too few sessions to judge no-show risk: {sessions_text} in the last"
                 f" {days} days (needs {t.min_sessions}); shown as low",
-                kind=NOT_ENOUGH_DATA,
+                kind=NOT_ENOUGH_DATA, extra={"label": "low"},
             )
         )
     elif ns_rate is not None:
@@ -168,10 +168,10 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label", "high", t.no_show_high_rate,
+                    "no_show_risk_label", ns_rate, t.no_show_high_rate,
                     w.tutor_no_shows, w.total_sessions,
                     f"{missed} ({pct(ns_rate, t.no_show_high_rate)} > {pct(t.no_show_high_rate)})",
-                    evidence="tutor_no_show", extra={"rate": ns_rate},
+                    evidence="tutor_no_show", extra={"label": "high"},
                 )
             )
         if (
@@ -183,7 +183,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label", "high", t.no_show_high_combo_reschedule_rate,
+                    "no_show_risk_label", r_rate, t.no_show_high_combo_reschedule_rate,
                     w.tutor_reschedules, w.total_sessions,
                     f"{w.tutor_reschedules} of {sessions_text} rescheduled by the tutor"
                     f" ({pct(r_rate, t.no_show_high_combo_reschedule_rate)} >"
@@ -191,7 +191,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                     f" {num(avg_rating)} (< {num(t.no_show_high_combo_max_rating)})",
                     evidence="tutor_reschedule",
                     extra={
-                        "rate": r_rate,
+                        "label": "high",
                         "avg_student_rating": avg_rating,
                         "rating_threshold": t.no_show_high_combo_max_rating,
                     },
@@ -211,9 +211,9 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 evidence, kind, threshold = None, SUMMARY, t.no_show_medium_rate
             reasons.append(
                 Reason(
-                    "no_show_risk_label", a.no_show_risk_label, threshold,
+                    "no_show_risk_label", ns_rate, threshold,
                     w.tutor_no_shows, w.total_sessions, text,
-                    kind=kind, evidence=evidence, extra={"rate": ns_rate},
+                    kind=kind, evidence=evidence, extra={"label": a.no_show_risk_label},
                 )
             )
 
@@ -364,8 +364,9 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         )
     reasons.append(
         Reason(
-            "churn_risk_label", a.churn_risk_label, threshold, n, len(signals), text,
-            kind=SUMMARY, extra={"signals": raised, "source": "rules"},
+            "churn_risk_label", n, threshold, n, len(signals), text,
+            kind=SUMMARY,
+            extra={"label": a.churn_risk_label, "signals": raised, "source": "rules"},
         )
     )
 

@@ -99,15 +99,33 @@ def _connection(bind: Bind) -> Iterator[Connection]:
         yield bind
 
 
-def compute_all(bind: Bind, *, as_of: datetime, rules: RulesConfig) -> RunSummary:
-    """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent)."""
+def compute_all(
+    bind: Bind, *, as_of: datetime, rules: RulesConfig, score_churn: bool = True
+) -> RunSummary:
+    """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent).
+
+    `score_churn=False` skips the churn model hook (rules-only labels).
+    """
     with _connection(bind) as conn:
         tutor_ids = list(conn.scalars(select(Tutor.tutor_id).order_by(Tutor.tutor_id)))
-        return _compute(conn, as_of=as_of, rules=rules, kind="full", tutor_ids=tutor_ids)
+        return _compute(
+            conn,
+            as_of=as_of,
+            rules=rules,
+            kind="full",
+            tutor_ids=tutor_ids,
+            score_churn=score_churn,
+            session=bind if isinstance(bind, Session) else None,
+        )
 
 
 def update_tutor(
-    session: Bind, tutor_id: str, *, rules: RulesConfig, as_of: datetime | None = None
+    session: Bind,
+    tutor_id: str,
+    *,
+    rules: RulesConfig,
+    as_of: datetime | None = None,
+    score_churn: bool = True,
 ) -> RunSummary:
     """Recompute one tutor (after a session of theirs was recorded or evaluated).
 
@@ -119,7 +137,14 @@ def update_tutor(
         if found is None:
             raise NotFound(f"tutor {tutor_id!r} not found")
         return _compute(
-            conn, as_of=when, rules=rules, kind="incremental", tutor_ids=[tutor_id], only=tutor_id
+            conn,
+            as_of=when,
+            rules=rules,
+            kind="incremental",
+            tutor_ids=[tutor_id],
+            only=tutor_id,
+            score_churn=score_churn,
+            session=session if isinstance(session, Session) else None,
         )
 
 
@@ -131,6 +156,8 @@ def _compute(
     kind: str,
     tutor_ids: Sequence[str],
     only: str | None = None,
+    score_churn: bool = True,
+    session: Session | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
     started_at = utcnow()
@@ -168,9 +195,15 @@ def _compute(
         rows.append(row)
     if rows:
         _upsert(conn, rows)
-    scored = apply_churn_model(
-        conn, as_of=as_of, rules=rules, tutor_ids=None if only is None else [only]
-    )
+    scored = 0
+    if score_churn:
+        scored = apply_churn_model(
+            conn,
+            as_of=as_of,
+            rules=rules,
+            tutor_ids=None if only is None else [only],
+            session=session,
+        )
     conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
     risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
     return RunSummary(
@@ -225,22 +258,25 @@ def apply_churn_model(
     as_of: datetime,
     rules: RulesConfig,
     tutor_ids: Sequence[str] | None = None,
+    session: Session | None = None,
 ) -> int:
     """The single place where a trained churn model overrides the rules' churn labels.
 
-    Called by compute_all and update_tutor after the rows at `as_of` are written.
-    The rules already set churn_risk_label; when the prediction package provides
-    `tutorscore.prediction.churn.score_tutor_metrics(conn, *, as_of, rules, tutor_ids)`
-    (a model that passed its quality gate), it sets churn_probability and the label
-    from it. Without one, churn_probability stays null. Returns rows scored.
+    Called by compute_all and update_tutor after the rows at `as_of` are written,
+    inside the same transaction. The rules already set churn_risk_label;
+    `tutorscore.prediction.churn.apply_churn_scores` sets churn_probability (and
+    the label, when its model passed the quality gate). Without a model nothing
+    changes and churn_probability stays null. Returns how many rows it scored.
     """
     try:
-        module = importlib.import_module("tutorscore.prediction.churn")
+        churn = importlib.import_module("tutorscore.prediction.churn")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("tutorscore.prediction"):
             return 0
         raise
-    scorer = getattr(module, "score_tutor_metrics", None)
-    if scorer is None:
-        return 0
-    return int(scorer(conn, as_of=as_of, rules=rules, tutor_ids=tutor_ids))
+    orm = session if session is not None else Session(bind=conn)
+    result = churn.apply_churn_scores(
+        orm, as_of=as_of, rules=rules, tutor_ids=None if tutor_ids is None else list(tutor_ids)
+    )
+    orm.flush()
+    return int(result.scored)

@@ -1,0 +1,384 @@
+"""Reading tutor_metrics back: the per-tutor report (DATA_FORMAT.md) and one tutor's detail.
+
+`as_of=None` means "current": each tutor's latest row. A given `as_of` reads the
+rows of that computation and computes them first when some tutor lacks one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
+from tutorscore.analytics.rules import risk_level
+from tutorscore.analytics.service import compute_all, live_as_of, update_tutor
+from tutorscore.analytics.window import iso
+from tutorscore.config import RulesConfig, get_rules
+from tutorscore.db.base import JSONType, UTCDateTime
+from tutorscore.db.models.analytics import TutorMetrics
+from tutorscore.db.models.core import Tutor
+from tutorscore.errors import NotFound, UserError
+
+RISK_LEVELS = ("high", "medium", "low", "not_enough_data")
+FLAG_FILTERS = (
+    "high_rescheduler_flag",
+    "poor_first_session_flag",
+    "low_rating_flag",
+    "low_ai_quality_flag",
+    "insufficient_data",
+    "no_show_high",
+)
+# sort key -> (column, natural direction: True = descending, worst first)
+SORT_KEYS: dict[str, tuple[Any, bool]] = {
+    "tutor_reschedule_rate": (TutorMetrics.tutor_reschedule_rate, True),
+    "tutor_no_show_rate": (TutorMetrics.tutor_no_show_rate, True),
+    "first_session_dropout_rate": (TutorMetrics.first_session_dropout_rate, True),
+    "avg_student_rating": (TutorMetrics.avg_student_rating, False),
+    "ai_avg_quality_score": (TutorMetrics.ai_avg_quality_score, False),
+    "rating_trend": (TutorMetrics.rating_trend, False),
+    "ai_score_trend": (TutorMetrics.ai_score_trend, False),
+    "total_sessions": (TutorMetrics.total_sessions, True),
+    "first_sessions": (TutorMetrics.first_sessions, True),
+    "churn_probability": (TutorMetrics.churn_probability, True),
+    "tutor_id": (TutorMetrics.tutor_id, False),
+    "name": (Tutor.name, False),
+}
+SORT_ALIASES = {
+    "reschedule_rate": "tutor_reschedule_rate",
+    "no_show_rate": "tutor_no_show_rate",
+    "dropout_rate": "first_session_dropout_rate",
+    "rating": "avg_student_rating",
+    "ai_score": "ai_avg_quality_score",
+    "sessions": "total_sessions",
+}
+SORT_CHOICES = ("risk", *SORT_KEYS, *SORT_ALIASES)
+
+
+def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str, Any]:
+    """One tutor as DATA_FORMAT.md "What the system reports per tutor" (plus extras)."""
+    return {
+        "tutor_id": m.tutor_id,
+        "name": name,
+        "subjects": list(subjects or []),
+        "window_days": m.window_days,
+        "as_of": iso(m.as_of),
+        "total_sessions": m.total_sessions,
+        "first_sessions": m.first_sessions,
+        "tutor_reschedule_rate": m.tutor_reschedule_rate,
+        "tutor_no_show_rate": m.tutor_no_show_rate,
+        "first_session_dropout_rate": m.first_session_dropout_rate,
+        "avg_student_rating": m.avg_student_rating,
+        "ai_avg_quality_score": m.ai_avg_quality_score,
+        "high_rescheduler_flag": m.high_rescheduler_flag,
+        "poor_first_session_flag": m.poor_first_session_flag,
+        "no_show_risk_label": m.no_show_risk_label,
+        "churn_risk_label": m.churn_risk_label,
+        "churn_probability": m.churn_probability,
+        "reasons": m.reasons,
+        "low_rating_flag": m.low_rating_flag,
+        "low_ai_quality_flag": m.low_ai_quality_flag,
+        "insufficient_data": m.insufficient_data,
+        "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
+        "rating_trend": m.rating_trend,
+        "ai_score_trend": m.ai_score_trend,
+        "tutor_reschedules": m.tutor_reschedules,
+        "tutor_no_shows": m.tutor_no_shows,
+        "first_session_dropouts": m.first_session_dropouts,
+        "rated_sessions": m.rated_sessions,
+        "evaluated_sessions": m.evaluated_sessions,
+        "config_hash": m.config_hash,
+        "computed_at": iso(m.computed_at),
+    }
+
+
+def _latest_row() -> ColumnElement[bool]:
+    newer = aliased(TutorMetrics)
+    latest = (
+        select(func.max(newer.as_of))
+        .where(newer.tutor_id == TutorMetrics.tutor_id)
+        .scalar_subquery()
+    )
+    return TutorMetrics.as_of == latest
+
+
+def _subject_filter(session: Session, subject: str) -> ColumnElement[bool]:
+    """Tutors whose `subjects` list holds `subject` (JSON, so per dialect)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Tutor.subjects.contains([subject])  # jsonb @>
+    each = func.json_each(Tutor.subjects).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == subject))
+
+
+def _risk_filter(level: str) -> ColumnElement[bool]:
+    if level == "not_enough_data":
+        return and_(TutorMetrics.churn_risk_label == "low", TutorMetrics.insufficient_data)
+    if level == "low":
+        return and_(TutorMetrics.churn_risk_label == "low", ~TutorMetrics.insufficient_data)
+    return TutorMetrics.churn_risk_label == level
+
+
+def _order_by(sort: str) -> list[Any]:
+    """`key` in its natural order (worst first), `-key` reversed, or `key:asc|desc`."""
+    reverse = sort.startswith("-")
+    key, _, direction = sort.lstrip("-").partition(":")
+    key = SORT_ALIASES.get(key, key)
+    if direction not in ("", "asc", "desc"):
+        raise UserError(f"sort: direction must be asc or desc, got {direction!r}")
+    tie = [TutorMetrics.tutor_id.asc()]
+    if key == "risk":
+        rank = case(
+            (TutorMetrics.churn_risk_label == "high", 0),
+            (TutorMetrics.churn_risk_label == "medium", 1),
+            (TutorMetrics.insufficient_data, 3),
+            else_=2,
+        )
+        no_show = case(
+            (TutorMetrics.no_show_risk_label == "high", 0),
+            (TutorMetrics.no_show_risk_label == "medium", 1),
+            else_=2,
+        )
+        prob = TutorMetrics.churn_probability
+        resched = TutorMetrics.tutor_reschedule_rate
+        if reverse or direction == "asc":  # lowest risk first
+            return [rank.desc(), prob.is_(None).asc(), prob.asc(), no_show.desc(), *tie]
+        return [
+            rank.asc(), prob.is_(None).asc(), prob.desc(), no_show.asc(),
+            resched.is_(None).asc(), resched.desc(), *tie,
+        ]  # fmt: skip
+    if key not in SORT_KEYS:
+        raise UserError(f"sort: unknown key {key!r}; choose from {', '.join(SORT_CHOICES)}")
+    column, descending = SORT_KEYS[key]
+    if direction:
+        descending = direction == "desc"
+    elif reverse:
+        descending = not descending
+    return [column.is_(None).asc(), column.desc() if descending else column.asc(), *tie]
+
+
+def _check_aware(as_of: datetime | None) -> None:
+    if as_of is not None and as_of.tzinfo is None:
+        raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
+
+
+def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfig | None) -> None:
+    """Compute the rows a report needs when they are missing (CLI.md `tutors`)."""
+    tutors = session.scalar(select(func.count()).select_from(Tutor)) or 0
+    if not tutors:
+        return
+    if as_of is None:
+        if session.scalar(select(TutorMetrics.id).limit(1)) is None:
+            compute_all(session, as_of=live_as_of(), rules=rules or get_rules())
+        return
+    have = session.scalar(
+        select(func.count()).select_from(TutorMetrics).where(TutorMetrics.as_of == as_of)
+    )
+    if (have or 0) < tutors:
+        compute_all(session, as_of=as_of, rules=rules or get_rules())
+
+
+def tutor_reports(
+    session: Session,
+    *,
+    as_of: datetime | None = None,
+    sort: str = "risk",
+    risk: str | None = None,
+    subject: str | None = None,
+    min_sessions: int | None = None,
+    flags: Iterable[str] = (),
+    limit: int | None = 50,
+    offset: int = 0,
+    rules: RulesConfig | None = None,
+    ensure: bool = True,
+) -> tuple[list[dict[str, Any]], int]:
+    """The per-tutor report: a page of items and the total matching count."""
+    if risk is not None and risk not in RISK_LEVELS:
+        raise UserError(f"risk: expected one of {', '.join(RISK_LEVELS)}, got {risk!r}")
+    flags = list(flags)
+    for flag in flags:
+        if flag not in FLAG_FILTERS:
+            raise UserError(f"flag: expected one of {', '.join(FLAG_FILTERS)}, got {flag!r}")
+    if min_sessions is not None and min_sessions < 0:
+        raise UserError("min_sessions: expected an integer >= 0")
+    if offset < 0 or (limit is not None and limit < 0):
+        raise UserError("limit and offset must be >= 0")
+    order = _order_by(sort)
+    _check_aware(as_of)
+    if ensure:
+        _ensure_computed(session, as_of, rules)
+
+    where: list[ColumnElement[bool]] = [
+        _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+    ]
+    if risk is not None:
+        where.append(_risk_filter(risk))
+    if subject:
+        where.append(_subject_filter(session, subject))
+    if min_sessions is not None:
+        where.append(TutorMetrics.total_sessions >= min_sessions)
+    for flag in flags:
+        if flag == "no_show_high":
+            where.append(TutorMetrics.no_show_risk_label == "high")
+        else:
+            where.append(getattr(TutorMetrics, flag).is_(True))
+
+    base = select(TutorMetrics, Tutor.name, Tutor.subjects).join(
+        Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
+    )
+    count_query = (
+        select(func.count())
+        .select_from(TutorMetrics)
+        .join(Tutor, Tutor.tutor_id == TutorMetrics.tutor_id)
+        .where(*where)
+    )
+    total = session.scalar(count_query) or 0
+    query = base.where(*where).order_by(*order).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    items = [report_item(m, name, subjects) for m, name, subjects in session.execute(query)]
+    return items, total
+
+
+def _history(session: Session, tutor_id: str, upto: datetime, points: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(TutorMetrics)
+        .where(TutorMetrics.tutor_id == tutor_id, TutorMetrics.as_of <= upto)
+        .order_by(TutorMetrics.as_of.desc())
+        .limit(points)
+    ).all()
+    return [
+        {
+            "as_of": iso(m.as_of),
+            "total_sessions": m.total_sessions,
+            "tutor_reschedule_rate": m.tutor_reschedule_rate,
+            "tutor_no_show_rate": m.tutor_no_show_rate,
+            "first_session_dropout_rate": m.first_session_dropout_rate,
+            "avg_student_rating": m.avg_student_rating,
+            "ai_avg_quality_score": m.ai_avg_quality_score,
+            "no_show_risk_label": m.no_show_risk_label,
+            "churn_risk_label": m.churn_risk_label,
+            "churn_probability": m.churn_probability,
+            "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
+        }
+        for m in reversed(rows)
+    ]
+
+
+def _recent_sessions(
+    session: Session, tutor_id: str, row: TutorMetrics, rules: RulesConfig, limit: int
+) -> list[dict[str, Any]]:
+    """The tutor's latest sessions up to as_of, with first-session badges and evaluations."""
+    window_start = row.as_of - timedelta(days=row.window_days)
+    own = "s.tutor_id = :tutor_id AND s.scheduled_start_at <= :as_of"
+    sql = f"""WITH recent AS (
+  SELECT s.session_id FROM sessions s WHERE {own}
+  ORDER BY s.scheduled_start_at DESC, s.session_id LIMIT :limit
+), {chosen_evaluations_cte(f"{own} AND s.session_id IN (SELECT session_id FROM recent)")}
+SELECT s.session_id, s.student_id, s.subject, s.scheduled_start_at, s.status, s.no_show_by,
+  s.reschedule_initiator, s.is_first_session, s.student_rating,
+  s.student_churned_after_session, s.duration_minutes,
+  c.evaluation_id, c.judge, c.quality_score, c.risk_tags
+FROM sessions s JOIN recent r ON r.session_id = s.session_id
+LEFT JOIN chosen c ON c.session_id = s.session_id
+ORDER BY s.scheduled_start_at DESC, s.session_id"""
+    params = {"tutor_id": tutor_id, "as_of": row.as_of, "limit": limit}
+    max_rating = rules.thresholds.poor_first_session_max_rating
+    out = []
+    typed = statement(sql, params).columns(
+        scheduled_start_at=UTCDateTime(),
+        risk_tags=JSONType,
+        is_first_session=Boolean(),
+        student_churned_after_session=Boolean(),
+    )
+    for r in session.execute(typed).mappings():
+        at: datetime = r["scheduled_start_at"]
+        first = bool(r["is_first_session"]) and r["status"] == "completed"
+        risk_tags = r["risk_tags"]
+        out.append(
+            {
+                "session_id": r["session_id"],
+                "student_id": r["student_id"],
+                "subject": r["subject"],
+                "scheduled_start_at": iso(at),
+                "status": r["status"],
+                "no_show_by": r["no_show_by"],
+                "reschedule_initiator": r["reschedule_initiator"],
+                "duration_minutes": r["duration_minutes"],
+                "student_rating": r["student_rating"],
+                "student_churned_after_session": r["student_churned_after_session"],
+                "is_first_session": first,
+                "first_session_failed": first
+                and (
+                    bool(r["student_churned_after_session"])
+                    or (r["student_rating"] is not None and r["student_rating"] <= max_rating)
+                ),
+                "in_window": window_start < at <= row.as_of,
+                "evaluation": None
+                if r["evaluation_id"] is None
+                else {
+                    "evaluation_id": r["evaluation_id"],
+                    "judge": r["judge"],
+                    "quality_score": r["quality_score"],
+                    "risk_tags": risk_tags or [],
+                },
+            }
+        )
+    return out
+
+
+def tutor_detail(
+    session: Session,
+    tutor_id: str,
+    *,
+    as_of: datetime | None = None,
+    rules: RulesConfig | None = None,
+) -> dict[str, Any]:
+    """One tutor: the report item plus history, weekly series, subjects and recent sessions."""
+    _check_aware(as_of)
+    tutor = session.get(Tutor, tutor_id)
+    if tutor is None:
+        raise NotFound(f"tutor {tutor_id!r} not found")
+    rules = rules or get_rules()
+    where = _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+    query = select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id, where)
+    row = session.scalar(query)
+    if row is None:
+        update_tutor(session, tutor_id, rules=rules, as_of=as_of)
+        row = session.scalar(query)
+        if row is None:  # pragma: no cover - update_tutor always writes the row
+            raise NotFound(f"no metrics for tutor {tutor_id!r}")
+    item = report_item(row, tutor.name, tutor.subjects)
+    details = row.details or {}
+    item.update(
+        {
+            "years_experience": tutor.years_experience,
+            "timezone": tutor.timezone,
+            "hire_date": tutor.hire_date.isoformat() if tutor.hire_date else None,
+            "churned_on": tutor.churned_on.isoformat() if tutor.churned_on else None,
+            "window": details.get("window"),
+            "counts": details.get("counts", {}),
+            "halves": details.get("halves", {}),
+            "weekly": details.get("weekly", []),
+            "first_sessions_by_subject": details.get("first_sessions_by_subject", []),
+            "guards": details.get("guards", {}),
+            "history": _history(session, tutor_id, row.as_of, rules.analytics.history_points),
+            "recent_sessions": _recent_sessions(
+                session, tutor_id, row, rules, rules.analytics.recent_sessions
+            ),
+            "churn_model": details.get("churn_model"),
+        }
+    )
+    return item
+
+
+__all__ = [
+    "FLAG_FILTERS",
+    "RISK_LEVELS",
+    "SORT_CHOICES",
+    "report_item",
+    "tutor_detail",
+    "tutor_reports",
+]

@@ -1,0 +1,71 @@
+"""POST /api/run-analytics (full recompute) and GET /api/first-sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from tutorscore.errors import UserError
+from tutorscore.web.deps import CurrentUser, DbSession, State, require_role
+
+router = APIRouter(prefix="/api", tags=["analytics"])
+
+
+class RunAnalyticsIn(BaseModel):
+    as_of: datetime | None = Field(
+        None, description="End of the window, ISO 8601 with offset or Z (default: now)"
+    )
+
+
+class RunAnalyticsOut(BaseModel):
+    run_id: int
+    kind: str
+    as_of: str
+    tutors: int
+    config_hash: str
+    seconds: float
+    risk: dict[str, int]
+    flags: dict[str, int]
+    model_scored: int
+
+
+def _aware(as_of: datetime | None) -> datetime:
+    from tutorscore.analytics.service import live_as_of
+
+    if as_of is None:
+        return live_as_of()
+    if as_of.tzinfo is None:
+        raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
+    return as_of
+
+
+@router.post(
+    "/run-analytics",
+    response_model=RunAnalyticsOut,
+    dependencies=[Depends(require_role("coach"))],
+    responses={403: {"description": "needs the admin or coach role"}},
+)
+def run_analytics(
+    db: DbSession, state: State, body: RunAnalyticsIn | None = None
+) -> dict[str, Any]:
+    """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent)."""
+    from tutorscore.analytics.service import compute_all
+
+    as_of = _aware(body.as_of if body else None)
+    return compute_all(db, as_of=as_of, rules=state.rules).as_dict()
+
+
+@router.get("/first-sessions")
+def first_sessions(
+    db: DbSession,
+    state: State,
+    user: CurrentUser,
+    as_of: Annotated[datetime | None, Query(description="ISO 8601; default: now")] = None,
+) -> dict[str, Any]:
+    """By subject: first sessions, dropout rate, worst tutors; risk tags over-represented."""
+    from tutorscore.analytics.first_sessions import first_session_patterns
+
+    return first_session_patterns(db, as_of=_aware(as_of), rules=state.rules)
