@@ -23,6 +23,7 @@ from tutorscore.web.templating import STATIC_DIR
 API_MODULES = (
     "ops",
     "auth",
+    "users",
     "tutors",
     "sessions",
     "seed",

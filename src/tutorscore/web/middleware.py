@@ -38,9 +38,18 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         rid_header = (b"x-request-id", request_id.encode())
+        too_large = {"hit": False, "sent": False}
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            if too_large["hit"]:
+                # The body overflowed while the app read it; whatever the app answers
+                # (FastAPI turns read errors into 400), the client gets one 413.
+                if not too_large["sent"]:
+                    too_large["sent"] = True
+                    status = 413
+                    await self._too_large(send, rid_header)
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
@@ -49,9 +58,10 @@ class RequestContextMiddleware:
         try:
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                await self._too_large(send_wrapper)
+                status = 413
+                await self._too_large(send, rid_header)
                 return
-            await self.app(scope, self._bounded(receive), send_wrapper)
+            await self.app(scope, self._bounded(receive, too_large), send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -72,7 +82,7 @@ class RequestContextMiddleware:
             )
             current_request_id.reset(token)
 
-    def _bounded(self, receive: Receive) -> Receive:
+    def _bounded(self, receive: Receive, too_large: dict[str, bool]) -> Receive:
         received = 0
         limit = self.max_body_bytes
 
@@ -82,12 +92,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    too_large["hit"] = True
                     raise PayloadTooLarge(f"request body larger than {limit} bytes")
             return message
 
         return wrapped
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, rid_header: tuple[bytes, bytes]) -> None:
         body = json.dumps(
             error_body("payload_too_large", f"request body larger than {self.max_body_bytes} bytes")
         ).encode()
@@ -98,6 +109,8 @@ class RequestContextMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                    rid_header,
                 ],
             }
         )

@@ -11,6 +11,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from tutorscore.evaluation.judge import RISK_TAGS
+from tutorscore.web.dashboard.views import FLAG_LABELS
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -43,6 +46,8 @@ def _build_env() -> Environment:
     env.filters["num"] = _num
     env.filters["when"] = _when
     env.globals["urlencode"] = urlencode
+    env.globals["FLAG_LABELS"] = FLAG_LABELS
+    env.globals["RISK_TAGS"] = RISK_TAGS
     return env
 
 

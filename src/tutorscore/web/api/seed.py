@@ -20,6 +20,9 @@ def _as_dict(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, dict):
         return value
+    if hasattr(value, "as_dict"):
+        as_dict: dict[str, Any] = value.as_dict()
+        return as_dict
     if hasattr(value, "model_dump"):
         dumped: dict[str, Any] = value.model_dump(mode="json")
         return dumped

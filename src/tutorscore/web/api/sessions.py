@@ -47,7 +47,7 @@ def record_session(
     from tutorscore.ingest.importer import upsert_session_record, validate_session_record
 
     raw = body.model_dump(exclude_unset=True)
-    clean, errors = validate_session_record(raw, where="request")
+    clean, errors = validate_session_record(raw, where="request body")
     if clean is None or errors:
         raise ValidationFailed(
             "; ".join(errors[:5]) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""),
@@ -62,7 +62,7 @@ def record_session(
         db.refresh(row)
     job_id: int | None = None
     priority: int | None = None
-    has_transcript = bool(clean.get("turns") or clean.get("text"))
+    has_transcript = clean.get("transcript") is not None
     if has_transcript:
         job_id = enqueue_evaluation(db, session_id, judge="heuristic")
         priority = _job_priority(db, job_id)

@@ -1,0 +1,163 @@
+"""Tutor list (sortable, filterable, paginated), tutor page and session page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from tutorscore.db.models import SessionTranscript, Tutor, TutoringSession
+from tutorscore.errors import NotFound
+from tutorscore.web.charts import trend_chart
+from tutorscore.web.dashboard import views
+from tutorscore.web.deps import CurrentUser, DbSession, State
+from tutorscore.web.schemas import RiskLevel
+from tutorscore.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+PER_PAGE = 50
+SESSIONS_PER_PAGE = 25
+
+
+@router.get("/tutors", response_class=HTMLResponse)
+def tutor_list(
+    request: Request,
+    db: DbSession,
+    state: State,
+    user: CurrentUser,
+    sort: Annotated[str, Query(max_length=64, pattern=r"^-?[a-z_]+$")] = "risk",
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+    risk: Annotated[RiskLevel | None, Query()] = None,
+    min_sessions: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    flags: Annotated[list[str] | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    from tutorscore.analytics.report import tutor_reports
+
+    chosen_flags = [f for f in (flags or []) if f in views.FLAG_NAMES]
+    items, total = tutor_reports(
+        db,
+        sort=sort,
+        risk=risk,
+        subject=subject or None,
+        min_sessions=min_sessions,
+        flags=tuple(chosen_flags),
+        limit=PER_PAGE,
+        offset=(page - 1) * PER_PAGE,
+    )
+    query: dict[str, Any] = {"sort": sort}
+    if subject:
+        query["subject"] = subject
+    if risk:
+        query["risk"] = risk
+    if min_sessions is not None:
+        query["min_sessions"] = min_sessions
+    if chosen_flags:
+        query["flags"] = chosen_flags
+    return render(
+        request,
+        "tutors.html",
+        {
+            "items": [views.shape_report(it) for it in items],
+            "total": total,
+            "page": page,
+            "pages": views.pages(total, PER_PAGE),
+            "sort": sort,
+            "query": query,
+            "filters": {
+                "subject": subject,
+                "risk": risk,
+                "min_sessions": min_sessions,
+                "flags": chosen_flags,
+            },
+            "any_filter": bool(subject or risk or min_sessions is not None or chosen_flags),
+            "subjects": views.subjects(state.engine, db),
+            "flag_names": views.FLAG_NAMES,
+        },
+    )
+
+
+def _weekly_points(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    details = detail.get("details") or {}
+    weekly = details.get("weekly") if isinstance(details, dict) else None
+    points = []
+    for week in weekly or []:
+        start = str(week.get("week_end") or week.get("week_start") or "")
+        label = start[5:10] if len(start) >= 10 else start
+        points.append(
+            {
+                "label": label,
+                "avg_rating": week.get("avg_rating"),
+                "avg_ai_score": week.get("avg_ai_score"),
+            }
+        )
+    return points
+
+
+@router.get("/tutors/{tutor_id}", response_class=HTMLResponse)
+def tutor_page(
+    tutor_id: str,
+    request: Request,
+    db: DbSession,
+    user: CurrentUser,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    from tutorscore.analytics.report import tutor_detail
+
+    detail = tutor_detail(db, tutor_id)
+    tutor = views.shape_report(detail)
+    sessions, total_sessions = views.tutor_sessions(
+        db, tutor_id, limit=SESSIONS_PER_PAGE, offset=(page - 1) * SESSIONS_PER_PAGE
+    )
+    reasons = sorted(
+        detail.get("reasons") or [],
+        key=lambda r: 0 if r.get("kind", "flag") == "flag" else 1,
+    )
+    return render(
+        request,
+        "tutor.html",
+        {
+            "tutor": tutor,
+            "detail": detail,
+            "reasons": reasons,
+            "chart": trend_chart(_weekly_points(detail)),
+            "sessions": sessions,
+            "total_sessions": total_sessions,
+            "page": page,
+            "pages": views.pages(total_sessions, SESSIONS_PER_PAGE),
+            "query": {},
+        },
+    )
+
+
+@router.get("/sessions/{session_id}", response_class=HTMLResponse)
+def session_page(
+    session_id: str, request: Request, db: DbSession, user: CurrentUser
+) -> HTMLResponse:
+    from tutorscore.evaluation.service import get_evaluation
+
+    row = db.get(TutoringSession, session_id)
+    if row is None:
+        raise NotFound(f"session {session_id!r} does not exist")
+    tutor_name = db.scalar(select(Tutor.name).where(Tutor.tutor_id == row.tutor_id)) or ""
+    transcript = db.get(SessionTranscript, session_id)
+    evaluation = get_evaluation(db, session_id)
+    turns = views.highlight_turns(
+        list(transcript.turns) if transcript else [],
+        list((evaluation or {}).get("evidence") or []),
+    )
+    return render(
+        request,
+        "session.html",
+        {
+            "s": row,
+            "tutor_name": tutor_name,
+            "turns": turns,
+            "evaluation": evaluation,
+            "now": datetime.now(UTC),
+        },
+    )

@@ -1,0 +1,268 @@
+"""Read models for the dashboard pages: small SQL reads and view-model shaping.
+
+Metric SQL lives in tutorscore.analytics; here are only listings (a tutor's
+sessions, one session with its transcript) and operational counts (queue, LLM
+spend) that the pages show beside the analytics reports.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
+from tutorscore.db.base import JSONType, UTCDateTime, utcnow
+from tutorscore.db.models import Job, LLMCall, SessionEvaluation, Tutor
+
+FLAG_NAMES = (
+    "high_rescheduler_flag",
+    "poor_first_session_flag",
+    "low_rating_flag",
+    "low_ai_quality_flag",
+)
+FLAG_LABELS = {
+    "high_rescheduler_flag": "high rescheduler",
+    "poor_first_session_flag": "poor first sessions",
+    "low_rating_flag": "low rating",
+    "low_ai_quality_flag": "low AI quality",
+    "no_show_risk_label": "no-show risk",
+    "churn_risk_label": "churn risk",
+    "no_show_high": "no-show risk high",
+    "falling_trend": "falling trend",
+}
+
+
+def display_risk(item: dict[str, Any]) -> str:
+    """The churn label, or "not_enough_data" where a guard hides a low label."""
+    if isinstance(item.get("risk_level"), str):
+        return str(item["risk_level"])
+    label = str(item.get("churn_risk_label") or "low")
+    if label == "low" and item.get("insufficient_data"):
+        return "not_enough_data"
+    return label
+
+
+def active_flags(item: dict[str, Any]) -> list[str]:
+    flags = [f for f in FLAG_NAMES if item.get(f)]
+    return flags
+
+
+def shape_report(item: dict[str, Any]) -> dict[str, Any]:
+    out = dict(item)
+    out["display_risk"] = display_risk(item)
+    out["active_flags"] = active_flags(item)
+    return out
+
+
+def pages(total: int, per_page: int) -> int:
+    return max(1, math.ceil(total / per_page))
+
+
+_subject_cache: dict[str, tuple[float, list[str]]] = {}
+_subject_lock = threading.Lock()
+
+
+def subjects(engine: Engine, db: Session, *, ttl: float = 60.0) -> list[str]:
+    """Every subject taught, for the filter menu (cached: it changes rarely)."""
+    key = engine.url.render_as_string(hide_password=True)
+    now = time.monotonic()
+    with _subject_lock:
+        hit = _subject_cache.get(key)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+    found: set[str] = set()
+    for (value,) in db.execute(select(Tutor.subjects)):
+        found.update(str(s) for s in value or [])
+    result = sorted(found)
+    with _subject_lock:
+        _subject_cache[key] = (now, result)
+    return result
+
+
+def tutor_sessions(
+    db: Session, tutor_id: str, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A tutor's sessions, newest first, with the chosen evaluation's score and tags."""
+    total = db.scalar(
+        text("SELECT COUNT(*) FROM sessions WHERE tutor_id = :tid"), {"tid": tutor_id}
+    )
+    sql = text(
+        f"""WITH page AS (
+  SELECT * FROM sessions WHERE tutor_id = :tid
+  ORDER BY scheduled_start_at DESC, session_id LIMIT :limit OFFSET :offset
+), {chosen_evaluations_cte("s.session_id IN (SELECT session_id FROM page)")}
+SELECT p.session_id, p.scheduled_start_at, p.subject, p.status, p.student_id,
+       p.is_first_session, p.student_rating, p.duration_minutes,
+       c.quality_score, c.risk_tags, (t.session_id IS NOT NULL) AS has_transcript
+FROM page p
+LEFT JOIN chosen c ON c.session_id = p.session_id
+LEFT JOIN session_transcripts t ON t.session_id = p.session_id
+ORDER BY p.scheduled_start_at DESC, p.session_id"""
+    ).columns(scheduled_start_at=UTCDateTime(), risk_tags=JSONType)
+    rows = db.execute(sql, {"tid": tutor_id, "limit": limit, "offset": offset}).mappings()
+    out = []
+    for row in rows:
+        item = dict(row)
+        item["is_first_session"] = bool(item["is_first_session"])
+        item["has_transcript"] = bool(item["has_transcript"])
+        out.append(item)
+    return out, int(total or 0)
+
+
+def highlight_turns(
+    turns: list[dict[str, Any]], evidence: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Turns split into (text, marked) segments where the evaluation quotes them.
+
+    Segments stay plain strings so the template escapes them; nothing is marked
+    up in Python.
+    """
+    quotes: dict[int, list[str]] = {}
+    for e in evidence:
+        turn = e.get("turn")
+        quote = e.get("quote")
+        if isinstance(turn, int) and isinstance(quote, str) and quote.strip():
+            quotes.setdefault(turn, []).append(quote.strip())
+    out = []
+    for index, turn in enumerate(turns):
+        body = str(turn.get("text", ""))
+        segments: list[tuple[str, bool]] = [(body, False)]
+        for quote in quotes.get(index, []):
+            new: list[tuple[str, bool]] = []
+            for seg, marked in segments:
+                pos = -1 if marked else seg.find(quote)
+                if pos < 0:
+                    new.append((seg, marked))
+                    continue
+                if pos:
+                    new.append((seg[:pos], False))
+                new.append((quote, True))
+                if seg[pos + len(quote) :]:
+                    new.append((seg[pos + len(quote) :], False))
+            segments = new
+        out.append(
+            {
+                "index": index,
+                "speaker": "tutor" if turn.get("speaker") == "tutor" else "student",
+                "segments": segments,
+                "quoted": index in quotes,
+            }
+        )
+    return out
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
+def backlog(db: Session) -> dict[str, Any]:
+    rows = dict(
+        db.execute(
+            select(Job.status, func.count()).where(Job.kind == "evaluate").group_by(Job.status)
+        ).all()
+    )
+    oldest = db.scalar(
+        select(func.min(Job.created_at)).where(Job.kind == "evaluate", Job.status == "queued")
+    )
+    age = None
+    if oldest is not None:
+        age = _age(max(0.0, (utcnow() - oldest).total_seconds()))
+    return {
+        "queued": int(rows.get("queued", 0)),
+        "running": int(rows.get("running", 0)),
+        "dead": int(rows.get("dead", 0)),
+        "oldest_age": age,
+    }
+
+
+def evaluated_count(db: Session) -> int:
+    return int(db.scalar(select(func.count(func.distinct(SessionEvaluation.session_id)))) or 0)
+
+
+def llm_today(db: Session) -> dict[str, Any]:
+    now = utcnow()
+    midnight = datetime.combine(now.date(), dtime(0), tzinfo=UTC)
+    row = db.execute(
+        select(func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
+            LLMCall.created_at >= midnight
+        )
+    ).first()
+    errors = db.scalar(
+        select(func.count()).where(LLMCall.created_at >= midnight, LLMCall.status != "ok")
+    )
+    return {
+        "calls_today": int(row[0]) if row else 0,
+        "cost_today": float(row[1]) if row else 0.0,
+        "errors_today": int(errors or 0),
+    }
+
+
+def new_flags(
+    db: Session, *, since: timedelta = timedelta(days=1), limit: int = 20
+) -> tuple[list[dict[str, Any]], int]:
+    """Tutors with a flag in their latest metrics that their metrics a day earlier lacked."""
+    cutoff = utcnow() - since
+    flag_cols = ", ".join(f"cur.{f} AS {f}, old.{f} AS old_{f}" for f in FLAG_NAMES)
+    raised = " OR ".join(f"(cur.{f} AND NOT COALESCE(old.{f}, FALSE))" for f in FLAG_NAMES)
+    sql = statement(
+        f"""WITH latest AS (
+  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics GROUP BY tutor_id
+), before AS (
+  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics WHERE as_of <= :cutoff GROUP BY tutor_id
+)
+SELECT cur.tutor_id AS tutor_id, t.name AS name, cur.churn_risk_label AS churn_risk_label,
+       cur.as_of AS as_of, {flag_cols}
+FROM latest l
+JOIN tutor_metrics cur ON cur.tutor_id = l.tutor_id AND cur.as_of = l.as_of
+JOIN tutors t ON t.tutor_id = cur.tutor_id
+LEFT JOIN before b ON b.tutor_id = l.tutor_id
+LEFT JOIN tutor_metrics old ON old.tutor_id = b.tutor_id AND old.as_of = b.as_of
+WHERE cur.as_of > :cutoff AND ({raised})
+ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END,
+         t.name""",
+        {"cutoff": cutoff},
+    )
+    rows = []
+    total = 0
+    for row in db.execute(sql).mappings():
+        total += 1
+        if len(rows) < limit:
+            rows.append(
+                {
+                    "tutor_id": row["tutor_id"],
+                    "name": row["name"],
+                    "churn_risk_label": row["churn_risk_label"],
+                    "flags": [f for f in FLAG_NAMES if row[f] and not row[f"old_{f}"]],
+                }
+            )
+    return rows, total
+
+
+def risk_counts(db: Session) -> dict[str, int]:
+    """Tutors per shown risk level, from each tutor's latest metrics row."""
+    sql = text(
+        """WITH latest AS (
+  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics GROUP BY tutor_id
+)
+SELECT m.churn_risk_label, m.insufficient_data, COUNT(*)
+FROM latest l JOIN tutor_metrics m ON m.tutor_id = l.tutor_id AND m.as_of = l.as_of
+GROUP BY m.churn_risk_label, m.insufficient_data"""
+    )
+    counts: dict[str, int] = {}
+    for label, insufficient, n in db.execute(sql):
+        level = display_risk({"churn_risk_label": label, "insufficient_data": bool(insufficient)})
+        counts[level] = counts.get(level, 0) + int(n)
+    return counts
