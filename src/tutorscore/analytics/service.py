@@ -275,7 +275,7 @@ def apply_churn_model(
             return 0
         raise
     orm = session if session is not None else Session(bind=conn)
-    result = churn.apply_churn_scores(
+    result = churn.after_metrics(
         orm, as_of=as_of, rules=rules, tutor_ids=None if tutor_ids is None else list(tutor_ids)
     )
     orm.flush()

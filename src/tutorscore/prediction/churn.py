@@ -39,7 +39,6 @@ from tutorscore.prediction.features import (
     compute_features,
     describe_value,
     feature_specs,
-    rules_churn_score,
 )
 from tutorscore.prediction.model_store import StoredModel, load_model, new_version, save_model
 
@@ -149,6 +148,29 @@ def snapshot_times(session: Session, *, as_of: datetime, rules: RulesConfig) -> 
     return [earliest + i * span for i in range(n)]
 
 
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+def rules_scores(session: Session, frame: FeatureFrame, rules: RulesConfig) -> Array:
+    """The rules' churn_risk_label (0 low, 1 medium, 2 high) at the frame's as_of.
+
+    Uses the analytics rules themselves (one place per rule) without writing
+    tutor_metrics rows for past snapshots.
+    """
+    from tutorscore.analytics import metrics as analytics_metrics
+    from tutorscore.analytics.rules import assess
+    from tutorscore.analytics.window import Window
+
+    if not frame.tutor_ids:
+        return np.empty(0, dtype=np.int64)
+    window = Window.build(frame.as_of, rules.analytics.window_days)
+    counts = analytics_metrics.aggregate(session.connection(), window, rules, frame.tutor_ids)
+    return np.array(
+        [RISK_ORDER[assess(counts[t], rules, window).churn_risk_label] for t in frame.tutor_ids],
+        dtype=np.int64,
+    )
+
+
 def build_dataset(session: Session, *, as_ofs: list[datetime], rules: RulesConfig) -> Dataset:
     frames: list[FeatureFrame] = [compute_features(session, as_of=t, rules=rules) for t in as_ofs]
     names = [f.name for f in feature_specs(rules)]
@@ -157,7 +179,7 @@ def build_dataset(session: Session, *, as_ofs: list[datetime], rules: RulesConfi
         names=names,
         X=np.vstack([f.X for f in frames]) if frames else np.empty((0, len(names))),
         y=np.concatenate([f.labels(horizon) for f in frames]) if frames else np.empty(0),
-        rules_score=np.concatenate([rules_churn_score(f, rules) for f in frames])
+        rules_score=np.concatenate([rules_scores(session, f, rules) for f in frames])
         if frames
         else np.empty(0),
         snapshot=np.concatenate([np.full(len(f.tutor_ids), i) for i, f in enumerate(frames)])
@@ -632,15 +654,16 @@ def after_metrics(
     applied = apply_churn_scores(
         session, as_of=as_of, rules=rules, settings=settings, tutor_ids=tutor_ids
     )
-    if detect_alerts(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids) and (
-        settings.alert_webhook_url
-    ):
-        engine = session.get_bind()
-        assert isinstance(engine, Engine)
+    found = detect_alerts(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids)
+    bind = session.get_bind()
+    # An ORM session that owns its transaction tells us when it commits; a session
+    # borrowed on a caller's connection does not: `tutorscore alerts deliver` (or the
+    # next scoring pass) sends those.
+    if found and settings.alert_webhook_url and isinstance(bind, Engine):
         event.listen(
             session,
             "after_commit",
-            lambda _s: deliver_in_background(engine, rules=rules, settings=settings),
+            lambda _s: deliver_in_background(bind, rules=rules, settings=settings),
             once=True,
         )
     return applied
