@@ -55,7 +55,9 @@ def test_priority_order_and_dedupe(engine: Engine, rules: RulesConfig) -> None:
     assert stats["queued"] == 2 and stats["running"] == 5
 
 
-def test_enqueue_a_more_urgent_priority_moves_the_job_up(engine: Engine, rules: RulesConfig) -> None:
+def test_enqueue_a_more_urgent_priority_moves_the_job_up(
+    engine: Engine, rules: RulesConfig
+) -> None:
     (sid,) = add_sessions(engine, 1)
     with transaction(engine) as s:
         job_id = enqueue_evaluation(s, sid, rules=rules)

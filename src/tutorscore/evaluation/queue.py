@@ -155,7 +155,8 @@ def enqueue_evaluations(
         source = source.limit(limit)
     _lock_enqueue(session)
     new_ids = session.execute(
-        insert(Job).from_select(
+        insert(Job)
+        .from_select(
             [
                 "kind",
                 "session_id",
@@ -169,7 +170,8 @@ def enqueue_evaluations(
                 "updated_at",
             ],
             source,
-        ).returning(Job.id)
+        )
+        .returning(Job.id)
     ).all()
     return len(new_ids)
 
