@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.service import compute_all
+from tutorscore.config import RulesConfig, get_settings, load_rules
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
@@ -82,15 +85,38 @@ class Data:
         )
 
     def flush(self, engine: Engine) -> None:
-        if not any(s["student_id"] == "ST1" for s in self.students):
-            self.students.append({"student_id": "ST1", "is_synthetic": False})
         with engine.begin() as conn:
+            known = set(conn.scalars(select(Student.student_id)))
+            for sid in {s["student_id"] for s in self.sessions} - known - {
+                s["student_id"] for s in self.students
+            }:
+                self.students.append({"student_id": sid, "is_synthetic": False})
             for model, rows in ((Tutor, self.tutors), (Student, self.students),
                                 (TutoringSession, self.sessions),
                                 (SessionEvaluation, self.evaluations)):
                 if rows:
                     conn.execute(insert(model), rows)
         self.tutors, self.students, self.sessions, self.evaluations = [], [], [], []
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """No churn model from a developer's ./data leaks into these tests."""
+    monkeypatch.setenv("TUTORSCORE_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def rules_with(**overrides: Any) -> RulesConfig:
+    """Default rules with `section__key=value` overrides, e.g. analytics__window_days=14."""
+    env = {f"TUTORSCORE_{k.upper()}": str(v) for k, v in overrides.items()}
+    return load_rules(None, environ=env)
+
+
+def compute(engine: Engine, rules: RulesConfig | None = None, as_of: datetime = AS_OF) -> None:
+    compute_all(engine, as_of=as_of, rules=rules or load_rules(None, environ={}),
+                score_churn=False)
 
 
 def metrics_row(engine: Engine, tutor_id: str, as_of: datetime = AS_OF) -> TutorMetrics:
