@@ -35,6 +35,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import TutoringSession, TutorMetrics
 from tutorscore.errors import UserError
 from tutorscore.prediction.features import (
+    RULES_FEATURE,
     FeatureFrame,
     compute_features,
     describe_value,
@@ -171,15 +172,24 @@ def rules_scores(session: Session, frame: FeatureFrame, rules: RulesConfig) -> A
     )
 
 
+def with_rules_feature(session: Session, frame: FeatureFrame, rules: RulesConfig) -> FeatureFrame:
+    """Fill the rules_churn_risk column from the analytics rules at the frame's as_of."""
+    frame.X[:, frame.names.index(RULES_FEATURE.name)] = rules_scores(session, frame, rules)
+    return frame
+
+
 def build_dataset(session: Session, *, as_ofs: list[datetime], rules: RulesConfig) -> Dataset:
-    frames: list[FeatureFrame] = [compute_features(session, as_of=t, rules=rules) for t in as_ofs]
+    frames: list[FeatureFrame] = [
+        with_rules_feature(session, compute_features(session, as_of=t, rules=rules), rules)
+        for t in as_ofs
+    ]
     names = [f.name for f in feature_specs(rules)]
     horizon = rules.prediction.horizon_days
     return Dataset(
         names=names,
         X=np.vstack([f.X for f in frames]) if frames else np.empty((0, len(names))),
         y=np.concatenate([f.labels(horizon) for f in frames]) if frames else np.empty(0),
-        rules_score=np.concatenate([rules_scores(session, f, rules) for f in frames])
+        rules_score=np.concatenate([f.column(RULES_FEATURE.name).astype(np.int64) for f in frames])
         if frames
         else np.empty(0),
         snapshot=np.concatenate([np.full(len(f.tutor_ids), i) for i, f in enumerate(frames)])
@@ -230,45 +240,81 @@ class TrainResult:
         )
 
 
+FOLDS = 3  # tutor folds: each tutor is predicted by a model that never saw them
+CV_SNAPSHOTS = 3  # model selection uses the last few snapshots before the held-out one
+
+
+def tutor_folds(tutor_ids: list[str]) -> Array:
+    """A stable fold per tutor (hash of the id), so splits are by tutor as well as time."""
+    return np.array(
+        [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) % FOLDS for t in tutor_ids],
+        dtype=np.int64,
+    )
+
+
+def cross_fitted(
+    data: Dataset, estimator: Any, *, target: int, train_snaps: list[int], folds: Array
+) -> tuple[Array, Array]:
+    """Out-of-fold probabilities at snapshot `target` from models fitted on `train_snaps`.
+
+    Returns (row mask, probabilities for those rows).
+    """
+    mask = np.zeros(len(data.y), dtype=bool)
+    proba = np.full(len(data.y), np.nan)
+    earlier = np.isin(data.snapshot, train_snaps)
+    for f in range(FOLDS):
+        tr = earlier & (folds != f)
+        va = (data.snapshot == target) & (folds == f)
+        if not va.any() or len(np.unique(data.y[tr])) < 2:
+            continue
+        proba[va] = _positive_proba(_fit(estimator, data.X[tr], data.y[tr]), data.X[va])
+        mask |= va
+    return mask, proba[mask]
+
+
 def select_and_validate(
     data: Dataset, candidates: dict[str, Any]
-) -> tuple[str | None, dict[str, float | None], int | None, float | None, float | None]:
+) -> tuple[str | None, dict[str, float | None], int | None, float | None, float | None, Array]:
     """Time-based CV over earlier snapshots, then one held-out score on the latest.
 
-    Returns (chosen, mean CV AUC per candidate, held-out snapshot, model AUC, rules AUC).
+    Splits are by time *and* by tutor: a tutor's label rarely changes between
+    nearby snapshots, so scoring tutors the model trained on (a week earlier)
+    would mostly measure memory. Each evaluated snapshot is predicted in three
+    tutor folds, each by a model trained only on *earlier* snapshots of the
+    *other* tutors. Model selection uses the snapshots before the held-out one;
+    the held-out (latest labelled) snapshot is scored once, for the gate.
+
+    Returns (chosen, mean CV AUC per candidate, held-out snapshot, model AUC,
+    rules AUC, held-out row mask).
     """
+    folds = tutor_folds(data.tutor_ids)
     labelled = [
         i for i in range(len(data.as_ofs)) if len(np.unique(data.y[data.snapshot == i])) == 2
     ]
     heldout = labelled[-1] if labelled else None
-    train_snaps = [i for i in range(len(data.as_ofs)) if heldout is None or i < heldout]
+    before = [i for i in range(len(data.as_ofs)) if heldout is None or i < heldout]
     cv: dict[str, list[float]] = {name: [] for name in candidates}
-    for k, val in enumerate(train_snaps):
-        if k == 0:
-            continue
-        tr = np.isin(data.snapshot, train_snaps[:k])
-        va = data.snapshot == val
-        if len(np.unique(data.y[tr])) < 2 or len(np.unique(data.y[va])) < 2:
-            continue
+    for k in range(max(1, len(before) - CV_SNAPSHOTS), len(before)):
         for name, est in candidates.items():
-            score = auc(data.y[va], _positive_proba(_fit(est, data.X[tr], data.y[tr]), data.X[va]))
+            mask, proba = cross_fitted(
+                data, est, target=before[k], train_snaps=before[:k], folds=folds
+            )
+            score = auc(data.y[mask], proba)
             if score is not None:
                 cv[name].append(score)
     cv_mean = {name: (float(np.mean(v)) if v else None) for name, v in cv.items()}
     scored = {n: v for n, v in cv_mean.items() if v is not None}
     # Without a CV fold, fall back to the first (simplest) candidate rather than
-    # peeking at the held-out snapshot to choose.
+    # peeking at the held-out rows to choose.
     chosen = max(scored, key=lambda n: scored[n]) if scored else next(iter(candidates), None)
     if heldout is None or chosen is None:
-        return chosen, cv_mean, heldout, None, None
-    tr = np.isin(data.snapshot, train_snaps)
-    te = data.snapshot == heldout
-    if len(np.unique(data.y[tr])) < 2:
-        return chosen, cv_mean, heldout, None, None
-    model = _fit(candidates[chosen], data.X[tr], data.y[tr])
-    model_auc = auc(data.y[te], _positive_proba(model, data.X[te]))
+        return chosen, cv_mean, heldout, None, None, np.zeros(len(data.y), dtype=bool)
+    te, proba = cross_fitted(
+        data, candidates[chosen], target=heldout, train_snaps=before, folds=folds
+    )
+    model_auc = auc(data.y[te], proba)
     rules_auc = auc(data.y[te], data.rules_score[te].astype(np.float64))
-    return chosen, cv_mean, heldout, model_auc, rules_auc
+    return chosen, cv_mean, heldout, model_auc, rules_auc, te
 
 
 def train_churn_model(
@@ -292,7 +338,7 @@ def train_churn_model(
             "the data needs tutors with churned_on inside the prediction horizon and tutors "
             "without"
         )
-    chosen, cv_mean, heldout, model_auc, rules_auc = select_and_validate(data, candidates)
+    chosen, cv_mean, heldout, model_auc, rules_auc, te = select_and_validate(data, candidates)
     passed, reason = gate(model_auc, rules_auc)
     assert chosen is not None
     final = _fit(candidates[chosen], data.X, data.y)
@@ -300,7 +346,6 @@ def train_churn_model(
         reference = [
             float(np.nanmedian(col)) if not np.all(np.isnan(col)) else math.nan for col in data.X.T
         ]
-    te = data.snapshot == heldout if heldout is not None else np.zeros(len(data.y), bool)
     version = new_version(settings.data_dir)
     result = TrainResult(
         version=version,
@@ -474,6 +519,19 @@ def model_status(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
+def _rules_label(
+    reasons: list[dict[str, Any]] | None, details: dict[str, Any] | None
+) -> str | None:
+    """The rules' label for a row: from the analytics summary reason, or kept from a
+    previous scoring (which replaced that reason)."""
+    for reason in reasons or []:
+        if reason.get("flag") == MODEL_REASON_FLAG and reason.get("source") == "rules":
+            label = reason.get("label")
+            return str(label) if label in RISK_ORDER else None
+    kept = (details or {}).get("churn_model", {}).get("rules_label")
+    return str(kept) if kept in RISK_ORDER else None
+
+
 def apply_churn_scores(
     session: Session,
     *,
@@ -515,6 +573,13 @@ def apply_churn_scores(
     frame = compute_features(
         session, as_of=as_of, rules=rules, tutor_ids=[r.tutor_id for r in rows]
     )
+    rules_label = {r.tutor_id: _rules_label(r.reasons, r.details) for r in rows}
+    if any(rules_label.get(t) is None for t in frame.tutor_ids):
+        with_rules_feature(session, frame, rules)
+    else:
+        frame.X[:, frame.names.index(RULES_FEATURE.name)] = [
+            RISK_ORDER[str(rules_label[t])] for t in frame.tutor_ids
+        ]
     by_tutor = {s.tutor_id: s for s in score_frame(stored, frame, rules)}
     horizon = rules.prediction.horizon_days
     updates: list[dict[str, Any]] = []
@@ -524,7 +589,12 @@ def apply_churn_scores(
         reasons = list(row.reasons or [])
         values: dict[str, Any] = {"id": row.id}
         if score is None:
-            details["churn_model"] = {**status, "probability": None, "factors": []}
+            details["churn_model"] = {
+                **status,
+                "probability": None,
+                "factors": [],
+                "rules_label": rules_label[row.tutor_id],
+            }
             values["churn_probability"] = None
         elif passed:
             factors_text = (
@@ -539,6 +609,7 @@ def apply_churn_scores(
             reasons.append(
                 {
                     "flag": MODEL_REASON_FLAG,
+                    "kind": "summary",
                     "source": "model",
                     "value": round(score.probability, 4),
                     "threshold": threshold,
@@ -556,6 +627,7 @@ def apply_churn_scores(
                 **status,
                 "probability": score.probability,
                 "factors": score.factors,
+                "rules_label": rules_label[row.tutor_id],
             }
             values.update(churn_probability=score.probability, churn_risk_label=score.label)
         else:
@@ -563,6 +635,7 @@ def apply_churn_scores(
                 **status,
                 "probability": score.probability,
                 "factors": score.factors,
+                "rules_label": rules_label[row.tutor_id],
             }
             values["churn_probability"] = None
         values["reasons"] = reasons

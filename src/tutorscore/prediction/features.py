@@ -51,6 +51,10 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("days_since_last_session", "days since the last completed session", "days"),
 )
 
+# The rules' own churn_risk_label (0 low, 1 medium, 2 high), filled in by the churn
+# module from the analytics rules: the model starts from what the rules know.
+RULES_FEATURE = FeatureSpec("rules_churn_risk", "churn risk by the rules", "level")
+
 # Counts the rules' small-sample guards need; kept beside the features, not fed to the model.
 GUARD_COLUMNS = ("rated_sessions", "evaluated_sessions")
 
@@ -67,7 +71,7 @@ def feature_specs(rules: RulesConfig) -> list[FeatureSpec]:
         FeatureSpec(f"tag_{tag}_share", f"sessions tagged {tag.replace('_', ' ')}", "rate")
         for tag in risk_tags(rules)
     ]
-    return [*BASE_FEATURES, *tags]
+    return [*BASE_FEATURES, *tags, RULES_FEATURE]
 
 
 @dataclass
@@ -249,6 +253,7 @@ def compute_features(
         }
         for tag in tags:
             values[f"tag_{tag}_share"] = _ratio(getattr(r, f"tag_{tag}"), r.evaluated)
+        values[RULES_FEATURE.name] = math.nan
         ids.append(tutor_id)
         churned.append(churned_on)
         rows.append([float(values[n]) for n in names])
@@ -326,6 +331,8 @@ def describe_value(spec: FeatureSpec, value: float) -> str:
         return f"{value:+.1f}"
     if spec.kind == "days":
         return f"{value:.0f} days"
+    if spec.kind == "level":
+        return {0: "low", 1: "medium", 2: "high"}.get(int(value), f"{value:.0f}")
     if spec.kind == "ratio":
         return f"{value:+.0%}"
     return f"{value:.3g}"
