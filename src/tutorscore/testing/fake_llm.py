@@ -73,6 +73,8 @@ class FakeState:
     script: deque[dict[str, Any]] = field(default_factory=deque)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recent_prompts: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    in_flight: int = 0
 
     def window(self, now: float) -> tuple[int, int]:
         while self.log and self.log[0][0] <= now - WINDOW_S:
@@ -248,12 +250,13 @@ def create_app(config: FakeConfig) -> FastAPI:
         body = await request.json()
         now = time.monotonic()
         state.counters["requests"] += 1
+        state.recent_prompts.append(json.dumps(body.get("messages", [])[-1:], ensure_ascii=False))
         max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
         tokens = _prompt_tokens(body.get("messages", [])) + max_out
-        scripted = state.script.popleft() if state.script else None
-        wait = state.wait_for_room(tokens, now)
-        if scripted and scripted.get("status") == 429:
-            wait = float(scripted.get("retry_after", 1.0))
+        scripted = state.script.popleft() if state.script else {}
+        status = int(scripted.get("status", 0))
+        wait = float(scripted.get("retry_after", 1.0)) if status == 429 else 0.0
+        wait = wait or state.wait_for_room(tokens, now)
         if wait > 0:
             state.counters["http_429"] += 1
             headers = state.headers(now)
@@ -262,16 +265,20 @@ def create_app(config: FakeConfig) -> FastAPI:
             return _error(429, "Rate limit reached; retry later.", "rate_limit_exceeded", headers)
         state.log.append((now, tokens))
         headers = state.headers(now)
-        if config.latency_ms:
-            await asyncio.sleep(config.latency_ms / 1000)
-        fail = scripted.get("status") == 500 if scripted else state.rng.random() < config.error_rate
-        if fail:
-            state.counters["http_500"] += 1
-            return _error(500, "The server had an error.", "server_error", headers)
-        malformed = (
-            bool(scripted.get("malformed"))
-            if scripted
-            else state.rng.random() < config.malformed_rate
+        state.in_flight += 1
+        state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
+        try:
+            if config.latency_ms:
+                await asyncio.sleep(config.latency_ms / 1000)
+        finally:
+            state.in_flight -= 1
+        if status >= 400 or (not status and state.rng.random() < config.error_rate):
+            code = status or 500
+            state.counters[f"http_{code}"] += 1
+            kind = "server_error" if code >= 500 else "invalid_request_error"
+            return _error(code, f"Injected HTTP {code}.", kind, headers)
+        malformed = bool(scripted.get("malformed")) or (
+            not scripted and state.rng.random() < config.malformed_rate
         )
         if malformed:
             state.counters["malformed"] += 1
@@ -399,6 +406,10 @@ def create_app(config: FakeConfig) -> FastAPI:
         requests, tokens = state.window(time.monotonic())
         return {**state.counters, "window_requests": requests, "window_tokens": tokens}
 
+    @app.get("/_requests")
+    async def recent_requests() -> list[str]:
+        return list(state.recent_prompts)
+
     @app.post("/_control")
     async def control(request: Request) -> dict[str, Any]:
         body = await request.json()
@@ -411,6 +422,7 @@ def create_app(config: FakeConfig) -> FastAPI:
             state.counters.clear()
             state.log.clear()
             state.script.clear()
+            state.recent_prompts.clear()
         return {"ok": True}
 
     return app
@@ -440,6 +452,10 @@ class FakeServerProcess:
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = httpx.get(f"{self.root_url}/_stats", timeout=5).json()
+        return result
+
+    def recent_prompts(self) -> list[str]:
+        result: list[str] = httpx.get(f"{self.root_url}/_requests", timeout=5).json()
         return result
 
     def control(self, **changes: Any) -> None:
