@@ -264,9 +264,9 @@ def apply_churn_model(
 
     Called by compute_all and update_tutor after the rows at `as_of` are written,
     inside the same transaction. The rules already set churn_risk_label;
-    `tutorscore.prediction.churn.apply_churn_scores` sets churn_probability (and
-    the label, when its model passed the quality gate). Without a model nothing
-    changes and churn_probability stays null. Returns how many rows it scored.
+    `tutorscore.prediction.churn.after_metrics` sets churn_probability (and the
+    label, when its model passed the quality gate) and records alerts. Without a
+    model nothing changes and churn_probability stays null. Returns rows scored.
     """
     try:
         churn = importlib.import_module("tutorscore.prediction.churn")
