@@ -45,7 +45,7 @@ def trend_chart(
 
     A missing value breaks the line (no interpolation across empty weeks).
     """
-    left, right, top, bottom = 36, width - 12, 12, height - 28
+    left, right, top, bottom = 36, width - 28, 12, height - 28
     n = len(points)
 
     def x_at(i: int) -> float:

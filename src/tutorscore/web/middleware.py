@@ -120,7 +120,7 @@ class RequestContextMiddleware:
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any extras."""
 
-    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RiskLevel = Literal["low", "medium", "high"]
+RiskLevel = Literal["high", "medium", "low", "not_enough_data"]
 
 
 class Reason(BaseModel):
@@ -16,10 +16,10 @@ class Reason(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     flag: str
-    value: float | None = None
-    threshold: float | None = None
-    numerator: float | None = None
-    denominator: float | None = None
+    value: int | float | str | bool | None = None
+    threshold: int | float | str | None = None
+    numerator: int | float | None = None
+    denominator: int | float | None = None
     text: str
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader
 
 from tutorscore.evaluation.judge import RISK_TAGS
 from tutorscore.web.dashboard.views import FLAG_LABELS
@@ -34,17 +34,30 @@ def _when(value: Any) -> str:
     return str(value)[:16].replace("T", " ")
 
 
+def _reason_value(value: Any, threshold: Any = None) -> str:
+    """Numbers behind a flag: rates as percentages, scores with two decimals, labels as is."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(threshold, float) and 0 < threshold < 1 and 0 <= value <= 1:
+        return f"{value * 100:.1f}%".replace(".0%", "%")
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.2f}"
+    return f"{value:g}"
+
+
 def _build_env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,
-        undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
     env.filters["when"] = _when
+    env.filters["reason_value"] = _reason_value
     env.globals["urlencode"] = urlencode
     env.globals["FLAG_LABELS"] = FLAG_LABELS
     env.globals["RISK_TAGS"] = RISK_TAGS
@@ -65,6 +78,7 @@ def render(
     from tutorscore.web.deps import csrf_token
 
     ctx: dict[str, Any] = {
+        "THRESHOLDS": request.app.state.tutorscore.rules.thresholds,
         "user": getattr(request.state, "principal", None),
         "csrf_token": csrf_token(request),
         "path": request.url.path,

@@ -64,8 +64,10 @@ def record_session(
     priority: int | None = None
     has_transcript = clean.get("transcript") is not None
     if has_transcript:
-        job_id = enqueue_evaluation(db, session_id, judge="heuristic")
+        job_id = enqueue_evaluation(db, session_id, judge="heuristic", rules=state.rules)
         priority = _job_priority(db, job_id)
+        if state.settings.llm_enabled:
+            enqueue_evaluation(db, session_id, judge="llm", rules=state.rules)
     update_tutor(db, str(clean["tutor_id"]), rules=state.rules)
     if before is not None and before.get("tutor_id") != clean["tutor_id"]:
         update_tutor(db, str(before["tutor_id"]), rules=state.rules)

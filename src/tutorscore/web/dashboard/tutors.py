@@ -38,7 +38,7 @@ def tutor_list(
 ) -> HTMLResponse:
     from tutorscore.analytics.report import tutor_reports
 
-    chosen_flags = [f for f in (flags or []) if f in views.FLAG_NAMES]
+    chosen_flags = [f for f in (flags or []) if f in views.FLAG_FILTERS]
     items, total = tutor_reports(
         db,
         sort=sort,
@@ -76,16 +76,14 @@ def tutor_list(
             },
             "any_filter": bool(subject or risk or min_sessions is not None or chosen_flags),
             "subjects": views.subjects(state.engine, db),
-            "flag_names": views.FLAG_NAMES,
+            "flag_names": views.FLAG_FILTERS,
         },
     )
 
 
 def _weekly_points(detail: dict[str, Any]) -> list[dict[str, Any]]:
-    details = detail.get("details") or {}
-    weekly = details.get("weekly") if isinstance(details, dict) else None
     points = []
-    for week in weekly or []:
+    for week in detail.get("weekly") or []:
         start = str(week.get("week_end") or week.get("week_start") or "")
         label = start[5:10] if len(start) >= 10 else start
         points.append(

@@ -27,7 +27,10 @@ FLAG_NAMES = (
     "low_rating_flag",
     "low_ai_quality_flag",
 )
+# what the tutor list can filter on (tutorscore.analytics.report.FLAG_FILTERS)
+FLAG_FILTERS = (*FLAG_NAMES, "no_show_high", "insufficient_data")
 FLAG_LABELS = {
+    "insufficient_data": "not enough data",
     "high_rescheduler_flag": "high rescheduler",
     "poor_first_session_flag": "poor first sessions",
     "low_rating_flag": "low rating",
