@@ -1,0 +1,290 @@
+"""Churn features, training with the quality gate both ways, scoring into tutor_metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy import Engine, insert, select
+
+from tutorscore.config import RulesConfig, Settings
+from tutorscore.db.engine import transaction
+from tutorscore.db.models import Student, Tutor, TutoringSession, TutorMetrics
+from tutorscore.prediction import churn
+from tutorscore.prediction.features import compute_features, describe_value, feature_specs
+from tutorscore.prediction.model_store import list_models, load_model
+
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def populate(engine: Engine, *, tutors: int = 60, days: int = 45, seed: int = 7) -> None:
+    """Tutors about to leave take fewer and fewer sessions (a signal the rules do not see)."""
+    rng = random.Random(seed)
+    start = END - timedelta(days=days)
+    tutor_rows, sessions = [], []
+    for i in range(tutors):
+        tid = f"T{i:03d}"
+        churn_day = rng.uniform(12, days + 20) if rng.random() < 0.4 else None
+        tutor_rows.append(
+            {
+                "tutor_id": tid,
+                "name": tid,
+                "subjects": ["Math"],
+                "hire_date": (start - timedelta(days=rng.randint(30, 400))).date(),
+                "churned_on": (start + timedelta(days=churn_day)).date() if churn_day else None,
+            }
+        )
+        for d in range(days):
+            if churn_day is not None and d >= churn_day:
+                break
+            fading = 0.0 if churn_day is None else max(0.0, 1 - (churn_day - d) / 40)
+            if rng.random() < fading:
+                continue
+            for k in range(2):
+                r = rng.random()
+                status = "rescheduled" if r < 0.06 else ("no_show" if r < 0.08 else "completed")
+                sessions.append(
+                    {
+                        "session_id": f"{tid}-{d}-{k}",
+                        "tutor_id": tid,
+                        "student_id": f"S{rng.randrange(30)}",
+                        "subject": "Math",
+                        "scheduled_start_at": start + timedelta(days=d, hours=9 + 3 * k),
+                        "status": status,
+                        "reschedule_initiator": "tutor" if status == "rescheduled" else None,
+                        "no_show_by": "tutor" if status == "no_show" else None,
+                        "is_first_session": False,
+                        "student_rating": max(1, min(5, round(rng.gauss(4.2, 0.8))))
+                        if status == "completed"
+                        else None,
+                    }
+                )
+    with engine.begin() as conn:
+        conn.execute(insert(Tutor), tutor_rows)
+        conn.execute(insert(Student), [{"student_id": f"S{j}"} for j in range(30)])
+        conn.execute(insert(TutoringSession), sessions)
+
+
+class Inverted(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
+    """A deliberately bad model: a logistic regression's probabilities turned upside down."""
+
+    def fit(self, X: Any, y: Any) -> Inverted:
+        self.inner_ = LogisticRegression(max_iter=1000).fit(np.nan_to_num(X), y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.inner_.predict_proba(np.nan_to_num(X))[:, ::-1]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(TUTORSCORE_DATA_DIR=str(tmp_path))
+
+
+def _metrics_rows(engine: Engine, rules: RulesConfig) -> None:
+    from tutorscore.analytics.service import compute_all
+
+    compute_all(engine, as_of=END, rules=rules)
+
+
+def test_gate_uses_the_model_only_when_it_beats_the_rules() -> None:
+    assert churn.gate(0.71, 0.70)[0] is True
+    assert churn.gate(0.70, 0.70)[0] is False
+    assert churn.gate(0.60, 0.70)[0] is False
+    assert churn.gate(None, 0.70)[0] is False
+    assert churn.gate(0.9, None)[0] is False
+
+
+def test_features_match_hand_counts_and_ignore_the_future(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    as_of = datetime(2026, 11, 1, tzinfo=UTC)
+    base = as_of - timedelta(days=20)
+    with transaction(engine) as s:
+        s.add_all(
+            [
+                Tutor(
+                    tutor_id="A",
+                    name="A",
+                    subjects=[],
+                    hire_date=(as_of - timedelta(days=100)).date(),
+                ),
+                Tutor(
+                    tutor_id="Gone",
+                    name="G",
+                    subjects=[],
+                    churned_on=(as_of - timedelta(days=1)).date(),
+                ),
+                Student(student_id="S1"),
+            ]
+        )
+        s.flush()
+        statuses = ["completed"] * 6 + ["rescheduled"] * 3 + ["no_show"]
+        for i, status in enumerate(statuses):
+            day = base + timedelta(days=i) if i < 5 else as_of - timedelta(days=9 - i)
+            s.add(
+                TutoringSession(
+                    session_id=f"A{i}",
+                    tutor_id="A",
+                    student_id="S1",
+                    subject="Math",
+                    scheduled_start_at=day,
+                    status=status,
+                    reschedule_initiator="tutor" if status == "rescheduled" else None,
+                    student_rating=(2 if i < 3 else 4) if status == "completed" else None,
+                )
+            )
+        # after as_of: must not count
+        s.add(
+            TutoringSession(
+                session_id="late",
+                tutor_id="A",
+                student_id="S1",
+                subject="Math",
+                scheduled_start_at=as_of + timedelta(hours=1),
+                status="rescheduled",
+                reschedule_initiator="tutor",
+            )
+        )
+        s.add(
+            TutoringSession(
+                session_id="G1",
+                tutor_id="Gone",
+                student_id="S1",
+                subject="Math",
+                scheduled_start_at=base,
+                status="completed",
+            )
+        )
+    with transaction(engine) as s:
+        frame = compute_features(s, as_of=as_of, rules=rules)
+    assert frame.tutor_ids == ["A"]  # churned before as_of: excluded
+    row = dict(zip(frame.names, frame.X[0].tolist(), strict=True))
+    assert row["total_sessions"] == 10
+    assert row["tutor_reschedule_rate"] == pytest.approx(3 / 10)
+    assert row["tutor_no_show_rate"] == pytest.approx(1 / 10)
+    # ratings 2,2,2,4,4 fall in the window's first half (days -20..-16), 4 in the second
+    assert row["avg_student_rating"] == pytest.approx(3.0)
+    assert row["rating_slope"] == pytest.approx(4 - 2.8)
+    assert row["tenure_days"] == 100
+    assert math.isnan(row["ai_avg_quality_score"])
+    assert frame.labels(30).tolist() == [0]
+
+
+def test_trained_model_beats_rules_is_used_and_explained(
+    engine: Engine, rules: RulesConfig, settings: Settings
+) -> None:
+    populate(engine)
+    _metrics_rows(engine, rules)
+    result = churn.train_churn_model(engine, as_of=END, rules=rules, settings=settings)
+    assert result.heldout_model_auc is not None and result.heldout_rules_auc is not None
+    assert result.heldout_model_auc > result.heldout_rules_auc
+    assert result.gate_passed
+    assert set(result.cv_auc) == {"logistic_regression", "gradient_boosting"}
+
+    sidecar = json.loads(
+        (Path(settings.data_dir) / "models" / f"churn-{result.version}.json").read_text()
+    )
+    assert sidecar["features"] == [f.name for f in feature_specs(rules)]
+    assert sidecar["metrics"]["heldout_model_auc"] == result.heldout_model_auc
+    assert sidecar["date_range"]["to"] == result.snapshots[-1]
+    assert (Path(settings.data_dir) / "models" / f"churn-{result.version}.joblib").exists()
+
+    with transaction(engine) as s:
+        applied = churn.apply_churn_scores(s, as_of=END, rules=rules, settings=settings)
+    assert applied.used and applied.scored > 0
+    with transaction(engine) as s:
+        rows = list(s.scalars(select(TutorMetrics).where(TutorMetrics.as_of == END)))
+    scored = [r for r in rows if r.churn_probability is not None]
+    assert len(scored) == applied.scored
+    for r in scored:
+        assert r.churn_risk_label == churn.probability_label(r.churn_probability, rules)
+        model_reasons = [x for x in r.reasons if x.get("source") == "model"]
+        assert len(model_reasons) == 1
+        assert r.details["churn_model"]["used"] is True
+    risky = max(scored, key=lambda r: r.churn_probability or 0)
+    factors = risky.details["churn_model"]["factors"]
+    assert factors and all(f["contribution"] > 0 for f in factors)
+    assert (
+        factors[0]["text"] in next(x for x in risky.reasons if x.get("source") == "model")["text"]
+    )
+
+
+def test_a_model_worse_than_the_rules_is_not_used(
+    engine: Engine, rules: RulesConfig, settings: Settings
+) -> None:
+    populate(engine)
+    _metrics_rows(engine, rules)
+    with transaction(engine) as s:
+        before = {
+            r.tutor_id: r.churn_risk_label
+            for r in s.scalars(select(TutorMetrics).where(TutorMetrics.as_of == END))
+        }
+    result = churn.train_churn_model(
+        engine, as_of=END, rules=rules, settings=settings, candidates={"inverted": Inverted()}
+    )
+    assert result.heldout_model_auc is not None and result.heldout_rules_auc is not None
+    assert result.heldout_model_auc <= result.heldout_rules_auc
+    assert not result.gate_passed
+    status = churn.model_status(settings)
+    assert status["used"] is False and "does not beat" in status["reason"]
+
+    with transaction(engine) as s:
+        applied = churn.apply_churn_scores(s, as_of=END, rules=rules, settings=settings)
+    assert not applied.used
+    with transaction(engine) as s:
+        rows = list(s.scalars(select(TutorMetrics).where(TutorMetrics.as_of == END)))
+    assert {r.tutor_id: r.churn_risk_label for r in rows} == before
+    assert all(r.churn_probability is None for r in rows)
+    assert all(r.details["churn_model"]["used"] is False for r in rows)
+    assert not any(x.get("source") == "model" for r in rows for x in r.reasons)
+
+
+def test_model_store_versions_and_other_databases(
+    engine: Engine, rules: RulesConfig, settings: Settings
+) -> None:
+    populate(engine, tutors=40, days=40)
+    lr = {"logistic_regression": churn.make_candidates()["logistic_regression"]}
+    first = churn.train_churn_model(
+        engine, as_of=END, rules=rules, settings=settings, candidates=lr
+    )
+    second = churn.train_churn_model(
+        engine, as_of=END, rules=rules, settings=settings, candidates=lr
+    )
+    versions = [m["version"] for m in list_models(settings.data_dir)]
+    assert versions == sorted({first.version, second.version}, reverse=True)
+    stored = load_model(settings.data_dir)
+    assert stored is not None and stored.version == versions[0]
+    # a model trained elsewhere is never applied to this database
+    stored.meta["database"] = "someone-else"
+    with transaction(engine) as s:
+        applied = churn.apply_churn_scores(s, as_of=END, rules=rules, stored=stored)
+    assert applied.scored == 0 and "another database" in applied.reason
+
+
+def test_snapshot_times_spread_over_history(engine: Engine, rules: RulesConfig) -> None:
+    populate(engine, tutors=5, days=20)
+    with transaction(engine) as s:
+        times = churn.snapshot_times(s, as_of=END, rules=rules)
+    assert len(times) == rules.prediction.training_snapshots
+    assert times == sorted(times) and times[-1] == pytest.approx(END, abs=timedelta(seconds=1))
+    first_session = END - timedelta(days=20) + timedelta(hours=9)
+    assert times[0] >= first_session + timedelta(days=rules.prediction.min_snapshot_history_days)
+
+
+def test_values_read_like_a_coach_would_say_them() -> None:
+    specs = {s.name: s for s in feature_specs(RulesConfig())}
+    assert describe_value(specs["tutor_reschedule_rate"], 0.22) == "22%"
+    assert describe_value(specs["reschedule_rate_change"], 0.08) == "+8 pts"
+    assert describe_value(specs["avg_student_rating"], 4.12) == "4.1"
+    assert describe_value(specs["days_since_last_session"], 12.4) == "12 days"
+    assert describe_value(specs["avg_student_rating"], math.nan) == "no data"
