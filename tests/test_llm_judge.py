@@ -304,3 +304,116 @@ def test_from_settings_uses_the_database_and_the_shared_limiter(
     assert "Ingeborg" not in json.dumps(fake.recent_prompts())
     with pytest.raises(JudgeUnavailable, match="TUTORSCORE_LLM_BASE_URL"):
         LLMJudge.from_settings(Settings(), engine)
+
+
+def _wait_for_batches(server: FakeServerProcess, expected: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.stats().get("batches", 0) >= expected:
+            time.sleep(0.4)  # the fake completes a batch batch_delay_s after creation
+            return
+        time.sleep(0.05)
+    raise AssertionError("batch never created")
+
+
+def test_batch_path_submits_collects_and_stores_at_half_price(
+    engine: Engine, fake: FakeServerProcess, rules: object
+) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.db.models import Job, SessionEvaluation
+    from tutorscore.evaluation.batch import (
+        BATCH_KIND,
+        collect_batches,
+        split_for_batch,
+        submit_batch,
+    )
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o",
+        TUTORSCORE_LLM_BATCH_BACKLOG=True,
+    )
+    priorities = {"B0": rules.evaluation.priority_first_session, "B1": 20, "B2": 25}
+    realtime, backlog = split_for_batch(priorities, settings, rules)
+    assert realtime == ["B0"] and backlog == ["B1", "B2"]
+    off = Settings(TUTORSCORE_LLM_BASE_URL=fake.base_url)
+    assert split_for_batch(priorities, off, rules) == (list(priorities), [])
+
+    for i, sid in enumerate(["B1", "B2", "B3"]):
+        turns = [dict(t) for t in TRANSCRIPT]
+        turns[2]["text"] += f" (problem {i})"
+        add_session(engine, sid, turns)  # type: ignore[arg-type]
+    judge = LLMJudge.from_settings(settings, engine)
+    batch_id = submit_batch(engine, settings, rules, ["B1", "B2", "B3"], judge=judge)
+    assert batch_id is not None
+    # sessions already waiting in a batch are not sent twice
+    assert submit_batch(engine, settings, rules, ["B1", "B2"], judge=judge) is None
+    assert fake.stats()["batches"] == 1
+    _wait_for_batches(fake, 1)
+    summary = collect_batches(engine, settings, rules, judge=judge)
+    assert summary["batches_completed"] == 1 and summary["stored"] == 3
+    assert fake.stats().get("requests", 0) == 0  # nothing went through the real-time path
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(SessionEvaluation.session_id, SessionEvaluation.evidence).where(
+                SessionEvaluation.judge == "llm"
+            )
+        ).all()
+        calls = conn.execute(
+            select(LLMCall.mode, LLMCall.tokens_in, LLMCall.tokens_out, LLMCall.cost_usd)
+        ).all()
+        job = conn.execute(select(Job.status).where(Job.kind == BATCH_KIND)).scalar_one()
+    assert sorted(r.session_id for r in stored) == ["B1", "B2", "B3"]
+    for _, evidence in stored:
+        for item in evidence:
+            assert item["quote"] in TRANSCRIPT[item["turn"]]["text"] or item["turn"] == 2
+    assert job == "done"
+    assert len(calls) == 3 and {c.mode for c in calls} == {"batch"}
+    for c in calls:
+        assert c.cost_usd == pytest.approx(call_cost("gpt-4o", c.tokens_in, c.tokens_out) / 2)
+    # everything is evaluated now: a new submission sends nothing
+    assert submit_batch(engine, settings, rules, ["B1", "B2", "B3"], judge=judge) is None
+
+
+def test_batch_failures_are_requeued(
+    engine: Engine, fake: FakeServerProcess, rules: object
+) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.db.models import Job
+    from tutorscore.evaluation.batch import collect_batches, submit_batch
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(TUTORSCORE_LLM_BASE_URL=fake.base_url, TUTORSCORE_LLM_MODEL="gpt-4o")
+    add_session(engine, "F1", TRANSCRIPT)
+    fake.control(error_rate=1.0)
+    judge = LLMJudge.from_settings(settings, engine)
+    assert submit_batch(engine, settings, rules, ["F1"], judge=judge)
+    _wait_for_batches(fake, 1)
+    summary = collect_batches(engine, settings, rules, judge=judge)
+    assert summary["requeued"] == 1 and summary["stored"] == 0
+    with engine.connect() as conn:
+        queued = conn.execute(
+            select(Job.session_id, Job.payload).where(Job.kind == "evaluate")
+        ).all()
+        statuses = conn.execute(select(LLMCall.status)).scalars().all()
+    assert [(q.session_id, q.payload["judge"]) for q in queued] == [("F1", "llm")]
+    assert statuses == ["http_500"]
+
+
+def test_batch_respects_the_budget(engine: Engine, fake: FakeServerProcess, rules: object) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.evaluation.batch import submit_batch
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o",
+        TUTORSCORE_LLM_BUDGET_USD=0.0001,
+    )
+    add_session(engine, "G1", TRANSCRIPT)
+    with pytest.raises(JudgeUnavailable, match="budget"):
+        submit_batch(engine, settings, rules, ["G1"])
+    assert fake.stats().get("files", 0) == 0
