@@ -110,7 +110,8 @@ def tutors(
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"{len(items)} of {total} tutors")
-        for column in ("tutor", "name", "sessions", "resched.", "no-show", "1st drop",
+        table.add_column("tutor", no_wrap=True)
+        for column in ("name", "sessions", "resched.", "no-show", "1st drop",
                        "rating", "AI", "no-show risk", "churn risk", "flags"):  # fmt: skip
             table.add_column(column)
         for item in items:
