@@ -88,6 +88,7 @@ class EvaluationConfig(BaseModel):
     backoff_max_seconds: float = 900.0
     poll_seconds: float = 0.5
     worker_concurrency: int = 4
+    analytics_debounce_seconds: float = 1.0
     heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
 
 

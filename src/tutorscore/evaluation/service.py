@@ -122,11 +122,21 @@ def store_evaluation(
     return row, False
 
 
-def refresh_tutor_metrics(session: Session, tutor_id: str, rules: RulesConfig) -> None:
-    """Incremental analytics for the tutor; a failure there never loses the evaluation."""
+def refresh_tutor_metrics(
+    session: Session, tutor_id: str, rules: RulesConfig, *, savepoint: bool = True
+) -> None:
+    """Incremental analytics for the tutor; a failure there never loses the evaluation.
+
+    `savepoint=False` is for callers with a transaction of its own: on SQLite a
+    SAVEPOINT opened before any write starts a read transaction that cannot
+    later take the write lock when another connection wrote meanwhile.
+    """
     try:
         from tutorscore.analytics.service import update_tutor
     except ImportError:  # analytics not installed in this build
+        return
+    if not savepoint:
+        update_tutor(session, tutor_id, rules=rules)
         return
     try:
         with session.begin_nested():
