@@ -417,3 +417,127 @@ def test_batch_respects_the_budget(engine: Engine, fake: FakeServerProcess, rule
     with pytest.raises(JudgeUnavailable, match="budget"):
         submit_batch(engine, settings, rules, ["G1"])
     assert fake.stats().get("files", 0) == 0
+
+
+async def test_usage_report_by_day_and_model_with_projection(
+    engine: Engine, tmp_path: object
+) -> None:
+    import httpx
+
+    from tutorscore.config import Settings, load_rules
+    from tutorscore.evaluation.costs import ESTIMATED_TOKENS_IN, usage_report
+    from tutorscore.web.app import create_app
+    from web_support import bearer
+
+    now = utcnow()
+    ledger = DbLedger(engine)
+    calls = [
+        CallRecord(
+            "gpt-4o",
+            "llm-v1",
+            "ok",
+            tokens_in=3000,
+            tokens_out=400,
+            cost_usd=call_cost("gpt-4o", 3000, 400),
+            created_at=now,
+        ),
+        CallRecord(
+            "gpt-4o",
+            "llm-v1",
+            "ok",
+            tokens_in=2000,
+            tokens_out=600,
+            cost_usd=call_cost("gpt-4o", 2000, 600),
+            created_at=now,
+        ),
+        CallRecord("gpt-4o", "llm-v1", "http_429", error="HTTP 429", created_at=now),
+        CallRecord(
+            "gpt-4o-mini",
+            "llm-v1",
+            "ok",
+            tokens_in=1000,
+            tokens_out=100,
+            cost_usd=call_cost("gpt-4o-mini", 1000, 100),
+            created_at=now - timedelta(days=1),
+        ),
+        CallRecord(
+            "gpt-4o",
+            "llm-v1",
+            "ok",
+            tokens_in=9,
+            tokens_out=9,
+            cost_usd=5.0,
+            created_at=now - timedelta(days=30),
+        ),  # outside the period
+    ]
+    ledger.record_many(calls)
+    report = usage_report(engine, now=now, days=7, budget_usd=10.0, current_model="gpt-4o")
+    today = now.strftime("%Y-%m-%d")
+    rows = {(r["day"], r["model"]): r for r in report["by_day"]}
+    assert set(rows) == {
+        (today, "gpt-4o"),
+        ((now - timedelta(days=1)).strftime("%Y-%m-%d"), "gpt-4o-mini"),
+    }
+    gpt4o = rows[(today, "gpt-4o")]
+    assert (gpt4o["calls"], gpt4o["ok"], gpt4o["errors"]) == (3, 2, 1)
+    assert gpt4o["errors_by_status"] == {"http_429": 1}
+    assert (gpt4o["tokens_in"], gpt4o["tokens_out"]) == (5000, 1000)
+    assert report["spent_today_usd"] == pytest.approx(gpt4o["cost_usd"])
+    projection = {p["model"]: p for p in report["projection"]}
+    assert projection["gpt-4o"]["source"] == "measured"
+    assert projection["gpt-4o"]["avg_tokens_in"] == 2500
+    assert projection["gpt-4o"]["calls_per_session"] == 1.5
+    expected = call_cost("gpt-4o", 2500, 500) * 3000
+    assert projection["gpt-4o"]["daily_cost_usd"] == pytest.approx(expected, abs=0.01)
+    assert projection["gpt-4o"]["daily_cost_batch_usd"] == pytest.approx(expected / 2, abs=0.01)
+    assert projection["gpt-4.1-mini"]["source"] == "estimate"
+    assert projection["gpt-4.1-mini"]["avg_tokens_in"] == ESTIMATED_TOKENS_IN
+
+    settings = Settings(
+        DATABASE_URL=engine.url.render_as_string(hide_password=False),
+        TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
+        TUTORSCORE_DATA_DIR=str(tmp_path),
+    )
+    app = create_app(settings, load_rules(None, environ={}), engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/api/llm-usage")).status_code == 401
+        headers = bearer(engine, "viewer1", "viewer")
+        r = await client.get("/api/llm-usage", params={"days": 2}, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["totals"]["calls"] == 4 and body["totals"]["errors"] == 1
+        assert (await client.get("/api/llm-usage?days=0", headers=headers)).status_code == 422
+
+
+def test_llm_usage_command(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from tutorscore.cli import app
+    from tutorscore.cli.common import get_engine
+    from tutorscore.config import get_settings
+
+    DbLedger(engine).record(
+        CallRecord(
+            "gpt-4o",
+            "llm-v1",
+            "ok",
+            tokens_in=2000,
+            tokens_out=300,
+            cost_usd=call_cost("gpt-4o", 2000, 300),
+        )
+    )
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["llm-usage", "--format", "json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["totals"]["calls"] == 1
+        table = CliRunner().invoke(app, ["llm-usage"])
+        assert table.exit_code == 0 and "Projected daily cost of 3,000 sessions" in table.output
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
