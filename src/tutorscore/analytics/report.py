@@ -108,7 +108,7 @@ def _latest_row() -> ColumnElement[bool]:
 def _subject_filter(session: Session, subject: str) -> ColumnElement[bool]:
     """Tutors whose `subjects` list holds `subject` (JSON, so per dialect)."""
     if session.get_bind().dialect.name == "postgresql":
-        return Tutor.subjects.contains([subject])  # jsonb @>
+        return Tutor.subjects.op("@>")(func.jsonb_build_array(subject)).is_(True)
     each = func.json_each(Tutor.subjects).table_valued("value")
     return exists(select(1).select_from(each).where(each.c.value == subject))
 
