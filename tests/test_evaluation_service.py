@@ -1,5 +1,7 @@
 """Evaluation storage and cache: same transcript + judge = no second judge call."""
 
+# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
+
 from __future__ import annotations
 
 import pytest
@@ -17,6 +19,7 @@ from tutorscore.evaluation.service import (
     get_evaluation,
     list_evaluations,
 )
+from web_support import app, bearer, client, settings  # noqa: F401  (fixtures)
 
 
 def test_cache_hit_makes_no_judge_call(engine: Engine, rules: RulesConfig) -> None:
@@ -83,3 +86,59 @@ def test_missing_session_or_transcript(engine: Engine, rules: RulesConfig) -> No
         evaluate_session(s, "nope", HeuristicJudge(), rules=rules)
     with transaction(engine) as s:
         assert get_evaluation(s, sid) is None
+
+
+# -- HTTP API -------------------------------------------------------------------------------
+
+
+async def test_api_evaluate_session_then_read_it(engine: Engine, client) -> None:
+    (sid,) = add_sessions(engine, 1)
+    coach = bearer(engine, "coach1", "coach")
+    viewer = bearer(engine, "viewer1", "viewer")
+    r = await client.post("/api/evaluate-session", json={"session_id": sid}, headers=viewer)
+    assert r.status_code == 403
+    r = await client.get(f"/api/sessions/{sid}/evaluation", headers=viewer)
+    assert r.status_code == 404
+    r = await client.post("/api/evaluate-session", json={"session_id": sid}, headers=coach)
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["judge"] == "heuristic" and first["cached"] is False
+    r = await client.post("/api/evaluate-session", json={"session_id": sid}, headers=coach)
+    assert r.json()["cached"] is True and r.json()["created_at"] == first["created_at"]
+    r = await client.get(f"/api/sessions/{sid}/evaluation", headers=viewer)
+    assert r.status_code == 200
+    body = r.json()
+    for key in (
+        "session_id",
+        "judge",
+        "model",
+        "prompt_version",
+        "quality_score",
+        "rubric",
+        "strengths",
+        "areas_for_improvement",
+        "risk_tags",
+        "evidence",
+        "created_at",
+    ):
+        assert key in body
+    assert body["quality_score"] == first["quality_score"]
+    r = await client.post("/api/evaluate-session", json={"session_id": "nope"}, headers=coach)
+    assert r.status_code == 404
+    r = await client.post(
+        "/api/evaluate-session", json={"session_id": sid, "judge": "llm"}, headers=coach
+    )
+    assert r.status_code == 409  # no LLM configured in the test settings
+
+
+async def test_api_evaluate_batch_queues_jobs(engine: Engine, client) -> None:
+    add_sessions(engine, 3, first={1})
+    coach = bearer(engine, "coach1", "coach")
+    r = await client.post("/api/evaluate-batch", json={}, headers=coach)
+    assert r.status_code == 202, r.text
+    assert r.json()["queued"] == 3
+    assert r.json()["queue"]["queued_by_priority"] == {"0": 1, "20": 2}
+    r = await client.post("/api/evaluate-batch", json={}, headers=coach)
+    assert r.json()["queued"] == 0  # already queued
+    r = await client.get("/api/evaluation-queue", headers=coach)
+    assert r.json()["queued"] == 3
