@@ -103,7 +103,47 @@ def export(
     console.print(f"wrote {', '.join(str(p) for p in report.files)}", highlight=False)
 
 
+def seed(
+    tutors: int = typer.Option(100, "--tutors", help="number of tutors"),
+    students: int = typer.Option(2500, "--students", help="number of students"),
+    sessions: int = typer.Option(3000, "--sessions", help="sessions, about 4% of them upcoming"),
+    days: int = typer.Option(7, "--days", help="days of history ending at --as-of"),
+    transcripts: int = typer.Option(120, "--transcripts", help="sessions with a transcript"),
+    seed_value: int = typer.Option(42, "--seed", help="random seed: same seed + as-of, same data"),
+    as_of: str | None = typer.Option(None, "--as-of", help="end of the history (default: now)"),
+) -> None:
+    """Replace the synthetic data with a fresh, deterministic data set (imported rows stay)."""
+    from tutorscore.cli.common import parse_timestamp
+    from tutorscore.ingest.synthetic import seed as seed_data
+
+    when = parse_timestamp(as_of)
+    with _progress_bar(err_console.is_terminal) as progress:
+        summary = seed_data(
+            get_engine(),
+            tutors=tutors,
+            students=students,
+            sessions=sessions,
+            days=days,
+            transcripts=transcripts,
+            seed=seed_value,
+            as_of=when,
+            progress=progress,
+        )
+    table = Table(title=f"seeded (seed {summary.seed}, as of {summary.as_of:%Y-%m-%d %H:%M} UTC)")
+    table.add_column("sessions by status")
+    table.add_column("rows", justify="right")
+    table.add_column("share", justify="right")
+    for status, n in summary.status_counts.items():
+        table.add_row(status, f"{n:,}", f"{n / max(summary.sessions, 1):.1%}")
+    console.print(table)
+    console.print(str(summary), highlight=False)
+    removed = sum(summary.deleted.values())
+    if removed:
+        console.print(f"replaced {removed:,} earlier synthetic rows", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.command("seed")(seed)
     app.command("import")(import_)
     app.command("export")(export)

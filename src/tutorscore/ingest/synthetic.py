@@ -1,0 +1,939 @@
+"""Synthetic tutors, students, sessions and transcripts (`tutorscore seed`).
+
+Every tutor has latent traits (reliability, teaching quality, first-session skill,
+tenure). Reschedules, no-shows, lateness, ratings, student churn, the tutor's
+`churned_on` label and the transcripts' behaviours are all drawn from them with
+noise, so the analytics, the judge and the churn model find real but imperfect
+signal. Generation is vectorised with numpy and inserted with executemany
+(SQLite) or COPY (Postgres) so a million sessions take well under a minute.
+See docs/synthetic.md for the distributions and the reasoning behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, Engine, text
+
+from tutorscore.db.base import sqlite_timestamp, utcnow
+from tutorscore.errors import UserError
+from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
+from tutorscore.ingest.transcripts import SUBJECT_WEIGHTS, SUBJECTS, generate_transcript
+
+ProgressCallback = Callable[[str, int, int], None]
+"""progress(stage, done, total): called as each stage advances (for progress bars)."""
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+TUTOR_PREFIX = "syn-T"
+STUDENT_PREFIX = "syn-S"
+SESSION_PREFIX = "syn-X"
+
+# Shares of the generated sessions (targets; the draws add noise around them).
+UPCOMING_SHARE = 0.04  # status `scheduled`, after as_of (for the no-show model)
+FIRST_SESSION_SHARE = 0.25  # of the past sessions: a new student-tutor pair's first session
+HIGH_RESCHEDULER_SHARE = 0.10  # tutors with low reliability
+POOR_TEACHER_SHARE = 0.12  # tutors with low teaching quality
+WEAK_FIRST_SESSION_SHARE = 0.08  # otherwise fine tutors who start new students badly
+SECOND_TUTOR_SHARE = 0.25  # ongoing students who also see a second tutor
+STUDENT_RESCHEDULE_P = 0.01
+STUDENT_NO_SHOW_P = 0.008
+CANCEL_P = 0.012
+CHURN_RAMP = 0.8  # a tutor about to leave reschedules / no-shows up to 80% more by as_of
+UPCOMING_DAYS = 3
+SLOT_MINUTES = 30
+BATCH_ROWS = 20_000
+# Above this many new sessions, the sessions table's secondary indexes are dropped
+# for the load and rebuilt afterwards (one sort each instead of a million random inserts).
+INDEX_REBUILD_ROWS = 100_000
+SQLITE_BULK_CACHE_KIB = 512 * 1024
+
+STATUS_NAMES = ("completed", "rescheduled", "rescheduled", "no_show", "no_show", "cancelled")
+_COMPLETED, _RESCHED_TUTOR, _RESCHED_STUDENT, _NOSHOW_TUTOR, _NOSHOW_STUDENT, _CANCELLED = range(6)
+_SCHEDULED = 6
+
+# Share of sessions per UTC hour of day: most tutoring happens in North American
+# afternoons and evenings (UTC 19-03), little at night.
+_HOUR_WEIGHTS = np.array(
+    [6, 6, 5, 3, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 8, 8, 7],
+    dtype=np.float64,
+)
+
+FIRST_NAMES = (
+    "Maria", "James", "Aisha", "Wei", "Sofia", "Daniel", "Priya", "Lucas", "Fatima", "Ethan",
+    "Olivia", "Mateo", "Hannah", "Kenji", "Amara", "Noah", "Chloe", "Diego", "Leila", "Samuel",
+    "Grace", "Omar", "Isabella", "Ravi", "Emma", "Jonah", "Zara", "Tomas", "Mei", "Caleb",
+    "Nadia", "Elijah", "Ava", "Andre", "Yuki", "Gabriel", "Lena", "Marcus", "Ines", "Kofi",
+)  # fmt: skip
+LAST_NAMES = (
+    "Garcia", "Smith", "Khan", "Chen", "Rossi", "Johnson", "Patel", "Silva", "Haddad", "Brown",
+    "Nguyen", "Lopez", "Cohen", "Tanaka", "Okafor", "Miller", "Dubois", "Hernandez", "Rahman",
+    "Wilson", "Kim", "Ali", "Martin", "Singh", "Taylor", "Novak", "Mendes", "Park", "Evans",
+    "Moreau", "Ivanova", "Adeyemi", "Schmidt", "Reyes", "Murphy", "Sato", "Costa", "Lee",
+)  # fmt: skip
+TIMEZONES = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+    "America/Phoenix", "America/Toronto", "Europe/London", "Asia/Kolkata", "Asia/Manila",
+)  # fmt: skip
+_TIMEZONE_WEIGHTS = (0.3, 0.18, 0.08, 0.18, 0.04, 0.06, 0.05, 0.06, 0.05)
+
+_FEEDBACK = {
+    "low": (
+        "Tutor was late and seemed distracted.",
+        "I didn't really understand the explanations.",
+        "They just told me the answers.",
+        "Felt rushed, we didn't finish anything.",
+        "Not helpful, I'm more confused now.",
+    ),
+    "mid": (
+        "It was okay, a bit fast.",
+        "Helpful but I still have questions.",
+        "Fine session.",
+        "Good, but we ran out of time.",
+    ),
+    "high": (
+        "Great session, everything finally clicked!",
+        "Very patient and clear.",
+        "Loved how they let me work through it myself.",
+        "Super helpful, booking again.",
+        "Explained things in a way that made sense.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """What a seed run wrote (and deleted); returned to the CLI and POST /api/seed-data."""
+
+    seed: int
+    as_of: datetime
+    days: int
+    tutors: int
+    students: int
+    sessions: int
+    transcripts: int
+    first_sessions: int
+    status_counts: dict[str, int]
+    tutor_initiated_reschedules: int
+    churned_tutors: int
+    deleted: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat().replace("+00:00", "Z")
+        return data
+
+    def __str__(self) -> str:
+        past = self.sessions - self.status_counts.get("scheduled", 0)
+        share = f" ({self.first_sessions / past:.0%} first sessions)" if past else ""
+        return (
+            f"{self.tutors:,} tutors, {self.students:,} students, {self.sessions:,} sessions"
+            f"{share}, {self.transcripts:,} transcripts in {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class TutorTraits:
+    """Latent traits per tutor (index i is tutor i); never stored, they drive the outcomes."""
+
+    reliability: FloatArray
+    quality: FloatArray
+    first_session_skill: FloatArray
+    tenure_days: IntArray
+    reschedule_p: FloatArray
+    no_show_p: FloatArray
+    churn_p: FloatArray
+    churned: BoolArray
+    weight: FloatArray
+
+
+@dataclass
+class SyntheticDataset:
+    """Everything one seed run generates, as column arrays (rows are built at insert time)."""
+
+    seed: int
+    as_of: datetime
+    days: int
+    traits: TutorTraits
+    tutor_ids: list[str]
+    tutor_names: list[str]
+    tutor_subjects: list[list[str]]
+    tutor_years: list[int]
+    tutor_timezones: list[str]
+    tutor_hire_dates: list[date]
+    tutor_churned_on: list[date | None]
+    student_ids: list[str]
+    student_grades: list[int]
+    student_segments: list[str]
+    # sessions, sorted by scheduled_start_at; ids are SESSION_PREFIX + position
+    session_tutor: IntArray
+    session_student: IntArray
+    session_subject: IntArray  # index into SUBJECTS
+    session_start: IntArray  # epoch seconds
+    session_status: IntArray  # _COMPLETED ... _SCHEDULED
+    session_delay_min: IntArray
+    session_duration: IntArray  # minutes, 0 when it did not take place
+    session_first: BoolArray
+    session_rating: IntArray  # 0 = not rated
+    session_feedback: list[str | None]
+    session_churned: IntArray  # -1 unknown (did not take place), 0, 1
+    session_rescheduled_from: IntArray  # -1 or the position of the rescheduled session
+    transcripts: list[tuple[int, list[Turn]]]  # (session position, turns)
+
+    @property
+    def session_count(self) -> int:
+        return int(self.session_status.shape[0])
+
+    def session_id(self, position: int) -> str:
+        return f"{SESSION_PREFIX}{position:07d}"
+
+    def status_name(self, code: int) -> str:
+        return "scheduled" if code == _SCHEDULED else STATUS_NAMES[code]
+
+
+def seed(
+    engine: Engine,
+    *,
+    tutors: int = 100,
+    students: int = 2500,
+    sessions: int = 3000,
+    days: int = 7,
+    transcripts: int = 120,
+    seed: int = 42,
+    as_of: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> SeedSummary:
+    """Replace all synthetic rows with a freshly generated data set, in one transaction.
+
+    Imported (non-synthetic) rows are left alone; the synthetic rows' evaluations,
+    jobs, metrics, interventions and alerts go with them.
+    """
+    started = time.perf_counter()
+    when = (as_of or utcnow()).astimezone(UTC)
+    report = progress or _no_progress
+    data = generate(
+        tutors=tutors,
+        students=students,
+        sessions=sessions,
+        days=days,
+        transcripts=transcripts,
+        seed=seed,
+        as_of=when,
+        progress=report,
+    )
+    with engine.begin() as conn, _bulk_cache(conn):
+        deleted = delete_synthetic(conn, progress=report)
+        _insert(conn, data, report)
+    codes = np.bincount(data.session_status, minlength=_SCHEDULED + 1)
+    counts: dict[str, int] = {}
+    for code, n in enumerate(codes.tolist()):
+        name = data.status_name(code)
+        counts[name] = counts.get(name, 0) + int(n)
+    return SeedSummary(
+        seed=seed,
+        as_of=when,
+        days=days,
+        tutors=len(data.tutor_ids),
+        students=len(data.student_ids),
+        sessions=data.session_count,
+        transcripts=len(data.transcripts),
+        first_sessions=int(data.session_first.sum()),
+        status_counts=counts,
+        tutor_initiated_reschedules=int(codes[_RESCHED_TUTOR]),
+        churned_tutors=int(data.traits.churned.sum()),
+        deleted=deleted,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def delete_synthetic(
+    conn: Connection, *, progress: ProgressCallback | None = None
+) -> dict[str, int]:
+    """Delete synthetic rows and what hangs off them, children first (FK order)."""
+    synthetic_sessions = "SELECT session_id FROM sessions WHERE is_synthetic = :yes"
+    synthetic_tutors = "SELECT tutor_id FROM tutors WHERE is_synthetic = :yes"
+    statements = (
+        ("jobs", f"DELETE FROM jobs WHERE session_id IN ({synthetic_sessions})"),
+        (
+            "session_evaluations",
+            f"DELETE FROM session_evaluations WHERE session_id IN ({synthetic_sessions})",
+        ),
+        (
+            "session_transcripts",
+            f"DELETE FROM session_transcripts WHERE session_id IN ({synthetic_sessions})",
+        ),
+        ("sessions", "DELETE FROM sessions WHERE is_synthetic = :yes"),
+        ("tutor_metrics", f"DELETE FROM tutor_metrics WHERE tutor_id IN ({synthetic_tutors})"),
+        ("alerts", f"DELETE FROM alerts WHERE tutor_id IN ({synthetic_tutors})"),
+        ("interventions", f"DELETE FROM interventions WHERE tutor_id IN ({synthetic_tutors})"),
+        ("students", "DELETE FROM students WHERE is_synthetic = :yes"),
+        ("tutors", "DELETE FROM tutors WHERE is_synthetic = :yes"),
+    )
+    deleted: dict[str, int] = {}
+    for i, (table, sql) in enumerate(statements):
+        result = conn.execute(text(sql), {"yes": True})
+        deleted[table] = max(result.rowcount or 0, 0)
+        if progress:
+            progress("delete", i + 1, len(statements))
+    return deleted
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generate(
+    *,
+    tutors: int = 100,
+    students: int = 2500,
+    sessions: int = 3000,
+    days: int = 7,
+    transcripts: int = 120,
+    seed: int = 42,
+    as_of: datetime,
+    progress: ProgressCallback | None = None,
+) -> SyntheticDataset:
+    """Generate the data set in memory (no database): same arguments, same data."""
+    _check_sizes(tutors=tutors, students=students, sessions=sessions, days=days)
+    if transcripts < 0:
+        raise UserError(f"--transcripts: expected a number >= 0, got {transcripts}")
+    if as_of.tzinfo is None:
+        raise UserError("as_of needs a timezone (UTC)")
+    as_of = as_of.astimezone(UTC)
+    rng = np.random.default_rng(seed)
+    py = random.Random(seed)
+    report = progress or _no_progress
+
+    traits = _tutor_traits(rng, tutors)
+    tutor_subjects = _tutor_subjects(rng, tutors)
+    names = [f"{py.choice(FIRST_NAMES)} {py.choice(LAST_NAMES)}" for _ in range(tutors)]
+    timezones = py.choices(TIMEZONES, weights=_TIMEZONE_WEIGHTS, k=tutors)
+    today = as_of.date()
+    hire_dates = [today - timedelta(days=int(d)) for d in traits.tenure_days.tolist()]
+    years = [
+        int(d // 365 + py.randint(0, 6)) for d in traits.tenure_days.tolist()
+    ]  # experience elsewhere before joining
+    churn_offsets = rng.integers(1, 36, size=tutors)
+    churned_on: list[date | None] = [
+        today + timedelta(days=int(off)) if out else None
+        for out, off in zip(traits.churned.tolist(), churn_offsets.tolist(), strict=True)
+    ]
+    report("generate", 1, 4)
+
+    sess = _sessions(rng, traits, tutor_subjects, students, sessions, days, as_of)
+    report("generate", 2, 4)
+
+    student_subject = np.full(students, -1, dtype=np.int64)
+    # a student's segment and grade follow the subject of their (first) tutor pair
+    student_subject[sess["pair_student"][::-1]] = sess["pair_subject"][::-1]
+    never = student_subject < 0
+    student_subject[never] = rng.choice(len(SUBJECTS), size=int(never.sum()), p=SUBJECT_WEIGHTS)
+    grades = _grades(rng, student_subject)
+    segments = [
+        _segment(SUBJECTS[s], g)
+        for s, g in zip(student_subject.tolist(), grades.tolist(), strict=True)
+    ]
+    report("generate", 3, 4)
+
+    width_t = max(4, len(str(tutors)))
+    width_s = max(6, len(str(students)))
+    data = SyntheticDataset(
+        seed=seed,
+        as_of=as_of,
+        days=days,
+        traits=traits,
+        tutor_ids=[f"{TUTOR_PREFIX}{i + 1:0{width_t}d}" for i in range(tutors)],
+        tutor_names=names,
+        tutor_subjects=[[SUBJECTS[s] for s in row] for row in tutor_subjects],
+        tutor_years=years,
+        tutor_timezones=timezones,
+        tutor_hire_dates=hire_dates,
+        tutor_churned_on=churned_on,
+        student_ids=[f"{STUDENT_PREFIX}{i + 1:0{width_s}d}" for i in range(students)],
+        student_grades=grades.tolist(),
+        student_segments=segments,
+        session_tutor=sess["tutor"],
+        session_student=sess["student"],
+        session_subject=sess["subject"],
+        session_start=sess["start"],
+        session_status=sess["status"],
+        session_delay_min=sess["delay"],
+        session_duration=sess["duration"],
+        session_first=sess["first"].astype(np.bool_),
+        session_rating=sess["rating"],
+        session_feedback=_feedback(rng, sess["rating"]),
+        session_churned=sess["churned"],
+        session_rescheduled_from=sess["rescheduled_from"],
+        transcripts=[],
+    )
+    data.transcripts = _transcripts(py, data, transcripts)
+    report("generate", 4, 4)
+    return data
+
+
+def _check_sizes(*, tutors: int, students: int, sessions: int, days: int) -> None:
+    for option, value, low in (
+        ("--tutors", tutors, 1),
+        ("--students", students, 1),
+        ("--sessions", sessions, 0),
+        ("--days", days, 1),
+    ):
+        if value < low:
+            raise UserError(f"{option}: expected a number >= {low}, got {value}")
+    if days > 3650:
+        raise UserError(f"--days: expected at most 3650, got {days}")
+
+
+def _tutor_traits(rng: np.random.Generator, n: int) -> TutorTraits:
+    """Reliability, quality, first-session skill and tenure; outcomes probabilities from them."""
+    order = rng.permutation(n)
+    n_unreliable = round(HIGH_RESCHEDULER_SHARE * n)
+    n_poor = round(POOR_TEACHER_SHARE * n)
+    n_weak_first = round(WEAK_FIRST_SESSION_SHARE * n)
+    unreliable = np.zeros(n, dtype=np.bool_)
+    unreliable[order[:n_unreliable]] = True
+    # poor teaching is drawn independently of reliability: some tutors have both problems
+    order2 = rng.permutation(n)
+    poor = np.zeros(n, dtype=np.bool_)
+    poor[order2[:n_poor]] = True
+    weak_first = np.zeros(n, dtype=np.bool_)
+    weak_first[order2[n_poor : n_poor + n_weak_first]] = True
+
+    reliability = np.where(unreliable, rng.uniform(0.05, 0.35, n), rng.uniform(0.55, 1.0, n))
+    quality = np.where(poor, rng.uniform(0.05, 0.35, n), rng.uniform(0.45, 1.0, n))
+    first_skill = np.clip(quality + rng.normal(0.0, 0.08, n) - 0.4 * weak_first, 0.0, 1.0)
+    tenure = np.clip(np.exp(rng.normal(np.log(420.0), 0.9, n)), 14, 3650).astype(np.int64)
+    unrel = (1.0 - reliability) ** 2
+    reschedule_p = 0.025 + 0.45 * unrel
+    no_show_p = 0.012 + 0.12 * unrel
+    logit = (
+        -3.8
+        + 3.0 * (1.0 - reliability)
+        + 2.6 * (1.0 - quality)
+        + 0.9 * (tenure < 180)
+        + rng.normal(0.0, 0.6, n)
+    )
+    churn_p = 1.0 / (1.0 + np.exp(-logit))
+    churned = rng.random(n) < churn_p
+    weight = rng.uniform(0.6, 1.4, n)
+    return TutorTraits(
+        reliability=reliability,
+        quality=quality,
+        first_session_skill=first_skill,
+        tenure_days=tenure,
+        reschedule_p=reschedule_p,
+        no_show_p=no_show_p,
+        churn_p=churn_p,
+        churned=churned,
+        weight=weight,
+    )
+
+
+def _tutor_subjects(rng: np.random.Generator, n: int) -> list[list[int]]:
+    """1-3 distinct subjects per tutor, by popularity (weighted sampling without replacement)."""
+    counts = rng.choice([1, 2, 3], size=n, p=[0.45, 0.4, 0.15])
+    # Gumbel top-k: the k largest log(w) + Gumbel noise are a weighted sample without replacement
+    keys = np.log(np.asarray(SUBJECT_WEIGHTS)) + rng.gumbel(size=(n, len(SUBJECTS)))
+    ranked = np.argsort(-keys, axis=1)[:, :3]
+    return [sorted(row[:k]) for row, k in zip(ranked.tolist(), counts.tolist(), strict=True)]
+
+
+def _slot_choice(rng: np.random.Generator, t0: int, first: int, count: int, size: int) -> IntArray:
+    """`size` half-hour slot numbers in [first, first + count), weighted by hour of day.
+
+    Slot g starts at epoch second t0 + g * 30 min; working in slot numbers keeps
+    every sort a single int64 key.
+    """
+    g = first + np.arange(count, dtype=np.int64)
+    hours = ((t0 + g * SLOT_MINUTES * 60) // 3600) % 24
+    p = _HOUR_WEIGHTS[hours]
+    return np.asarray(rng.choice(g, size=size, p=p / p.sum()), dtype=np.int64)
+
+
+def _sessions(
+    rng: np.random.Generator,
+    traits: TutorTraits,
+    tutor_subjects: list[list[int]],
+    n_students: int,
+    n_sessions: int,
+    days: int,
+    as_of: datetime,
+) -> dict[str, Any]:
+    """Pairs (student, tutor, subject), then sessions per pair, statuses and outcomes."""
+    n_tutors = traits.weight.shape[0]
+    n_up = round(UPCOMING_SHARE * n_sessions) if n_sessions >= 25 else 0
+    n_past = n_sessions - n_up
+    k_new = min(round(FIRST_SESSION_SHARE * n_past), int(0.8 * n_students), n_past)
+
+    # ---- pairs: new students have one new pair; others 1-2 ongoing pairs (begun earlier)
+    perm = rng.permutation(n_students)
+    new_students = perm[:k_new]
+    ongoing = perm[k_new:]
+    second = ongoing[rng.random(ongoing.shape[0]) < SECOND_TUTOR_SHARE]
+    pair_student = np.concatenate([new_students, ongoing, second]).astype(np.int64)
+    n_pairs = pair_student.shape[0]
+    pair_new = np.zeros(n_pairs, dtype=np.bool_)
+    pair_new[:k_new] = True
+    pair_tutor: IntArray = np.asarray(
+        rng.choice(n_tutors, size=n_pairs, p=traits.weight / traits.weight.sum()), dtype=np.int64
+    )
+    subject_count = np.array([len(s) for s in tutor_subjects], dtype=np.int64)
+    subject_matrix = np.array([s + [s[0]] * (3 - len(s)) for s in tutor_subjects], dtype=np.int64)
+    pick = (rng.random(n_pairs) * subject_count[pair_tutor]).astype(np.int64)
+    pair_subject = subject_matrix[pair_tutor, pick]
+
+    # a new pair whose student leaves after the first session has exactly that one session
+    fs = traits.first_session_skill[pair_tutor]
+    pair_dropped = pair_new & (rng.random(n_pairs) < np.clip(0.04 + 0.5 * (1.0 - fs) ** 2, 0, 0.9))
+    intensity: FloatArray = np.asarray(rng.gamma(2.0, 1.0, size=n_pairs), dtype=np.float64)
+
+    # ---- past sessions: one per new pair, the rest spread over the pairs still going
+    eligible = np.flatnonzero(~pair_dropped)
+    rest = n_past - k_new
+    extra = (
+        rng.choice(eligible, size=rest, p=intensity[eligible] / intensity[eligible].sum())
+        if rest > 0 and eligible.shape[0]
+        else np.zeros(0, dtype=np.int64)
+    )
+    pair = np.concatenate([np.arange(k_new, dtype=np.int64), extra.astype(np.int64)])
+    step = SLOT_MINUTES * 60
+    base = (int(as_of.timestamp()) // step) * step
+    n_slots = max(days * 24 * 60 // SLOT_MINUTES - 2, 1)  # no session starts in the last hour
+    up_slots = UPCOMING_DAYS * 24 * 60 // SLOT_MINUTES
+    t0 = base - (n_slots + 1) * step  # slot 0; past slots [0, n_slots), upcoming after as_of
+    up_first = n_slots + 2
+    n_g = up_first + up_slots
+    start = _slot_choice(rng, t0, 0, n_slots, n_past)
+    start = _distinct_per_pair(pair, start, n_g, lambda k: _slot_choice(rng, t0, 0, n_slots, k))
+
+    # the earliest session of each new pair is its (completed) first session
+    by_pair = np.argsort(pair * n_g + start)
+    sorted_pair = pair[by_pair]
+    earliest = np.ones(n_past, dtype=np.bool_)
+    earliest[1:] = sorted_pair[1:] != sorted_pair[:-1]
+    first = np.zeros(n_past, dtype=np.bool_)
+    first[by_pair] = earliest & pair_new[sorted_pair]
+
+    tutor = pair_tutor[pair]
+    t_frac = start / n_slots
+    ramp = 1.0 + CHURN_RAMP * traits.churned[tutor] * t_frac
+    c1 = traits.reschedule_p[tutor] * ramp
+    c2 = c1 + STUDENT_RESCHEDULE_P
+    c3 = c2 + traits.no_show_p[tutor] * ramp
+    c4 = c3 + STUDENT_NO_SHOW_P
+    c5 = c4 + CANCEL_P
+    u = rng.random(n_past)
+    status = np.select(
+        [u < c1, u < c2, u < c3, u < c4, u < c5],
+        [_RESCHED_TUTOR, _RESCHED_STUDENT, _NOSHOW_TUTOR, _NOSHOW_STUDENT, _CANCELLED],
+        default=_COMPLETED,
+    ).astype(np.int64)
+    status[first] = _COMPLETED
+    completed = status == _COMPLETED
+
+    # student churn: after a dropped pair's first session, or (rarely, more with weak
+    # teaching) after an ongoing student's last completed session of the week
+    student = pair_student[pair]
+    churned = np.where(completed, 0, -1).astype(np.int64)
+    churned[first & pair_dropped[pair]] = 1
+    by_student = np.argsort((student * 2 + completed) * n_g + start)  # completed ones last
+    s_sorted = student[by_student]
+    last = np.ones(n_past, dtype=np.bool_)
+    last[:-1] = s_sorted[:-1] != s_sorted[1:]
+    is_last = np.zeros(n_past, dtype=np.bool_)
+    is_last[by_student] = last
+    q = traits.quality[tutor]
+    late_churn = is_last & completed & ~first & (rng.random(n_past) < 0.01 + 0.12 * (1 - q) ** 2)
+    churned[late_churn] = 1
+    gone_students = np.unique(student[churned == 1])
+
+    # lateness, length, ratings
+    unrel = 1.0 - traits.reliability[tutor]
+    delay = np.minimum(np.floor(rng.exponential(0.3 + 8.0 * unrel**2)), 15).astype(np.int64)
+    planned = rng.choice(np.array([30, 45, 60, 90]), size=n_past, p=[0.25, 0.2, 0.45, 0.1])
+    rushed = (q < 0.4) & (rng.random(n_past) < 0.3)
+    duration = planned - delay - rushed * rng.integers(5, 16, n_past)
+    duration = np.where(completed, np.maximum(duration, 10), 0).astype(np.int64)
+    delay = np.where(completed, delay, 0)
+    skill = np.where(first, traits.first_session_skill[tutor], q)
+    mu = 2.2 + 2.9 * skill - 0.6 * traits.churned[tutor] * t_frac - 0.5 * (churned == 1)
+    rating = np.clip(np.rint(mu + rng.normal(0.0, 0.75, n_past)), 1, 5).astype(np.int64)
+    rated = completed & (rng.random(n_past) < np.where(first, 0.85, 0.7))
+    rating = np.where(rated, rating, 0)
+
+    # ---- upcoming sessions (status scheduled) for pairs still going
+    live = ~pair_dropped & ~np.isin(pair_student, gone_students)
+    live_pairs = np.flatnonzero(live)
+    if n_up and live_pairs.shape[0]:
+        up_pair = rng.choice(
+            live_pairs, size=n_up, p=intensity[live_pairs] / intensity[live_pairs].sum()
+        )
+        up_start = _slot_choice(rng, t0, up_first, up_slots, n_up)
+        up_start = _distinct_per_pair(
+            up_pair, up_start, n_g, lambda k: _slot_choice(rng, t0, up_first, up_slots, k)
+        )
+    else:
+        up_pair = np.zeros(0, dtype=np.int64)
+        up_start = np.zeros(0, dtype=np.int64)
+    n_up = up_pair.shape[0]
+
+    all_pair = np.concatenate([pair, up_pair])
+    all_start = np.concatenate([start, up_start])
+    order = np.argsort(all_start * n_pairs + all_pair)
+
+    def cat(past: npt.NDArray[Any], fill: int) -> npt.NDArray[Any]:
+        return np.concatenate([past, np.full(n_up, fill, dtype=past.dtype)])[order]
+
+    result: dict[str, Any] = {
+        "pair_student": pair_student,
+        "pair_subject": pair_subject,
+        "tutor": pair_tutor[all_pair][order],
+        "student": pair_student[all_pair][order],
+        "subject": pair_subject[all_pair][order],
+        "start": t0 + step * all_start[order],
+        "status": cat(status, _SCHEDULED),
+        "delay": cat(delay, 0),
+        "duration": cat(duration, 0),
+        "first": cat(first, 0),
+        "rating": cat(rating, 0),
+        "churned": cat(churned, -1),
+    }
+    # a rescheduled session is replaced by the pair's next session
+    sorted_pair_all = all_pair[order]
+    by_pair_all = np.argsort(sorted_pair_all * n_g + all_start[order])
+    rescheduled_from = np.full(order.shape[0], -1, dtype=np.int64)
+    prev, nxt = by_pair_all[:-1], by_pair_all[1:]
+    same = sorted_pair_all[prev] == sorted_pair_all[nxt]
+    was_rescheduled = np.isin(result["status"][prev], (_RESCHED_TUTOR, _RESCHED_STUDENT))
+    link = same & was_rescheduled
+    rescheduled_from[nxt[link]] = prev[link]
+    result["rescheduled_from"] = rescheduled_from
+    return result
+
+
+def _distinct_per_pair(
+    pair: IntArray, slot: IntArray, n_g: int, redraw: Callable[[int], IntArray]
+) -> IntArray:
+    """Redraw slots a pair already uses, so "the pair's earliest session" is unambiguous."""
+    slot = slot.copy()
+    for _ in range(50):
+        order = np.argsort(pair * n_g + slot)
+        key = (pair * n_g + slot)[order]
+        dups = order[1:][key[1:] == key[:-1]]
+        if dups.shape[0] == 0:
+            break
+        slot[dups] = redraw(int(dups.shape[0]))
+    return slot
+
+
+def _grades(rng: np.random.Generator, subject: IntArray) -> IntArray:
+    names = np.array(SUBJECTS)
+    sat = np.isin(names[subject], ["SAT Math"])
+    ap = np.char.startswith(names[subject], "AP ") | np.isin(names[subject], ["Calculus"])
+    grades: IntArray = np.asarray(rng.integers(6, 13, size=subject.shape[0]), dtype=np.int64)
+    grades = np.where(sat, rng.integers(10, 13, size=subject.shape[0]), grades)
+    grades = np.where(ap, rng.integers(11, 13, size=subject.shape[0]), grades)
+    college = rng.random(subject.shape[0]) < 0.08
+    return np.where(college & ~sat, rng.integers(13, 17, size=subject.shape[0]), grades).astype(
+        np.int64
+    )
+
+
+def _segment(subject: str, grade: int) -> str:
+    if subject == "SAT Math":
+        return "SAT"
+    if subject.startswith("AP ") or subject == "Calculus" and grade <= 12:
+        return "AP"
+    if grade >= 13:
+        return "College"
+    return "Homework Help"
+
+
+def _feedback(rng: np.random.Generator, rating: IntArray) -> list[str | None]:
+    writes = (rating > 0) & (rng.random(rating.shape[0]) < np.where(rating <= 2, 0.5, 0.15))
+    pick: IntArray = np.asarray(rng.integers(0, 1_000_000, size=rating.shape[0]), dtype=np.int64)
+    out: list[str | None] = [None] * rating.shape[0]
+    for i in np.flatnonzero(writes).tolist():
+        r = int(rating[i])
+        bucket = _FEEDBACK["low" if r <= 2 else "mid" if r == 3 else "high"]
+        out[i] = bucket[int(pick[i]) % len(bucket)]
+    return out
+
+
+def _transcripts(
+    py: random.Random, data: SyntheticDataset, wanted: int
+) -> list[tuple[int, list[Turn]]]:
+    """Transcripts on completed sessions of a subset of tutors ("recording enabled").
+
+    Concentrating them on about a third of the tutors gives those tutors several
+    evaluations each (the low-AI-quality signal needs three); first sessions are
+    three times as likely to be picked, as the evaluation queue cares most about them.
+    """
+    if wanted <= 0:
+        return []
+    completed = np.flatnonzero(data.session_status == _COMPLETED)
+    if completed.shape[0] == 0:
+        return []
+    n_tutors = len(data.tutor_ids)
+    recorded = set(py.sample(range(n_tutors), k=min(n_tutors, max(1, -(-wanted // 3)))))
+    recorded_mask = np.isin(data.session_tutor[completed], np.fromiter(recorded, dtype=np.int64))
+    candidates = completed[recorded_mask]
+    if candidates.shape[0] < wanted:
+        candidates = completed
+    weights = np.where(data.session_first[candidates], 3.0, 1.0)
+    chooser = np.random.default_rng(py.getrandbits(63))
+    k = min(wanted, int(candidates.shape[0]))
+    chosen = np.sort(chooser.choice(candidates, size=k, replace=False, p=weights / weights.sum()))
+
+    out: list[tuple[int, list[Turn]]] = []
+    for pos in chosen.tolist():
+        t = int(data.session_tutor[pos])
+        first = bool(data.session_first[pos])
+        skill = data.traits.first_session_skill[t] if first else data.traits.quality[t]
+        rng = random.Random(f"{data.seed}:{pos}")
+        transcript = generate_transcript(
+            rng,
+            subject=SUBJECTS[int(data.session_subject[pos])],
+            tutor_name=data.tutor_names[t].split()[0],
+            student_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+            quality=float(skill),
+            first_session=first,
+            duration_minutes=int(data.session_duration[pos]),
+        )
+        out.append((pos, transcript.turns))
+    return out
+
+
+# --------------------------------------------------------------------------- insertion
+
+_TUTOR_COLUMNS = (
+    "tutor_id", "name", "subjects", "years_experience", "timezone", "hire_date",
+    "churned_on", "is_synthetic", "created_at", "updated_at",
+)  # fmt: skip
+_STUDENT_COLUMNS = (
+    "student_id", "grade_level", "segment", "is_synthetic", "created_at", "updated_at",
+)  # fmt: skip
+_SESSION_COLUMNS = (
+    "session_id", "tutor_id", "student_id", "subject", "scheduled_start_at", "actual_start_at",
+    "duration_minutes", "status", "no_show_by", "reschedule_initiator",
+    "rescheduled_from_session_id", "is_first_session_for_student", "is_first_session",
+    "student_rating", "student_feedback", "student_churned_after_session", "is_synthetic",
+    "created_at", "updated_at",
+)  # fmt: skip
+_TRANSCRIPT_COLUMNS = (
+    "session_id", "turns", "raw_text", "turn_count", "content_hash", "created_at", "updated_at",
+)  # fmt: skip
+
+
+class _Writer:
+    """Bulk rows into a table: executemany on SQLite, COPY on Postgres."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.dbapi: Any = conn.connection.dbapi_connection
+
+    def timestamp(self, value: datetime) -> Any:
+        return sqlite_timestamp(value) if self.sqlite else value
+
+    def day(self, value: date | None) -> Any:
+        if value is None:
+            return None
+        return value.isoformat() if self.sqlite else value
+
+    def write(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        cur = self.dbapi.cursor()
+        try:
+            if self.sqlite:
+                marks = ", ".join("?" for _ in columns)
+                cur.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                )
+            else:
+                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        finally:
+            cur.close()
+
+
+@contextmanager
+def _bulk_cache(conn: Connection) -> Iterator[None]:
+    """A large SQLite page cache for this connection while seeding, restored afterwards.
+
+    The default 2 MB cache makes a million-row load thrash the disk updating indexes.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
+    conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
+        conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
+
+
+@contextmanager
+def _indexes_dropped(
+    conn: Connection, table: str, *, enabled: bool, report: ProgressCallback
+) -> Iterator[None]:
+    """Drop `table`'s secondary indexes inside the transaction and recreate them from their
+    own definitions afterwards (a rollback restores them on either backend)."""
+    if not enabled:
+        yield
+        return
+    if conn.dialect.name == "sqlite":
+        found = conn.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = :table AND sql IS NOT NULL"
+            ),
+            {"table": table},
+        ).all()
+    else:
+        found = conn.execute(
+            text(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+                "WHERE i.schemaname = current_schema() AND i.tablename = :table "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+            ),
+            {"table": table},
+        ).all()
+    for name, _definition in found:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for i, (_name, definition) in enumerate(found, start=1):
+        conn.exec_driver_sql(definition)
+        report("indexes", i, len(found))
+
+
+def _chunks(rows: list[tuple[Any, ...]], size: int) -> Iterable[list[tuple[Any, ...]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def _insert(conn: Connection, data: SyntheticDataset, report: ProgressCallback) -> None:
+    w = _Writer(conn)
+    stamp = w.timestamp(data.as_of)
+    tutor_rows = [
+        (
+            data.tutor_ids[i],
+            data.tutor_names[i],
+            json.dumps(data.tutor_subjects[i]),
+            data.tutor_years[i],
+            data.tutor_timezones[i],
+            w.day(data.tutor_hire_dates[i]),
+            w.day(data.tutor_churned_on[i]),
+            True,
+            stamp,
+            stamp,
+        )
+        for i in range(len(data.tutor_ids))
+    ]
+    w.write("tutors", _TUTOR_COLUMNS, tutor_rows)
+    report("tutors", len(tutor_rows), len(tutor_rows))
+
+    student_rows = list(
+        zip(
+            data.student_ids,
+            data.student_grades,
+            data.student_segments,
+            [True] * len(data.student_ids),
+            [stamp] * len(data.student_ids),
+            [stamp] * len(data.student_ids),
+            strict=True,
+        )
+    )
+    for done, chunk in enumerate(_chunks(student_rows, BATCH_ROWS * 5), start=1):
+        w.write("students", _STUDENT_COLUMNS, chunk)
+        report("students", min(done * BATCH_ROWS * 5, len(student_rows)), len(student_rows))
+
+    rows = _session_rows(w, data, stamp)
+    total = len(rows)
+    report("sessions", 0, total)
+    with _indexes_dropped(conn, "sessions", enabled=total >= INDEX_REBUILD_ROWS, report=report):
+        for done, chunk in enumerate(_chunks(rows, BATCH_ROWS), start=1):
+            w.write("sessions", _SESSION_COLUMNS, chunk)
+            report("sessions", min(done * BATCH_ROWS, total), total)
+        del rows
+
+    transcript_rows = []
+    for pos, turns in data.transcripts:
+        transcript_rows.append(
+            (
+                data.session_id(pos),
+                json.dumps(turns),
+                render_text(turns),
+                len(turns),
+                content_hash(turns),
+                stamp,
+                stamp,
+            )
+        )
+    w.write("session_transcripts", _TRANSCRIPT_COLUMNS, transcript_rows)
+    report("transcripts", len(transcript_rows), len(transcript_rows))
+
+
+def _session_rows(w: _Writer, data: SyntheticDataset, stamp: Any) -> list[tuple[Any, ...]]:
+    """Row tuples for every session; times repeat a lot, so each is formatted once."""
+    n = data.session_count
+    ids = [data.session_id(i) for i in range(n)]
+    tutor_col = [data.tutor_ids[t] for t in data.session_tutor.tolist()]
+    student_col = [data.student_ids[s] for s in data.session_student.tolist()]
+    subject_col = [SUBJECTS[s] for s in data.session_subject.tolist()]
+    status = data.session_status
+    took_place = status == _COMPLETED
+    actual = np.where(took_place, data.session_start + 60 * data.session_delay_min, -1)
+    starts = _format_times(w, data.session_start)
+    actual_col = _format_times(w, actual)
+    status_col = [data.status_name(c) for c in status.tolist()]
+    no_show_by = np.array([None, None, None, "tutor", "student", None, None], dtype=object)
+    initiator = np.array([None, "tutor", "student", None, None, None, None], dtype=object)
+    no_show_col = no_show_by[status].tolist()
+    initiator_col = initiator[status].tolist()
+    links = data.session_rescheduled_from.tolist()
+    link_col = [ids[j] if j >= 0 else None for j in links]
+    first_col = data.session_first.tolist()
+    duration_col = np.where(took_place, data.session_duration, 0).tolist()
+    duration_col = [
+        d if ok else None for d, ok in zip(duration_col, took_place.tolist(), strict=True)
+    ]
+    ratings = [r if r > 0 else None for r in data.session_rating.tolist()]
+    churn_map: dict[int, bool | None] = {-1: None, 0: False, 1: True}
+    churned_col = [churn_map[c] for c in data.session_churned.tolist()]
+    ones = [True] * n
+    stamps = [stamp] * n
+    return list(
+        zip(
+            ids, tutor_col, student_col, subject_col, starts, actual_col, duration_col,
+            status_col, no_show_col, initiator_col, link_col, first_col, first_col,
+            ratings, data.session_feedback, churned_col, ones, stamps, stamps,
+            strict=True,
+        )
+    )  # fmt: skip
+
+
+def _format_times(w: _Writer, epochs: IntArray) -> list[Any]:
+    """Epoch seconds to driver values (negative = null), formatting each distinct value once."""
+    unique, inverse = np.unique(epochs, return_inverse=True)
+    values: list[Any] = [
+        None if e < 0 else w.timestamp(datetime.fromtimestamp(e, UTC)) for e in unique.tolist()
+    ]
+    return [values[i] for i in inverse.ravel().tolist()]
