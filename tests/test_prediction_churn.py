@@ -90,6 +90,13 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(TUTORSCORE_DATA_DIR=str(tmp_path))
 
 
+@pytest.fixture
+def rules(rules: RulesConfig) -> RulesConfig:
+    """Five training snapshots instead of eight: the same splits, fewer fits."""
+    prediction = rules.prediction.model_copy(update={"training_snapshots": 5})
+    return rules.model_copy(update={"prediction": prediction})
+
+
 def _metrics_rows(engine: Engine, rules: RulesConfig) -> None:
     from tutorscore.analytics.service import compute_all
 
@@ -275,7 +282,7 @@ def test_snapshot_times_spread_over_history(engine: Engine, rules: RulesConfig) 
     populate(engine, tutors=5, days=20)
     with transaction(engine) as s:
         times = churn.snapshot_times(s, as_of=END, rules=rules)
-    assert len(times) == rules.prediction.training_snapshots
+    assert len(times) == rules.prediction.training_snapshots == 5
     assert times == sorted(times) and times[-1] == pytest.approx(END, abs=timedelta(seconds=1))
     first_session = END - timedelta(days=20) + timedelta(hours=9)
     assert times[0] >= first_session + timedelta(days=rules.prediction.min_snapshot_history_days)

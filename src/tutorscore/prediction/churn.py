@@ -81,7 +81,7 @@ def make_candidates(seed: int = 0) -> dict[str, Any]:
                     "model",
                     HistGradientBoostingClassifier(
                         learning_rate=0.05,
-                        max_iter=150,
+                        max_iter=100,
                         max_leaf_nodes=15,
                         min_samples_leaf=20,
                         l2_regularization=1.0,
