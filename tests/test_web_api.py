@@ -1,0 +1,208 @@
+"""JSON API: tutors report, recording sessions (validation, evaluation queue, metrics, audit)."""
+
+from __future__ import annotations
+
+# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import Engine, func, select
+
+from tutorscore.config import RulesConfig, Settings
+from tutorscore.db.engine import transaction
+from tutorscore.db.models import AuditLog, Job, SessionTranscript, TutoringSession, TutorMetrics
+from web_support import (  # noqa: F401  (fixtures)
+    AS_OF,
+    TRANSCRIPT,
+    add_people,
+    app,
+    bearer,
+    client,
+    session_record,
+    settings,
+)
+
+REPORT_KEYS = {
+    "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
+    "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
+    "avg_student_rating", "ai_avg_quality_score", "high_rescheduler_flag",
+    "poor_first_session_flag", "no_show_risk_label", "churn_risk_label", "churn_probability",
+    "reasons",
+}  # fmt: skip
+
+
+def _people(engine: Engine) -> None:
+    add_people(
+        engine,
+        [{"tutor_id": "T1", "name": "Ada Tutor"}, {"tutor_id": "T2", "name": "Bo Tutor"}],
+        ["S1", "S2", "S3"],
+    )
+
+
+async def test_record_session_creates_queues_updates_and_audits(
+    client: httpx.AsyncClient, engine: Engine, rules: RulesConfig
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    when = AS_OF - timedelta(days=1)
+    body = session_record("X1", "T1", "S1", when=when, student_rating=5, turns=TRANSCRIPT)
+    r = await client.post("/api/sessions", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["session_id"] == "X1" and out["created"] is True
+    # the student's first completed session with this tutor goes first in the queue
+    assert out["evaluation_priority"] == rules.evaluation.priority_first_session
+    with transaction(engine) as db:
+        job = db.get(Job, out["evaluation_job_id"])
+        assert job is not None and job.session_id == "X1" and job.status == "queued"
+        assert db.get(SessionTranscript, "X1").turn_count == len(TRANSCRIPT)  # type: ignore[union-attr]
+        row = db.get(TutoringSession, "X1")
+        assert row is not None and row.is_first_session
+        metrics = db.scalars(select(TutorMetrics).where(TutorMetrics.tutor_id == "T1")).all()
+        assert len(metrics) == 1 and metrics[0].total_sessions == 1
+        audit = db.scalars(select(AuditLog).where(AuditLog.entity_id == "X1")).one()
+        assert audit.actor == "ingest" and audit.action == "session.create"
+        assert audit.before is None and audit.after["student_rating"] == 5  # type: ignore[index]
+
+    body["student_rating"] = 2
+    r = await client.post("/api/sessions", json=body, headers=headers)
+    assert r.status_code == 200 and r.json()["created"] is False
+    with transaction(engine) as db:
+        update = db.scalars(
+            select(AuditLog).where(AuditLog.action == "session.update", AuditLog.entity_id == "X1")
+        ).one()
+        assert update.before["student_rating"] == 5  # type: ignore[index]
+        assert update.after["student_rating"] == 2  # type: ignore[index]
+        # still one queued job for the session: re-posting does not duplicate work
+        queued = db.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.session_id == "X1", Job.status == "queued")
+        )
+        assert queued == 1
+
+    r = await client.get("/api/tutors/T1", headers=headers)
+    assert r.status_code == 200
+    assert r.json()["avg_student_rating"] == 2.0
+
+
+async def test_session_without_transcript_is_not_queued(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    body = session_record("X2", "T2", "S2", when=AS_OF, status="no_show", no_show_by="tutor")
+    r = await client.post("/api/sessions", json=body, headers=headers)
+    assert r.status_code == 201
+    assert r.json()["evaluation_job_id"] is None
+    r = await client.get("/api/tutors/T2", headers=headers)
+    assert r.json()["total_sessions"] == 1 and r.json()["tutor_no_show_rate"] == 1.0
+
+
+async def test_invalid_session_gets_importer_messages(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    body = session_record("X3", "T1", "S1", when=AS_OF, student_rating=6)
+    body["status"] = "done"
+    r = await client.post("/api/sessions", json=body, headers=headers)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "validation_error"
+    messages = err["details"]
+    assert any(
+        m.startswith("request body: student_rating: expected an integer 1-5") for m in messages
+    )
+    assert any(m.startswith("request body: status: expected") for m in messages)
+    missing = await client.post("/api/sessions", json={"session_id": "X4"}, headers=headers)
+    assert missing.status_code == 422
+    text = " ".join(missing.json()["error"]["details"])
+    for field in ("tutor_id", "student_id", "subject", "scheduled_start_at", "status"):
+        assert field in text
+
+
+async def test_unknown_tutor_is_422_naming_the_field(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    body = session_record("X5", "T404", "S1", when=AS_OF)
+    r = await client.post("/api/sessions", json=body, headers=headers)
+    assert r.status_code == 422
+    assert "tutor_id" in r.json()["error"]["message"]
+    with transaction(engine) as db:
+        assert db.get(TutoringSession, "X5") is None
+
+
+async def test_only_admins_record_sessions(client: httpx.AsyncClient, engine: Engine) -> None:
+    _people(engine)
+    body = session_record("X6", "T1", "S1", when=AS_OF)
+    for role in ("viewer", "coach"):
+        r = await client.post("/api/sessions", json=body, headers=bearer(engine, role, role))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    with transaction(engine) as db:
+        assert db.get(TutoringSession, "X6") is None
+
+
+async def test_tutor_list_items_sort_filter_paginate(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    for i in range(12):  # T1: 12 sessions, 3 rescheduled by the tutor -> high rescheduler
+        status = "rescheduled" if i < 3 else "completed"
+        extra = {"reschedule_initiator": "tutor"} if status == "rescheduled" else {}
+        body = session_record(
+            f"A{i}",
+            "T1",
+            f"S{1 + i % 3}",
+            when=AS_OF - timedelta(hours=i + 1),
+            status=status,
+            **extra,
+        )
+        assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
+    body = session_record("B1", "T2", "S1", when=AS_OF - timedelta(hours=2))
+    assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
+
+    r = await client.get("/api/tutors", headers=headers)
+    assert r.status_code == 200
+    page = r.json()
+    assert page["total"] == 2 and page["limit"] == 50 and page["offset"] == 0
+    assert REPORT_KEYS <= set(page["items"][0])
+    first = page["items"][0]
+    assert first["tutor_id"] == "T1" and first["high_rescheduler_flag"] is True
+    reason = next(x for x in first["reasons"] if x["flag"] == "high_rescheduler_flag")
+    assert reason["numerator"] == 3 and reason["denominator"] == 12 and reason["text"]
+
+    r = await client.get("/api/tutors", params={"flags": "high_rescheduler_flag"}, headers=headers)
+    assert [x["tutor_id"] for x in r.json()["items"]] == ["T1"]
+    r = await client.get("/api/tutors", params={"min_sessions": 5}, headers=headers)
+    assert r.json()["total"] == 1
+    r = await client.get("/api/tutors", params={"sort": "name", "limit": 1}, headers=headers)
+    assert r.json()["total"] == 2 and [x["name"] for x in r.json()["items"]] == ["Ada Tutor"]
+    r = await client.get(
+        "/api/tutors", params={"sort": "-name", "limit": 1, "offset": 1}, headers=headers
+    )
+    assert [x["name"] for x in r.json()["items"]] == ["Ada Tutor"]
+    r = await client.get("/api/tutors", params={"sort": "shoe_size"}, headers=headers)
+    assert r.status_code == 400 and "sort" in r.json()["error"]["message"]
+    r = await client.get("/api/tutors/T404", headers=headers)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_posted_session_is_evaluated_by_the_worker(
+    client: httpx.AsyncClient, engine: Engine, settings: Settings, rules: RulesConfig
+) -> None:
+    from tutorscore.evaluation.worker import run_worker_async
+
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    body = session_record("E1", "T1", "S1", when=AS_OF, student_rating=4, turns=TRANSCRIPT)
+    assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
+    await run_worker_async(engine, settings, rules, once=True)
+    r = await client.get("/api/tutors/T1", headers=headers)
+    assert r.json()["ai_avg_quality_score"] is not None
+    page = await client.get("/sessions/E1", headers=headers)
+    assert page.status_code == 200 and "Waiting for evaluation" not in page.text
+    assert "Quality score" in page.text
