@@ -75,6 +75,9 @@ class FakeState:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     recent_prompts: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     in_flight: int = 0
+    first_accepted: float | None = None
+    last_accepted: float | None = None
+    max_window_requests: int = 0
 
     def window(self, now: float) -> tuple[int, int]:
         while self.log and self.log[0][0] <= now - WINDOW_S:
@@ -264,6 +267,9 @@ def create_app(config: FakeConfig) -> FastAPI:
             headers["retry-after-ms"] = str(int(wait * 1000))
             return _error(429, "Rate limit reached; retry later.", "rate_limit_exceeded", headers)
         state.log.append((now, tokens))
+        state.first_accepted = state.first_accepted or now
+        state.last_accepted = now
+        state.max_window_requests = max(state.max_window_requests, len(state.log))
         headers = state.headers(now)
         state.in_flight += 1
         state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
@@ -404,7 +410,18 @@ def create_app(config: FakeConfig) -> FastAPI:
     @app.get("/_stats")
     async def stats() -> dict[str, Any]:
         requests, tokens = state.window(time.monotonic())
-        return {**state.counters, "window_requests": requests, "window_tokens": tokens}
+        span = (
+            state.last_accepted - state.first_accepted
+            if state.first_accepted is not None and state.last_accepted is not None
+            else 0.0
+        )
+        return {
+            **state.counters,
+            "window_requests": requests,
+            "window_tokens": tokens,
+            "max_window_requests": state.max_window_requests,
+            "accepted_span_s": span,
+        }
 
     @app.get("/_requests")
     async def recent_requests() -> list[str]:
@@ -423,6 +440,8 @@ def create_app(config: FakeConfig) -> FastAPI:
             state.log.clear()
             state.script.clear()
             state.recent_prompts.clear()
+            state.first_accepted = state.last_accepted = None
+            state.max_window_requests = 0
         return {"ok": True}
 
     return app
