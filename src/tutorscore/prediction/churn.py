@@ -462,7 +462,15 @@ def score_frame(stored: StoredModel, frame: FeatureFrame, rules: RulesConfig) ->
     if len(X) == 0:
         return []
     proba = _positive_proba(stored.payload["estimator"], X)
-    contrib = contributions(stored, X)
+    if stored.payload["kind"] == "logistic_regression":
+        contrib = contributions(stored, X)
+    else:
+        # Perturbation costs one prediction per feature per tutor: explain only the
+        # tutors a coach will look at (medium risk and up); the rest get no factors.
+        contrib = np.zeros_like(X)
+        explain = proba >= rules.prediction.churn_medium_probability
+        if explain.any():
+            contrib[explain] = contributions(stored, X[explain])
     specs = {s.name: s for s in feature_specs(rules)}
     top = rules.prediction.top_features
     scores = []
