@@ -254,7 +254,7 @@ def main() -> None:
             f"{llm['avg_tokens_in']:.0f} / {llm['avg_tokens_out']:.0f}",
         ),
         ("quotes verified / dropped", f"{llm['quotes_verified']} / {llm['quotes_dropped']}"),
-        ("sampled prompts containing an email or phone", str(llm["prompts_with_pii"])),
+        ("last 50 prompts containing an email or phone", str(llm["prompts_with_pii"])),
         ("LLM run wall time", f"{llm['wall_s']:.1f} s"),
         (
             "heuristic judge, one core",

@@ -212,7 +212,7 @@ async def test_budget_cap_stops_calls_before_they_are_made(fake: FakeServerProce
 
 async def test_budget_counts_calls_in_flight(fake: FakeServerProcess) -> None:
     """Concurrent calls cannot all pass the check and overrun the cap together."""
-    fake.control(latency_ms=200)
+    fake.control(latency_ms=1000)  # every check happens while the first calls are in flight
     ledger = MemoryLedger()
     judge = make_judge(fake, ledger=ledger)
     estimate = judge.estimate_cost(judge.prepare(TRANSCRIPT))
@@ -227,7 +227,7 @@ async def test_budget_counts_calls_in_flight(fake: FakeServerProcess) -> None:
 
 
 async def test_concurrency_cap(fake: FakeServerProcess) -> None:
-    fake.control(latency_ms=100)
+    fake.control(latency_ms=300)
     judge = make_judge(fake, max_concurrency=3)
     await asyncio.gather(*(judge.evaluate(TRANSCRIPT) for _ in range(12)))
     stats = fake.stats()
