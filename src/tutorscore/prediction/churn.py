@@ -146,7 +146,8 @@ def snapshot_times(session: Session, *, as_of: datetime, rules: RulesConfig) -> 
     if earliest >= as_of or n == 1:
         return [as_of]
     span = (as_of - earliest) / (n - 1)
-    return [earliest + i * span for i in range(n)]
+    times = [(earliest + i * span).replace(microsecond=0) for i in range(n - 1)]
+    return [*times, as_of]
 
 
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
