@@ -547,11 +547,11 @@ def _sessions(
     completed = status == _COMPLETED
 
     # student churn: after a dropped pair's first session, or (rarely, more with weak
-    # teaching) after an ongoing student's last completed session of the week
+    # teaching) after an ongoing student's last session of the week, if it took place
     student = pair_student[pair]
     churned = np.where(completed, 0, -1).astype(np.int64)
     churned[first & pair_dropped[pair]] = 1
-    by_student = np.argsort((student * 2 + completed) * n_g + start)  # completed ones last
+    by_student = np.argsort(student * n_g + start)
     s_sorted = student[by_student]
     last = np.ones(n_past, dtype=np.bool_)
     last[:-1] = s_sorted[:-1] != s_sorted[1:]

@@ -753,12 +753,13 @@ class _Builder:
         return line
 
     def _fragment(self, line: str) -> str:
-        words = _WORD.findall(line)
+        """3-6 consecutive words of the student's line, verbatim (for the tutor's uptake)."""
+        words = list(_WORD.finditer(line))
         if len(words) <= 4:
-            return " ".join(words) or line
+            return line.rstrip(".?!")
         size = self.rng.randint(3, min(6, len(words)))
         begin = self.rng.randint(0, len(words) - size)
-        return " ".join(words[begin : begin + size])
+        return line[words[begin].start() : words[begin + size - 1].end()]
 
 
 def generate_transcript(
