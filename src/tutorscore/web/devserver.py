@@ -99,6 +99,7 @@ def prepare_demo(
 ) -> None:
     """A small seeded, evaluated and analysed database for screenshots and browser tests."""
     import asyncio
+    import threading
     from datetime import UTC, datetime
 
     from tutorscore.analytics.service import compute_all
@@ -128,7 +129,12 @@ def prepare_demo(
             pass
         else:
             settings = Settings(DATABASE_URL=database_url)
-            asyncio.run(evaluate_pending(engine, settings, rules))
+            # a thread of its own: the caller may be inside an event loop (Playwright)
+            worker = threading.Thread(
+                target=lambda: asyncio.run(evaluate_pending(engine, settings, rules))
+            )
+            worker.start()
+            worker.join()
         compute_all(engine, as_of=when, rules=rules)
     finally:
         engine.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -31,12 +31,18 @@ def tutor_list(
     user: CurrentUser,
     sort: Annotated[str, Query(max_length=64, pattern=r"^-?[a-z_]+$")] = "risk",
     subject: Annotated[str | None, Query(max_length=200)] = None,
-    risk: Annotated[RiskLevel | None, Query()] = None,
-    min_sessions: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    risk: Annotated[RiskLevel | Literal[""] | None, Query()] = None,
+    min_sessions: Annotated[
+        str | None, Query(max_length=7, pattern=r"^\d*$", description="empty = any")
+    ] = None,
     flags: Annotated[list[str] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
+    """The filter form submits empty fields; they mean "any"."""
     from tutorscore.analytics.report import tutor_reports
+
+    risk = risk or None
+    min_sessions_n = int(min_sessions) if min_sessions else None
 
     chosen_flags = [f for f in (flags or []) if f in views.FLAG_FILTERS]
     items, total = tutor_reports(
@@ -44,7 +50,7 @@ def tutor_list(
         sort=sort,
         risk=risk,
         subject=subject or None,
-        min_sessions=min_sessions,
+        min_sessions=min_sessions_n,
         flags=tuple(chosen_flags),
         limit=PER_PAGE,
         offset=(page - 1) * PER_PAGE,
@@ -54,8 +60,8 @@ def tutor_list(
         query["subject"] = subject
     if risk:
         query["risk"] = risk
-    if min_sessions is not None:
-        query["min_sessions"] = min_sessions
+    if min_sessions_n is not None:
+        query["min_sessions"] = min_sessions_n
     if chosen_flags:
         query["flags"] = chosen_flags
     return render(
