@@ -239,33 +239,39 @@ def clean_cells(
     values: list[Any] = []
     errors: list[str] = []
     failed: set[str] = set()
+    append = values.append
     for column, value in zip(columns, cells, strict=True):
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or value == "" or (value.__class__ is str and value.isspace()):
             if column.required:
                 errors.append(field_message(where, column.name, column.expected, None))
                 failed.add(column.name)
-            values.append(None)
+            append(None)
             continue
         try:
-            values.append(column.parse(value))
+            append(column.parse(value))
         except FieldError:
             errors.append(field_message(where, column.name, column.expected, value))
             failed.add(column.name)
-            values.append(None)
+            append(None)
     return values, errors, failed
 
 
-def session_row_checks(values: dict[str, Any], where: str, failed: set[str]) -> list[str]:
-    """Rules that span columns of one session; normalises `no_show_by` (null means tutor)."""
-    errors: list[str] = []
-    status = values.get("status")
+_STATUS, _NO_SHOW_BY, _INITIATOR = 7, 8, 9  # positions in SESSION_COLUMNS
+
+
+def session_row_checks(values: list[Any], where: str, failed: set[str]) -> list[str]:
+    """Rules that span columns of one session (values in SESSION_COLUMNS order).
+
+    Normalises `no_show_by`: null means tutor for a no-show.
+    """
+    status = values[_STATUS]
     if (
         status == "rescheduled"
-        and values.get("reschedule_initiator") is None
-        and "reschedule_initiator" not in failed
+        and values[_INITIATOR] is None
+        and ("reschedule_initiator" not in failed)
     ):
         expected = f"{PARTY} when status is rescheduled"
-        errors.append(field_message(where, "reschedule_initiator", expected, None))
-    if status == "no_show" and values.get("no_show_by") is None and "no_show_by" not in failed:
-        values["no_show_by"] = "tutor"
-    return errors
+        return [field_message(where, "reschedule_initiator", expected, None)]
+    if status == "no_show" and values[_NO_SHOW_BY] is None and "no_show_by" not in failed:
+        values[_NO_SHOW_BY] = "tutor"
+    return []

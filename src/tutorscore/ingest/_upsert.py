@@ -8,7 +8,8 @@ a value differs, so re-importing the same bundle leaves `updated_at` alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -104,26 +105,53 @@ TRANSCRIPTS = TableSpec(
 )
 
 
-def _sqlite_value(kind: str | None, value: Any) -> Any:
-    if value is None or kind is None:
-        return value
-    if kind == TS:
-        assert isinstance(value, datetime)
+def _sqlite_ts(value: datetime) -> str:
+    # SQLAlchemy's SQLite text for a UTC datetime (parse_timestamp already gives UTC).
+    if value.utcoffset():
         return sqlite_timestamp(value)
-    if kind == DATE:
-        assert isinstance(value, date)
-        return value.isoformat()
-    if kind == JSON:
-        return json.dumps(value)
-    if kind == BOOL:
-        return int(bool(value))
-    return value
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _pg_value(kind: str | None, value: Any) -> Any:
-    if value is not None and kind == JSON:
-        return json.dumps(value)
-    return value
+def _pg_ts(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _iso(value: date) -> str:
+    return value.isoformat()
+
+
+_CONVERTERS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "sqlite": {TS: _sqlite_ts, DATE: _iso, JSON: _json, BOOL: int},
+    "postgresql": {TS: _pg_ts, DATE: _iso, JSON: _json},
+}
+
+
+def row_preparer(spec: TableSpec, dialect: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Parsed row -> the driver's values: only str/int/bool/None, so rows spool via marshal.
+
+    Postgres takes timestamps and JSON as text (psycopg sends str untyped; COPY parses it).
+    """
+    table = _CONVERTERS["sqlite" if dialect == "sqlite" else "postgresql"]
+    steps = [
+        (i, table[kind])
+        for i, c in enumerate(spec.columns)
+        if (kind := spec.kinds.get(c)) is not None and kind in table
+    ]
+
+    def prepare(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(row) != len(spec.columns):
+            return row  # a partial row kept only for duplicate checks; never written
+        out = list(row)
+        for i, convert in steps:
+            if out[i] is not None:
+                out[i] = convert(out[i])
+        return tuple(out)
+
+    return prepare
 
 
 def _upsert_sql(spec: TableSpec, dialect: str, source: str | None = None) -> str:
@@ -153,37 +181,87 @@ def _upsert_sql(spec: TableSpec, dialect: str, source: str | None = None) -> str
     )
 
 
+# A load at least this large into an empty table drops and rebuilds its secondary indexes.
+BULK_ROWS = 50_000
+_SQLITE_BULK_CACHE_KIB = 512 * 1024
+
+
 def upsert_rows(
-    conn: Connection, spec: TableSpec, batches: Iterable[Sequence[tuple[Any, ...]]]
+    conn: Connection,
+    spec: TableSpec,
+    batches: Iterable[Sequence[tuple[Any, ...]]],
+    *,
+    prepared: bool = False,
+    bulk: bool = False,
 ) -> int:
     """Upsert every row of every batch inside the caller's transaction; rows changed.
 
-    On Postgres large inputs go through COPY into a temporary table and one
-    INSERT … SELECT … ON CONFLICT, which is several times faster than executemany.
+    `prepared` rows already hold driver values (see row_preparer). On Postgres large
+    inputs go through COPY into a temporary table and one INSERT … SELECT … ON
+    CONFLICT. `bulk` (an empty table, many rows) rebuilds the secondary indexes once
+    at the end instead of updating them row by row.
     """
     dialect = conn.dialect.name
-    kinds = [spec.kinds.get(c) for c in spec.columns]
-    changed = 0
-    if dialect == "sqlite":
-        sql = _upsert_sql(spec, dialect)
-        for batch in batches:
-            rows = [
-                tuple(_sqlite_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in batch
-            ]
-            if rows:
-                changed += max(conn.exec_driver_sql(sql, rows).rowcount, 0)
-        return changed
-    return _pg_upsert(conn, spec, kinds, batches)
+    if not prepared:
+        prepare = row_preparer(spec, dialect)
+        batches = ([prepare(row) for row in batch] for batch in batches)
+    with _bulk_load(conn, spec.table, enabled=bulk):
+        if dialect == "sqlite":
+            sql = _upsert_sql(spec, dialect)
+            changed = 0
+            for batch in batches:
+                if batch:
+                    changed += max(conn.exec_driver_sql(sql, list(batch)).rowcount, 0)
+            return changed
+        return _pg_upsert(conn, spec, batches)
+
+
+@contextmanager
+def _bulk_load(conn: Connection, table: str, *, enabled: bool) -> Iterator[None]:
+    """A big SQLite page cache and, for `enabled`, secondary indexes rebuilt after the load.
+
+    Index DDL is transactional on both backends, so a rollback restores them.
+    """
+    previous = None
+    if conn.dialect.name == "sqlite":
+        previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_BULK_CACHE_KIB}")
+    indexes: list[tuple[str, str]] = []
+    if enabled:
+        if conn.dialect.name == "sqlite":
+            found = conn.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = :t AND sql IS NOT NULL"
+                ),
+                {"t": table},
+            )
+        else:
+            found = conn.execute(
+                text(
+                    "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+                    "WHERE i.schemaname = current_schema() AND i.tablename = :t AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+                ),
+                {"t": table},
+            )
+        indexes = [(row[0], row[1]) for row in found]
+        for name, _definition in indexes:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    try:
+        yield
+        for _name, definition in indexes:
+            conn.exec_driver_sql(definition)
+    finally:
+        if previous is not None:
+            conn.exec_driver_sql(f"PRAGMA cache_size={int(previous)}")
 
 
 _temp_counter = 0
 
 
 def _pg_upsert(
-    conn: Connection,
-    spec: TableSpec,
-    kinds: list[str | None],
-    batches: Iterable[Sequence[tuple[Any, ...]]],
+    conn: Connection, spec: TableSpec, batches: Iterable[Sequence[tuple[Any, ...]]]
 ) -> int:
     global _temp_counter
     iterator = iter(batches)
@@ -192,8 +270,8 @@ def _pg_upsert(
         return 0
     second = next(iterator, None)
     if second is None and len(first) <= 50:
-        rows = [tuple(_pg_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in first]
-        return max(conn.exec_driver_sql(_upsert_sql(spec, "postgresql"), rows).rowcount, 0)
+        sql = _upsert_sql(spec, "postgresql")
+        return max(conn.exec_driver_sql(sql, list(first)).rowcount, 0)
     _temp_counter += 1
     temp = f"_import_{spec.table}_{_temp_counter}"
     conn.execute(
@@ -201,16 +279,14 @@ def _pg_upsert(
     )
     raw = conn.connection.driver_connection
     assert raw is not None
-    with (
-        raw.cursor() as cur,
-        cur.copy(f"COPY {temp} ({', '.join(spec.columns)}) FROM STDIN") as copy,
-    ):
-        for batch in [first] + ([second] if second is not None else []):
+    columns = ", ".join(spec.columns)
+    with raw.cursor() as cur, cur.copy(f"COPY {temp} ({columns}) FROM STDIN") as copy:
+        for batch in (first, *([second] if second is not None else [])):
             for row in batch:
-                copy.write_row([_pg_value(k, v) for k, v in zip(kinds, row, strict=True)])
+                copy.write_row(row)
         for batch in iterator:
             for row in batch:
-                copy.write_row([_pg_value(k, v) for k, v in zip(kinds, row, strict=True)])
+                copy.write_row(row)
     result = conn.exec_driver_sql(_upsert_sql(spec, "postgresql", source=temp))
     conn.execute(text(f"DROP TABLE {temp}"))
     return max(result.rowcount, 0)

@@ -127,7 +127,8 @@ def _write_csv(
     total: int,
     progress: ProgressCallback | None,
 ) -> int:
-    writer = csv.writer(fh, lineterminator="\n")
+    # RFC 4180 CRLF: the writer then quotes any field holding a lone \r as well as \n.
+    writer = csv.writer(fh, lineterminator="\r\n")
     writer.writerow(names)
     count = 0
     for row in rows:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.orm import Session
 
-# Pairs per statement; above FULL_THRESHOLD one pass over the whole table is cheaper.
-_CHUNK = 250
-FULL_THRESHOLD = 5000
+# Tutors per statement; above FULL_THRESHOLD one pass over the whole table is cheaper.
+_CHUNK = 500
+FULL_THRESHOLD = 2000
 
 _UPDATE = """
 WITH firsts AS (
@@ -50,31 +50,22 @@ def derive_first_sessions(
     """
     if pairs is None:
         return _run(session, "", {})
-    unique = sorted(set(pairs))
-    if len(unique) > FULL_THRESHOLD:
+    tutors = sorted({tutor_id for tutor_id, _student_id in pairs})
+    if len(tutors) > FULL_THRESHOLD:
         return _run(session, "", {})
     changed = 0
-    for start in range(0, len(unique), _CHUNK):
-        chunk = unique[start : start + _CHUNK]
-        params: dict[str, Any] = {}
-        tutors = sorted({t for t, _ in chunk})
-        for i, tutor_id in enumerate(tutors):
-            params[f"t{i}"] = tutor_id
-        values = []
-        for i, (tutor_id, student_id) in enumerate(chunk):
-            params[f"pt{i}"] = tutor_id
-            params[f"ps{i}"] = student_id
-            values.append(f"(:pt{i}, :ps{i})")
-        # The plain tutor_id IN (…) lets both backends use the tutor index.
-        where = (
-            "AND tutor_id IN (" + ", ".join(f":t{i}" for i in range(len(tutors))) + ") "
-            "AND (tutor_id, student_id) IN (VALUES " + ", ".join(values) + ")"
+    # Recomputing every pair of the touched tutors is a harmless superset of `pairs`
+    # and lets both backends walk the (tutor_id, scheduled_start_at) index.
+    for start in range(0, len(tutors), _CHUNK):
+        changed += _run(
+            session, "AND tutor_id IN :tutors", {"tutors": tutors[start : start + _CHUNK]}
         )
-        changed += _run(session, where, params)
     return changed
 
 
 def _run(session: Session | Connection, where: str, params: dict[str, Any]) -> int:
-    sql = _UPDATE.format(filter=where, resolved=_RESOLVED)
-    result = session.execute(text(sql), params)
+    statement = text(_UPDATE.format(filter=where, resolved=_RESOLVED))
+    if params:
+        statement = statement.bindparams(bindparam("tutors", expanding=True))
+    result = session.execute(statement, params)
     return max(int(getattr(result, "rowcount", 0) or 0), 0)

@@ -5,7 +5,7 @@ Two phases keep the run all-or-nothing without holding a file in memory:
 1. validate: stream every file in dependency order (tutors, students, sessions,
    transcripts), parse each cell, collect errors (sorted, capped at 100 plus a
    count), keep the ids seen in sets for duplicate and reference checks, and spool
-   the clean rows to a temporary file;
+   the clean rows (already in the driver's types) to a temporary file;
 2. write: only when nothing failed, replay the spools into the database in one
    transaction (executemany / COPY in chunks), then derive is_first_session.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import pickle
+import marshal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -420,6 +420,10 @@ class _Validation:
     spools: list[tuple[BundleFile, IO[bytes], int]] = field(default_factory=list)
 
     def run(self) -> None:
+        dialect = self.engine.dialect.name
+        self._prepare = {kind: _upsert.row_preparer(spec, dialect) for kind, spec in _SPECS.items()}
+        self._tutor_ids = self.ids.setdefault("tutors", {})
+        self._student_ids = self.ids.setdefault("students", {})
         for file_no, bundle_file in enumerate(self.files):
             self._check_file(file_no, bundle_file)
         self._resolve_pending()
@@ -458,10 +462,10 @@ class _Validation:
             rows += 1
             batch.append(row)
             if len(batch) >= _BATCH:
-                pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                marshal.dump(batch, spool)
                 batch = []
         if batch:
-            pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
+            marshal.dump(batch, spool)
         if reader.broken:
             self.broken_kinds.add(kind)
         spool.seek(0)
@@ -485,19 +489,19 @@ class _Validation:
     ) -> tuple[Any, ...] | None:
         values, messages, failed = clean_cells(columns, cells, where)
         if kind == "sessions":
-            record = dict(zip((c.name for c in columns), values, strict=True))
-            messages += session_row_checks(record, where, failed)
-            values = list(record.values())
-            for target, column in (("tutors", "tutor_id"), ("students", "student_id")):
-                if record[column] is not None:
-                    self._reference(target, record[column], file_no, line, where, column)
-            if record["tutor_id"] is not None and record["student_id"] is not None:
-                self.pairs.add((record["tutor_id"], record["student_id"]))
+            messages += session_row_checks(values, where, failed)
+            tutor_id, student_id = values[1], values[2]
+            if tutor_id is not None and tutor_id not in self._tutor_ids:
+                self._reference("tutors", tutor_id, file_no, line, where, "tutor_id")
+            if student_id is not None and student_id not in self._student_ids:
+                self._reference("students", student_id, file_no, line, where, "student_id")
+            if tutor_id is not None and student_id is not None:
+                self.pairs.add((tutor_id, student_id))
         for message in messages:
             self.errors.add(file_no, line, message)
         if values[0] is None:
             return None
-        return (*values, *_extra(kind, values, self.now))
+        return self._prepare[kind]((*values, *_extra(kind, values, self.now)))
 
     def _transcript_row(
         self, cells: list[Any], where: str, file_no: int, line: int
@@ -513,7 +517,8 @@ class _Validation:
         if parsed is None:
             return (session_id,)  # still counts for duplicate checks
         turns, raw = parsed
-        return (session_id, turns, raw, len(turns), content_hash(turns), self.now, self.now)
+        row = (session_id, turns, raw, len(turns), content_hash(turns), self.now, self.now)
+        return self._prepare["transcripts"](row)
 
     def _resolve_pending(self) -> None:
         for target, pending in self.pending.items():
@@ -598,7 +603,7 @@ def _batches(
     done = 0
     while True:
         try:
-            batch: list[tuple[Any, ...]] = pickle.load(spool)
+            batch: list[tuple[Any, ...]] = marshal.load(spool)
         except EOFError:
             return
         yield batch
@@ -631,7 +636,11 @@ def _write(
         changed = 0
         for bundle_file, spool, rows in spools:
             changed += _upsert.upsert_rows(
-                conn, spec, _batches(spool, bundle_file.label, rows, progress)
+                conn,
+                spec,
+                _batches(spool, bundle_file.label, rows, progress),
+                prepared=True,
+                bulk=before == 0 and rows >= _upsert.BULK_ROWS,
             )
         created = _count(conn, spec.table) - before
         summary[kind].created = created
@@ -673,8 +682,8 @@ def validate_session_record(
     values, messages, failed = clean_cells(
         SESSION_COLUMNS, [record.get(name) for name in _SESSION_NAMES], where
     )
+    messages += session_row_checks(values, where, failed)
     clean = dict(zip(_SESSION_NAMES, values, strict=True))
-    messages += session_row_checks(clean, where, failed)
     if record.get("turns") is not None or record.get("text") is not None:
         parsed, more = _transcript_values(record, where)
         messages += more
