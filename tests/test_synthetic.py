@@ -273,17 +273,25 @@ def test_reseed_keeps_imported_rows_and_drops_synthetic_dependents(engine: Engin
 
 
 def test_large_seed_rebuilds_indexes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bulk path (indexes dropped and rebuilt) leaves the same schema and queryable data."""
+    """The bulk paths (indexes dropped and rebuilt, wholesale delete) keep schema and data."""
     from sqlalchemy import inspect
 
     import tutorscore.ingest.synthetic as synthetic
 
     before = {ix["name"] for ix in inspect(engine).get_indexes("sessions")}
     monkeypatch.setattr(synthetic, "INDEX_REBUILD_ROWS", 100)
-    seed(engine, tutors=10, students=100, sessions=400, transcripts=0, seed=4, as_of=AS_OF)
-    assert {ix["name"] for ix in inspect(engine).get_indexes("sessions")} == before
-    with transaction(engine) as s:
-        assert s.scalar(select(func.count()).select_from(TutoringSession)) == 400
+    for sessions, imported in ((400, False), (300, False), (200, True)):
+        if imported:
+            _imported_world(engine)
+        summary = seed(engine, tutors=10, students=100, sessions=sessions, transcripts=3,
+                       seed=sessions, as_of=AS_OF)  # fmt: skip
+        assert {ix["name"] for ix in inspect(engine).get_indexes("sessions")} == before
+        with transaction(engine) as s:
+            total = s.scalar(select(func.count()).select_from(TutoringSession))
+            assert total == sessions + imported
+            assert s.scalar(select(func.count()).select_from(SessionTranscript)) == 3 + imported
+        if sessions == 300:
+            assert summary.deleted["sessions"] == 400 and summary.deleted["tutors"] == 10
 
 
 def test_bad_sizes_are_user_errors(engine: Engine) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from tutorscore.db.base import sqlite_timestamp, utcnow
 from tutorscore.errors import UserError
@@ -233,9 +234,19 @@ def seed(
         as_of=when,
         progress=report,
     )
+    big = data.session_count >= INDEX_REBUILD_ROWS
     with engine.begin() as conn, _bulk_cache(conn):
-        deleted = delete_synthetic(conn, progress=report)
-        _insert(conn, data, report)
+        only_synthetic = _only_synthetic(conn)
+        # With nothing imported, the old rows can go wholesale (TRUNCATE on Postgres) and
+        # the session indexes can be dropped before the delete as well as the load.
+        # Otherwise they stay during the delete: removing a student or tutor looks up
+        # its remaining sessions through them.
+        many_old = only_synthetic and _count(conn, "sessions") >= INDEX_REBUILD_ROWS
+        early = only_synthetic and (big or many_old)
+        with _indexes_dropped(conn, "sessions", enabled=early, report=report):
+            deleted = delete_synthetic(conn, progress=report, everything=only_synthetic)
+            with _indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
+                _insert(conn, data, report)
     codes = np.bincount(data.session_status, minlength=_SCHEDULED + 1)
     counts: dict[str, int] = {}
     for code, n in enumerate(codes.tolist()):
@@ -262,10 +273,51 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
+def _only_synthetic(conn: Connection) -> bool:
+    """True when no imported (non-synthetic) tutor, student or session exists."""
+    return not any(
+        conn.execute(
+            text(f"SELECT 1 FROM {table} WHERE is_synthetic = :no LIMIT 1"), {"no": False}
+        ).first()
+        for table in ("tutors", "students", "sessions")
+    )
+
+
+def _count(conn: Connection, table: str) -> int:
+    return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+# Tables emptied by a wholesale re-seed on Postgres: the synthetic tables and every
+# table whose rows hang off them (jobs have no foreign key and are deleted by session).
+_TRUNCATED = (
+    "session_evaluations", "session_transcripts", "tutor_metrics", "alerts", "interventions",
+    "sessions", "students", "tutors",
+)  # fmt: skip
+
+
 def delete_synthetic(
-    conn: Connection, *, progress: ProgressCallback | None = None
+    conn: Connection, *, progress: ProgressCallback | None = None, everything: bool = False
 ) -> dict[str, int]:
-    """Delete synthetic rows and what hangs off them, children first (FK order)."""
+    """Delete synthetic rows and what hangs off them, children first (FK order).
+
+    `everything=True` promises that every tutor, student and session is synthetic;
+    Postgres then truncates instead of deleting row by row (falling back to deletes
+    if another table references these ones).
+    """
+    if everything and conn.dialect.name == "postgresql":
+        counts = {table: _count(conn, table) for table in _TRUNCATED}
+        counts["jobs"] = conn.execute(
+            text("DELETE FROM jobs WHERE session_id IN (SELECT session_id FROM sessions)")
+        ).rowcount
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(_TRUNCATED)}")
+        except DBAPIError:
+            pass  # another table references them: delete row by row below
+        else:
+            if progress:
+                progress("delete", 1, 1)
+            return counts
     synthetic_sessions = "SELECT session_id FROM sessions WHERE is_synthetic = :yes"
     synthetic_tutors = "SELECT tutor_id FROM tutors WHERE is_synthetic = :yes"
     statements = (
@@ -755,18 +807,27 @@ class _Writer:
             return None
         return value.isoformat() if self.sqlite else value
 
-    def write(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    def write(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[tuple[Any, ...]],
+        *,
+        sqlite_values: str | None = None,
+        copy_row: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
+    ) -> None:
+        """Insert `rows`; `sqlite_values` / `copy_row` map compact rows onto `columns`."""
         cur = self.dbapi.cursor()
         try:
             if self.sqlite:
-                marks = ", ".join("?" for _ in columns)
+                marks = sqlite_values or ", ".join("?" for _ in columns)
                 cur.executemany(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
                 )
             else:
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row(row)
+                        copy.write_row(copy_row(row) if copy_row else row)
         finally:
             cur.close()
 
@@ -868,11 +929,16 @@ def _insert(conn: Connection, data: SyntheticDataset, report: ProgressCallback) 
     rows = _session_rows(w, data, stamp)
     total = len(rows)
     report("sessions", 0, total)
-    with _indexes_dropped(conn, "sessions", enabled=total >= INDEX_REBUILD_ROWS, report=report):
-        for done, chunk in enumerate(_chunks(rows, BATCH_ROWS), start=1):
-            w.write("sessions", _SESSION_COLUMNS, chunk)
-            report("sessions", min(done * BATCH_ROWS, total), total)
-        del rows
+    for done, chunk in enumerate(_chunks(rows, BATCH_ROWS), start=1):
+        w.write(
+            "sessions",
+            _SESSION_COLUMNS,
+            chunk,
+            sqlite_values=_SESSION_SQLITE_VALUES,
+            copy_row=_session_copy_row,
+        )
+        report("sessions", min(done * BATCH_ROWS, total), total)
+    del rows
 
     transcript_rows = []
     for pos, turns in data.transcripts:
@@ -918,16 +984,27 @@ def _session_rows(w: _Writer, data: SyntheticDataset, stamp: Any) -> list[tuple[
     ratings = [r if r > 0 else None for r in data.session_rating.tolist()]
     churn_map: dict[int, bool | None] = {-1: None, 0: False, 1: True}
     churned_col = [churn_map[c] for c in data.session_churned.tolist()]
-    ones = [True] * n
     stamps = [stamp] * n
     return list(
         zip(
             ids, tutor_col, student_col, subject_col, starts, actual_col, duration_col,
-            status_col, no_show_col, initiator_col, link_col, first_col, first_col,
-            ratings, data.session_feedback, churned_col, ones, stamps, stamps,
+            status_col, no_show_col, initiator_col, link_col, first_col,
+            ratings, data.session_feedback, churned_col, stamps,
             strict=True,
         )
     )  # fmt: skip
+
+
+# Session rows carry each value once: is_first_session doubles as
+# is_first_session_for_student and the stamp as created_at and updated_at.
+# Fewer bound parameters per row make SQLite's executemany about a third faster.
+_SESSION_SQLITE_VALUES = ", ".join(
+    [f"?{i}" for i in range(1, 13)] + ["?12", "?13", "?14", "?15", "1", "?16", "?16"]
+)
+
+
+def _session_copy_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (*r[:12], r[11], r[12], r[13], r[14], True, r[15], r[15])
 
 
 def _format_times(w: _Writer, epochs: IntArray) -> list[Any]:
