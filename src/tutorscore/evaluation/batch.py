@@ -30,7 +30,12 @@ from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Job, SessionEvaluation, SessionTranscript, Tutor, TutoringSession
 from tutorscore.evaluation.costs import CallRecord, call_cost
-from tutorscore.evaluation.llm_judge import InvalidOutput, LLMJudge, interpret
+from tutorscore.evaluation.llm_judge import (
+    InvalidOutput,
+    LLMJudge,
+    interpret,
+    session_name_lookup,
+)
 from tutorscore.ingest.transcript_format import Turn
 
 log = logging.getLogger(__name__)
@@ -212,12 +217,8 @@ def _store_line(
         if info.transcript_hash != submitted_hash:
             record.error = "transcript changed after the batch was sent; result not stored"
             return "stale", record
-        names = session.execute(
-            select(Tutor.name)
-            .join(TutoringSession, TutoringSession.tutor_id == Tutor.tutor_id)
-            .where(TutoringSession.session_id == sid)
-        ).scalar_one_or_none()
-        prepared = judge.prepare(info.turns, [names] if names else [])
+        lookup = judge.name_lookup or session_name_lookup(engine)
+        prepared = judge.prepare(info.turns, list(lookup(sid)))
         choices = body.get("choices") or [{}]
         content = (choices[0].get("message") or {}).get("content")
         try:
