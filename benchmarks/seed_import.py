@@ -31,7 +31,7 @@ from tutorscore.ingest.synthetic import seed
 from tutorscore.testing.databases import temporary_database
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
-console = Console()
+console = Console(width=160)
 
 
 def seed_shape(sessions: int) -> dict[str, int]:

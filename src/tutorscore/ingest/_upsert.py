@@ -142,6 +142,11 @@ def row_preparer(spec: TableSpec, dialect: str) -> Callable[[tuple[Any, ...]], t
         if (kind := spec.kinds.get(c)) is not None and kind in table
     ]
 
+    # created_at/updated_at are the same object on every row of a run: convert them once.
+    stamps = [i for i, c in enumerate(spec.columns) if c in _STAMPS]
+    steps = [(i, convert) for i, convert in steps if i not in stamps]
+    cache: list[Any] = [None, None]
+
     def prepare(row: tuple[Any, ...]) -> tuple[Any, ...]:
         if len(row) != len(spec.columns):
             return row  # a partial row kept only for duplicate checks; never written
@@ -149,6 +154,10 @@ def row_preparer(spec: TableSpec, dialect: str) -> Callable[[tuple[Any, ...]], t
         for i, convert in steps:
             if out[i] is not None:
                 out[i] = convert(out[i])
+        for i in stamps:
+            if out[i] is not cache[0]:
+                cache[0], cache[1] = out[i], table[TS](out[i])
+            out[i] = cache[1]
         return tuple(out)
 
     return prepare
