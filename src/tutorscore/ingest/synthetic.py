@@ -623,7 +623,7 @@ def _sessions(
     duration = np.where(completed, np.maximum(duration, 10), 0).astype(np.int64)
     delay = np.where(completed, delay, 0)
     skill = np.where(first, traits.first_session_skill[tutor], q)
-    mu = 2.2 + 2.9 * skill - 0.6 * traits.churned[tutor] * t_frac - 0.5 * (churned == 1)
+    mu = 2.4 + 2.7 * skill - 0.6 * traits.churned[tutor] * t_frac - 0.5 * (churned == 1)
     rating = np.clip(np.rint(mu + rng.normal(0.0, 0.75, n_past)), 1, 5).astype(np.int64)
     rated = completed & (rng.random(n_past) < np.where(first, 0.85, 0.7))
     rating = np.where(rated, rating, 0)
