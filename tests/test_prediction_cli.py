@@ -74,7 +74,7 @@ def test_model_commands(cli: CliRunner, engine: Engine) -> None:
     evaluated = json.loads(result.stdout)
     assert evaluated["snapshots"][0]["as_of"] == trained["heldout_snapshot"]
     assert evaluated["snapshots"][0]["rules_auc"] is not None
-    result = cli.invoke(cli_app, ["model", "train"])  # table output
+    result = cli.invoke(cli_app, ["model", "show"])  # table output
     assert result.exit_code == 0 and "held-out AUC rules" in result.stdout
 
 
@@ -114,18 +114,22 @@ def test_no_shows_interventions_and_alerts_commands(
 async def test_churn_model_endpoint_says_who_decides(
     engine: Engine, rules: RulesConfig, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
-    from tutorscore.prediction.churn import train_churn_model
+    from tutorscore.prediction.churn import make_candidates, train_churn_model
 
     h = bearer(engine, "viewer", "viewer")
     r = await client.get("/api/churn-model", headers=h)
     assert r.status_code == 200
     assert r.json()["status"]["used"] is False and r.json()["versions"] == []
-    populate(engine, tutors=50, days=45)
+    populate(engine, tutors=40, days=40)
     five = rules.model_copy(
         update={"prediction": rules.prediction.model_copy(update={"training_snapshots": 5})}
     )
     result = train_churn_model(
-        engine, as_of=END, rules=five, settings=Settings(TUTORSCORE_DATA_DIR=str(tmp_path))
+        engine,
+        as_of=END,
+        rules=five,
+        settings=Settings(TUTORSCORE_DATA_DIR=str(tmp_path)),
+        candidates={"logistic_regression": make_candidates()["logistic_regression"]},
     )
     r = await client.get("/api/churn-model", headers=h)
     status = r.json()["status"]
