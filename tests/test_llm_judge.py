@@ -541,3 +541,68 @@ def test_llm_usage_command(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> N
         get_engine().dispose()
         get_settings.cache_clear()
         get_engine.cache_clear()
+
+
+def test_backlog_leaves_the_queue_for_a_batch_and_urgent_jobs_stay(
+    engine: Engine, fake: FakeServerProcess, rules: object
+) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.db.models import Job, SessionEvaluation
+    from tutorscore.evaluation.batch import collect_batches, send_backlog_to_batch
+    from tutorscore.evaluation.queue import enqueue_evaluations
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o",
+        TUTORSCORE_LLM_BATCH_BACKLOG=True,
+    )
+    add_session(engine, "U1", TRANSCRIPT, first=True)
+    for sid in ("L1", "L2"):
+        turns = [dict(t) for t in TRANSCRIPT]
+        turns[0]["text"] += f" ({sid})"
+        add_session(engine, sid, turns)  # type: ignore[arg-type]
+    with transaction(engine) as s:
+        assert enqueue_evaluations(s, judge="llm", rules=rules) == 3
+    judge = LLMJudge.from_settings(settings, engine)
+    off = Settings(TUTORSCORE_LLM_BASE_URL=fake.base_url)
+    assert send_backlog_to_batch(engine, off, rules, judge=judge) is None  # option off
+    batch_id = send_backlog_to_batch(engine, settings, rules, judge=judge)
+    assert batch_id is not None
+    with engine.connect() as conn:
+        jobs = dict(
+            conn.execute(select(Job.session_id, Job.status).where(Job.kind == "evaluate")).all()
+        )
+    assert jobs == {"U1": "queued", "L1": "done", "L2": "done"}  # the first session stays
+    assert send_backlog_to_batch(engine, settings, rules, judge=judge) is None
+    _wait_for_batches(fake, 1)
+    assert collect_batches(engine, settings, rules, judge=judge)["stored"] == 2
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(SessionEvaluation.session_id).where(SessionEvaluation.judge == "llm")
+        ).scalars()
+        assert sorted(stored) == ["L1", "L2"]
+
+
+def test_backlog_jobs_return_to_the_queue_when_submission_fails(
+    engine: Engine, fake: FakeServerProcess, rules: object
+) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.db.models import Job
+    from tutorscore.evaluation.batch import send_backlog_to_batch
+    from tutorscore.evaluation.queue import enqueue_evaluations
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_BATCH_BACKLOG=True,
+        TUTORSCORE_LLM_BUDGET_USD=0.000001,
+    )
+    add_session(engine, "L9", TRANSCRIPT)
+    with transaction(engine) as s:
+        enqueue_evaluations(s, judge="llm", rules=rules)
+    with pytest.raises(JudgeUnavailable, match="budget"):
+        send_backlog_to_batch(engine, settings, rules)
+    with engine.connect() as conn:
+        status, error = conn.execute(select(Job.status, Job.last_error)).one()
+    assert status == "queued" and "batch submission failed" in error

@@ -3,8 +3,8 @@
 Batch requests cost half as much and come back within 24 hours. With
 TUTORSCORE_LLM_BATCH_BACKLOG=true the worker sends the backlog (jobs whose
 priority is the default or later) here and keeps the real-time path for first
-sessions and high-risk tutors (`split_for_batch`). Meanwhile the heuristic
-result stands.
+sessions and high-risk tutors (`split_for_batch`); `send_backlog_to_batch` does
+this straight from the queue. Meanwhile the heuristic result stands.
 
 A submitted batch is remembered as a `jobs` row of kind `llm_batch` with status
 `waiting` (the evaluation queue only claims `evaluate` jobs), its payload holding
@@ -180,6 +180,95 @@ def submit_batch(
 ) -> str | None:
     """Synchronous `submit_batch_async` (for a worker loop or the CLI)."""
     return asyncio.run(submit_batch_async(engine, settings, rules, session_ids, judge=judge))
+
+
+async def send_backlog_to_batch_async(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    *,
+    judge: LLMJudge | None = None,
+    limit: int = 5000,
+    now: datetime | None = None,
+) -> str | None:
+    """Hand queued backlog LLM jobs (priority >= default) to one provider batch.
+
+    The jobs are taken off the queue (status done, `last_error` naming the batch)
+    in one statement, so a worker cannot claim them meanwhile; if the submission
+    fails they are put back, due again after POLL_INTERVAL. First sessions and
+    high-risk tutors' jobs are left for the real-time path. Returns the batch id.
+    """
+    if not settings.llm_batch_backlog:
+        return None
+    now = now or utcnow()
+    picked = (
+        select(Job.id)
+        .where(
+            Job.kind == "evaluate",
+            Job.status == "queued",
+            Job.run_after <= now,
+            Job.priority >= rules.evaluation.priority_default,
+            Job.payload["judge"].as_string() == "llm",
+        )
+        .order_by(Job.priority, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with transaction(engine) as session:
+        taken = session.execute(
+            update(Job)
+            .where(Job.id.in_(picked.scalar_subquery()), Job.status == "queued")
+            .values(status="done", finished_at=now, updated_at=now, last_error="sent to batch")
+            .returning(Job.id, Job.session_id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    if not taken:
+        return None
+    job_ids = [r.id for r in taken]
+    try:
+        batch_id = await submit_batch_async(
+            engine,
+            settings,
+            rules,
+            [r.session_id for r in taken if r.session_id],
+            judge=judge,
+            now=now,
+        )
+    except BaseException as exc:
+        with transaction(engine) as session:
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(job_ids))
+                .values(
+                    status="queued",
+                    finished_at=None,
+                    run_after=now + POLL_INTERVAL,
+                    updated_at=now,
+                    last_error=f"batch submission failed: {exc}"[:500],
+                )
+            )
+        raise
+    with transaction(engine) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(last_error=f"sent to batch {batch_id}" if batch_id else "already evaluated")
+        )
+    return batch_id
+
+
+def send_backlog_to_batch(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    *,
+    judge: LLMJudge | None = None,
+    limit: int = 5000,
+) -> str | None:
+    """Synchronous `send_backlog_to_batch_async`."""
+    return asyncio.run(
+        send_backlog_to_batch_async(engine, settings, rules, judge=judge, limit=limit)
+    )
 
 
 def _store_line(
