@@ -14,9 +14,9 @@ from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
-from tutorscore.analytics.rules import risk_level
+from tutorscore.analytics.rules import risk_level, window_series
 from tutorscore.analytics.service import compute_all, live_as_of, update_tutor
-from tutorscore.analytics.window import iso
+from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig, get_rules
 from tutorscore.db.base import JSONType, UTCDateTime
 from tutorscore.db.models.analytics import TutorMetrics
@@ -352,16 +352,17 @@ def tutor_detail(
             raise NotFound(f"no metrics for tutor {tutor_id!r}")
     item = report_item(row, tutor.name, tutor.subjects)
     details = row.details or {}
+    series = window_series(details, Window.build(row.as_of, row.window_days))
     item.update(
         {
             "years_experience": tutor.years_experience,
             "timezone": tutor.timezone,
             "hire_date": tutor.hire_date.isoformat() if tutor.hire_date else None,
             "churned_on": tutor.churned_on.isoformat() if tutor.churned_on else None,
-            "window": details.get("window"),
+            "window": series["window"],
             "counts": details.get("counts", {}),
-            "halves": details.get("halves", {}),
-            "weekly": details.get("weekly", []),
+            "halves": series["halves"],
+            "weekly": series["weekly"],
             "first_sessions_by_subject": details.get("first_sessions_by_subject", []),
             "guards": details.get("guards", {}),
             "history": _history(session, tutor_id, row.as_of, rules.analytics.history_points),

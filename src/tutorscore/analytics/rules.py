@@ -370,15 +370,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         )
     )
 
-    weekly = []
-    for week in reversed(range(window.weeks)):
-        lower, upper = window.week_bounds(week)
-        weekly.append(
-            {"week_start": iso(lower), "week_end": iso(upper),
-             **_slice(counts.weeks.get(week, Tally()))}
-        )  # fmt: skip
+    # weekly series oldest first; week bounds and half bounds follow from as_of and
+    # window_days (window_series adds them back when read) so rows stay small
+    empty = Tally()
+    weekly = [_slice(counts.weeks.get(week, empty)) for week in reversed(range(window.weeks))]
     a.details = {
-        "window": window.describe(),
         "counts": {
             "completed": w.completed,
             "student_reschedules": w.student_reschedules,
@@ -387,10 +383,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             "rating_sum": w.rating_sum,
             "quality_sum": round(w.quality_sum, 6),
         },
-        "halves": {
-            "first": {"start": iso(window.start), "end": iso(window.mid), **_slice(first)},
-            "second": {"start": iso(window.mid), "end": iso(window.as_of), **_slice(second)},
-        },
+        "halves": {"first": _slice(first), "second": _slice(second)},
         "weekly": weekly,
         "first_sessions_by_subject": by_subject,
         "guards": {
@@ -402,6 +395,25 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         "signals": raised,
     }
     return a
+
+
+def window_series(details: dict[str, Any], window: Window) -> dict[str, Any]:
+    """The stored weekly series and halves with their time bounds, for charts."""
+    weekly = []
+    stored = details.get("weekly", [])
+    for week, point in zip(reversed(range(window.weeks)), stored, strict=False):
+        lower, upper = window.week_bounds(week)
+        weekly.append({"week_start": iso(lower), "week_end": iso(upper), **point})
+    halves = details.get("halves", {})
+    bounds = {"first": (window.start, window.mid), "second": (window.mid, window.as_of)}
+    return {
+        "window": window.describe(),
+        "weekly": weekly,
+        "halves": {
+            name: {"start": iso(lo), "end": iso(hi), **halves.get(name, {})}
+            for name, (lo, hi) in bounds.items()
+        },
+    }
 
 
 def risk_level(churn_label: str, insufficient_data: bool) -> str:

@@ -249,7 +249,8 @@ def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
         index_elements=["tutor_id", "as_of"],
         set_={c.name: stmt.excluded[c.name] for c in METRICS.columns if c.name not in keep},
     )
-    conn.execute(stmt, rows)
+    conn.execute(stmt, rows)  # executemany (psycopg pipelines it); measured faster
+    # here than RETURNING-driven multi-row VALUES or a json_to_recordset load
 
 
 def apply_churn_model(
