@@ -72,6 +72,7 @@ MAX_ERRORS = 100
 _BATCH = 2000
 _PROGRESS_EVERY = 5000
 _DB_CHUNK = 500
+_MAX_PAIRS = 50_000
 
 # Several-MB feedback or transcript cells are valid (DATA_FORMAT.md).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -417,6 +418,7 @@ class _Validation:
     broken_kinds: set[str] = field(default_factory=set)
     pending: dict[str, _Pending] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
+    all_pairs: bool = False
     spools: list[tuple[BundleFile, IO[bytes], int]] = field(default_factory=list)
 
     def run(self) -> None:
@@ -495,8 +497,11 @@ class _Validation:
                 self._reference("tutors", tutor_id, file_no, line, where, "tutor_id")
             if student_id is not None and student_id not in self._student_ids:
                 self._reference("students", student_id, file_no, line, where, "student_id")
-            if tutor_id is not None and student_id is not None:
+            if tutor_id is not None and student_id is not None and not self.all_pairs:
                 self.pairs.add((tutor_id, student_id))
+                if len(self.pairs) > _MAX_PAIRS:  # derive over the whole table instead
+                    self.all_pairs = True
+                    self.pairs.clear()
         for message in messages:
             self.errors.add(file_no, line, message)
         if values[0] is None:
@@ -625,7 +630,7 @@ def _write(
     session_rows = summary.get("sessions", KindSummary()).rows
     # Small imports re-derive only the pairs they touch, including a session's old pair.
     pairs: set[tuple[str, str]] | None = None
-    if session_rows and len(check.pairs) <= FULL_THRESHOLD:
+    if session_rows and not check.all_pairs and session_rows <= 10 * FULL_THRESHOLD:
         pairs = set(check.pairs) | _old_pairs(conn, check.ids.get("sessions", {}))
     for kind in KINDS:
         spools = [s for s in check.spools if s[0].kind == kind]
