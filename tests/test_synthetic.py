@@ -278,20 +278,31 @@ def test_large_seed_rebuilds_indexes(engine: Engine, monkeypatch: pytest.MonkeyP
 
     import tutorscore.ingest.synthetic as synthetic
 
-    before = {ix["name"] for ix in inspect(engine).get_indexes("sessions")}
+    def schema() -> tuple[set[str], list[tuple[str | None, str]]]:
+        insp = inspect(engine)
+        fks = sorted((fk["name"], fk["referred_table"]) for fk in insp.get_foreign_keys("sessions"))
+        return {ix["name"] or "" for ix in insp.get_indexes("sessions")}, fks
+
+    before = schema()
     monkeypatch.setattr(synthetic, "INDEX_REBUILD_ROWS", 100)
     for sessions, imported in ((400, False), (300, False), (200, True)):
         if imported:
             _imported_world(engine)
         summary = seed(engine, tutors=10, students=100, sessions=sessions, transcripts=3,
                        seed=sessions, as_of=AS_OF)  # fmt: skip
-        assert {ix["name"] for ix in inspect(engine).get_indexes("sessions")} == before
+        assert schema() == before
         with transaction(engine) as s:
             total = s.scalar(select(func.count()).select_from(TutoringSession))
             assert total == sessions + imported
             assert s.scalar(select(func.count()).select_from(SessionTranscript)) == 3 + imported
         if sessions == 300:
             assert summary.deleted["sessions"] == 400 and summary.deleted["tutors"] == 10
+    # the foreign keys are back in force
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), transaction(engine) as s:
+        s.add(TutoringSession(session_id="bad", tutor_id="nobody", student_id="S001",
+                              subject="Algebra", scheduled_start_at=AS_OF, status="scheduled"))
 
 
 def test_bad_sizes_are_user_errors(engine: Engine) -> None:

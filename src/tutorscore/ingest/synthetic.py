@@ -855,8 +855,9 @@ def _bulk_cache(conn: Connection) -> Iterator[None]:
 def _indexes_dropped(
     conn: Connection, table: str, *, enabled: bool, report: ProgressCallback
 ) -> Iterator[None]:
-    """Drop `table`'s secondary indexes inside the transaction and recreate them from their
-    own definitions afterwards (a rollback restores them on either backend)."""
+    """Drop `table`'s secondary indexes (and, on Postgres, its foreign keys) inside the
+    transaction and recreate them from their own definitions afterwards; a rollback
+    restores them on either backend."""
     if not enabled:
         yield
         return
@@ -877,12 +878,31 @@ def _indexes_dropped(
             ),
             {"table": table},
         ).all()
+    # Postgres checks a foreign key with one trigger query per inserted row; re-adding
+    # the constraint validates the whole table with a single join instead.
+    foreign_keys = (
+        []
+        if conn.dialect.name == "sqlite"
+        else conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
+            ),
+            {"table": table},
+        ).all()
+    )
+    for name, _definition in foreign_keys:
+        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     for name, _definition in found:
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
     yield
+    steps = len(found) + len(foreign_keys)
     for i, (_name, definition) in enumerate(found, start=1):
         conn.exec_driver_sql(definition)
-        report("indexes", i, len(found))
+        report("indexes", i, steps)
+    for i, (name, definition) in enumerate(foreign_keys, start=len(found) + 1):
+        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        report("indexes", i, steps)
 
 
 def _chunks(rows: list[tuple[Any, ...]], size: int) -> Iterable[list[tuple[Any, ...]]]:
