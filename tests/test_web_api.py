@@ -19,7 +19,7 @@ from web_support import (  # noqa: F401  (fixtures)
     bearer,
     client,
     session_record,
-    settings,
+    web_settings,
 )
 
 REPORT_KEYS = {
@@ -192,7 +192,7 @@ async def test_tutor_list_items_sort_filter_paginate(
 
 
 async def test_posted_session_is_evaluated_by_the_worker(
-    client: httpx.AsyncClient, engine: Engine, settings: Settings, rules: RulesConfig
+    client: httpx.AsyncClient, engine: Engine, web_settings: Settings, rules: RulesConfig
 ) -> None:
     from tutorscore.evaluation.worker import run_worker_async
 
@@ -200,7 +200,7 @@ async def test_posted_session_is_evaluated_by_the_worker(
     headers = bearer(engine, "ingest", "admin")
     body = session_record("E1", "T1", "S1", when=AS_OF, student_rating=4, turns=TRANSCRIPT)
     assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
-    await run_worker_async(engine, settings, rules, once=True)
+    await run_worker_async(engine, web_settings, rules, once=True)
     r = await client.get("/api/tutors/T1", headers=headers)
     assert r.json()["ai_avg_quality_score"] is not None
     page = await client.get("/sessions/E1", headers=headers)

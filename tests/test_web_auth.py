@@ -21,7 +21,7 @@ from web_support import (  # noqa: F401  (fixtures)
     client,
     login,
     make_user,
-    settings,
+    web_settings,
 )
 
 
@@ -204,9 +204,9 @@ async def test_structured_404_405_422(client: httpx.AsyncClient, engine: Engine)
 
 
 async def test_oversized_body_is_413(
-    engine: Engine, rules: RulesConfig, settings: Settings
+    engine: Engine, rules: RulesConfig, web_settings: Settings
 ) -> None:
-    small = create_app(settings, rules, engine, max_body_bytes=1000)
+    small = create_app(web_settings, rules, engine, max_body_bytes=1000)
     transport = httpx.ASGITransport(app=small)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         _error(await c.post("/api/login", content=b"x" * 2000), 413, "payload_too_large")
@@ -245,11 +245,11 @@ async def test_healthz_and_metrics(client: httpx.AsyncClient) -> None:
         assert name in text
 
 
-async def test_healthz_503_when_database_down(rules: RulesConfig, settings: Settings) -> None:
+async def test_healthz_503_when_database_down(rules: RulesConfig, web_settings: Settings) -> None:
     down = make_engine(
         "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
     )
-    app = create_app(settings, rules, down)
+    app = create_app(web_settings, rules, down)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         _error(await c.get("/healthz"), 503, "unavailable")

@@ -16,7 +16,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.web.charts import trend_chart
 from tutorscore.web.dashboard.views import highlight_turns
-from web_support import app, bearer, client, login, settings  # noqa: F401
+from web_support import app, bearer, client, login, web_settings  # noqa: F401
 
 EVIL = '<script>alert("x")</script>'
 

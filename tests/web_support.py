@@ -9,20 +9,26 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from tutorscore.auth import passwords
 from tutorscore.auth.users import create_token, create_user
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.web.app import create_app
 
 PASSWORD = "correct-horse-battery"
+
+# Tests hash many passwords; argon2's cheapest profile keeps them fast. Production
+# keeps argon2-cffi's default (RFC 9106 low-memory) parameters.
+passwords._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, engine: Engine) -> Settings:
+def web_settings(tmp_path: Path, engine: Engine) -> Settings:
     return Settings(
         DATABASE_URL=engine.url.render_as_string(hide_password=False),
         TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
@@ -31,8 +37,8 @@ def settings(tmp_path: Path, engine: Engine) -> Settings:
 
 
 @pytest.fixture
-def app(engine: Engine, rules: RulesConfig, settings: Settings) -> FastAPI:
-    return create_app(settings, rules, engine)
+def app(engine: Engine, rules: RulesConfig, web_settings: Settings) -> FastAPI:
+    return create_app(web_settings, rules, engine)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tutorscore.errors import UserError
@@ -118,6 +119,11 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
     return _respond(request, 422, "validation_error", f"invalid input: {fields}", details)
 
 
+async def out_of_range_handler(request: Request, exc: Exception) -> Response:
+    """A number the database cannot store (e.g. an id beyond 64 bits) is the caller's mistake."""
+    return _respond(request, 400, "out_of_range", "a value in the request is out of range")
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     """Last resort: log the traceback, answer 500 without leaking internals."""
     import logging
@@ -130,4 +136,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UserError, user_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(DataError, out_of_range_handler)
+    app.add_exception_handler(OverflowError, out_of_range_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

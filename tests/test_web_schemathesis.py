@@ -1,0 +1,100 @@
+"""Property-based API test: every documented operation, generated inputs, never a 5xx."""
+
+from __future__ import annotations
+
+# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
+from datetime import timedelta
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from tutorscore.analytics.service import compute_all
+from tutorscore.config import RulesConfig
+from web_support import AS_OF, add_people, app, bearer, web_settings  # noqa: F401
+
+MAX_EXAMPLES = 20
+# Heavy or destructive operations are covered by their own tests, not fuzzed here; login
+# and user creation hash passwords with argon2 (deliberately slow) on every example.
+SKIP = {
+    ("POST", "/api/login"),
+    ("POST", "/api/users"),
+    ("POST", "/api/seed-data"),
+    ("POST", "/api/run-analytics"),
+    ("POST", "/api/evaluate-batch"),
+    ("POST", "/api/logout"),
+}
+
+
+def _small_world(engine: Engine, rules: RulesConfig) -> None:
+    from tutorscore.db.engine import transaction
+    from tutorscore.db.models import TutoringSession
+
+    add_people(engine, [{"tutor_id": "T1", "name": "Ada"}], ["S1"])
+    with transaction(engine) as db:
+        for i in range(3):
+            db.add(
+                TutoringSession(
+                    session_id=f"X{i}",
+                    tutor_id="T1",
+                    student_id="S1",
+                    subject="SAT Math",
+                    scheduled_start_at=AS_OF - timedelta(days=i + 1),
+                    status="completed",
+                    student_rating=4,
+                )
+            )
+    compute_all(engine, as_of=AS_OF, rules=rules)
+
+
+def test_no_server_errors_on_any_operation(
+    app: FastAPI, engine: Engine, rules: RulesConfig, db_url: str
+) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip(
+            "fuzzed on SQLite only to bound run time; the same code paths run on "
+            "Postgres in test_web_api.py and test_web_auth.py"
+        )
+    _small_world(engine, rules)
+    headers = bearer(engine, "fuzzer", "admin")
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: list[str] = []
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if (operation.method.upper(), operation.path) in SKIP:
+            continue
+        tested += 1
+
+        @given(case=operation.as_strategy(), auth=st.booleans())
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: schemathesis.Case, auth: bool) -> None:
+            try:
+                response = case.call(headers=headers if auth else {})
+            except Exception as exc:  # the test client re-raises what the app did not handle
+                failures.append(f"{case.method} {case.formatted_path} raised {exc!r}"[:300])
+                return
+            if response.status_code >= 500:
+                failures.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: "
+                    f"{response.text[:200]}"
+                )
+            elif (
+                response.status_code >= 400
+                and "json" in response.headers.get("content-type", [""])[0]
+            ):
+                body = response.json()
+                assert set(body) == {"error"}, body
+                assert {"code", "message", "details"} <= set(body["error"]), body
+
+        run()
+    assert tested >= 8
+    assert not failures, "\n".join(failures[:20])
