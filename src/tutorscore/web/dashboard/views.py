@@ -238,7 +238,7 @@ ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 
          t.name""",
         {"cutoff": cutoff},
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     total = 0
     for row in db.execute(sql).mappings():
         total += 1
