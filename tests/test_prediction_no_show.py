@@ -165,3 +165,18 @@ async def test_api_lists_sessions_above_the_alert_probability(
     )
     r = await client.get("/api/no-show-risk", params={"days": 0}, headers=h)
     assert r.status_code == 422
+
+
+def test_backtest_scores_past_sessions_from_earlier_history_only(
+    engine: Engine, rules: RulesConfig, history: None
+) -> None:
+    from tutorscore.prediction.no_show import backtest
+
+    with transaction(engine) as s:
+        report = backtest(s, as_of=AS_OF - timedelta(days=5), rules=rules, days=5)
+    # H0..H3 (10:00 on days -1..-4) are scored, H4 (10:00, 5 days and 2 h before AS_OF)
+    # is history; the rescheduled session was never due
+    assert report["sessions"] == 4 and report["no_shows"] == 1
+    # all four share tutor, hour and (no) student history, so they tie: AUC 0.5
+    assert report["auc"] == pytest.approx(0.5)
+    assert report["actual_rate"] == pytest.approx(0.25)

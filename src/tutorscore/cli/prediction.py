@@ -140,13 +140,25 @@ def no_shows(
     show_all: bool = typer.Option(False, "--all", help="Every upcoming session, not only risky."),
     output: str = typer.Option("table", "--format", help="table | json"),
     limit: int = typer.Option(200, "--limit"),
+    backtest: bool = typer.Option(
+        False,
+        "--backtest",
+        help="Score the sessions that already took place in (as-of, as-of + days] from "
+        "earlier history and report AUC and calibration.",
+    ),
 ) -> None:
     """Upcoming sessions likely to be no-shows, for ops to confirm with tutor and student."""
     from tutorscore.db.engine import transaction
+    from tutorscore.prediction import no_show
     from tutorscore.prediction.no_show import no_show_risks
 
     rules = get_rules()
     when = parse_timestamp(as_of)
+    if backtest:
+        with transaction(get_engine()) as session:
+            report = no_show.backtest(session, as_of=when, rules=rules, days=days)
+        console.print_json(json.dumps(report))
+        return
     threshold = None if show_all else rules.prediction.no_show_alert_probability
     with transaction(get_engine()) as session:
         risks = no_show_risks(

@@ -60,6 +60,7 @@ class NoShowRisk:
     scheduled_start_at: datetime
     probability: float
     components: list[Component] = field(default_factory=list)
+    status: str = "scheduled"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -145,10 +146,12 @@ def no_show_risks(
     days: float = 7.0,
     min_probability: float | None = None,
     limit: int | None = None,
+    statuses: tuple[str, ...] = ("scheduled",),
 ) -> list[NoShowRisk]:
     """Scheduled sessions in (as_of, as_of + days], riskiest first.
 
     `min_probability` filters (ops' list uses prediction.no_show_alert_probability).
+    `statuses` other than scheduled score sessions that already happened (backtest).
     """
     cfg = rules.prediction
     k = cfg.no_show_prior_strength
@@ -184,11 +187,12 @@ def no_show_risks(
             s.student_id,
             s.subject,
             s.scheduled_start_at,
+            s.status,
             hour.label("hour"),
             lead.label("lead"),
         )
         .where(
-            s.status == "scheduled",
+            s.status.in_(statuses),
             s.scheduled_start_at > as_of,
             s.scheduled_start_at <= as_of + timedelta(days=days),
         )
@@ -225,7 +229,37 @@ def no_show_risks(
                 row.scheduled_start_at,
                 p,
                 comps,
+                row.status,
             )
         )
     out.sort(key=lambda r: (-r.probability, r.scheduled_start_at))
     return out[:limit] if limit is not None else out
+
+
+def backtest(
+    session: Session, *, as_of: datetime, rules: RulesConfig, days: float = 7.0
+) -> dict[str, Any]:
+    """Score sessions that already took place in (as_of, as_of + days] from history up to
+    `as_of` only, and compare with what happened: ROC AUC and calibration."""
+    from sklearn.metrics import roc_auc_score
+
+    risks = no_show_risks(
+        session, as_of=as_of, rules=rules, days=days, statuses=("completed", "no_show")
+    )
+    y = [1 if r.status == "no_show" else 0 for r in risks]
+    p = [r.probability for r in risks]
+    auc = float(roc_auc_score(y, p)) if 0 < sum(y) < len(y) else None
+    threshold = rules.prediction.no_show_alert_probability
+    flagged = [t for t, q in zip(y, p, strict=True) if q >= threshold]
+    return {
+        "as_of": as_of.isoformat().replace("+00:00", "Z"),
+        "days": days,
+        "sessions": len(y),
+        "no_shows": sum(y),
+        "auc": auc,
+        "mean_predicted": sum(p) / len(p) if p else None,
+        "actual_rate": sum(y) / len(y) if y else None,
+        "flagged": len(flagged),
+        "flagged_no_shows": sum(flagged),
+        "threshold": threshold,
+    }
