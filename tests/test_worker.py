@@ -18,13 +18,15 @@ from evaluation_support import CountingJudge, add_sessions, count, evaluations, 
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
-from tutorscore.db.models import Job, SessionEvaluation, TutorMetrics
+from tutorscore.db.models import Job, LLMCall, SessionEvaluation, TutorMetrics
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.queue import enqueue_evaluations
 from tutorscore.evaluation.service import get_evaluation
 from tutorscore.evaluation.worker import evaluate_pending, run_worker
+from tutorscore.testing.fake_llm import FakeServerProcess
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")  # the engine fixture decides the database
+pytest_plugins = ("conftest_llm",)
 
 
 def fast(rules: RulesConfig, **evaluation: object) -> RulesConfig:
@@ -153,6 +155,63 @@ async def test_evaluate_pending_counts_new_evaluations(engine: Engine, rules: Ru
     add_sessions(engine, 4)
     assert await evaluate_pending(engine, SETTINGS, rules) == 4
     assert await evaluate_pending(engine, SETTINGS, rules) == 0
+
+
+def llm_settings(fake: FakeServerProcess) -> Settings:
+    return Settings(
+        DATABASE_URL="sqlite://",
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o-mini",
+    )
+
+
+def test_configured_llm_judge_runs_after_the_heuristic(
+    engine: Engine, rules: RulesConfig, fake: FakeServerProcess
+) -> None:
+    rules = fast(rules)
+    ids = add_sessions(engine, 4)
+    queue_all(engine, rules)
+    stats = run_worker(engine, llm_settings(fake), rules, once=True, concurrency=2)
+    assert stats.done == 4 and stats.evaluated == 8
+    by_judge = sorted((e.session_id, e.judge) for e in evaluations(engine))
+    assert by_judge == sorted((sid, j) for sid in ids for j in ("heuristic", "llm"))
+    assert count(engine, LLMCall, LLMCall.status == "ok") == 4
+    with transaction(engine) as s:
+        shown = get_evaluation(s, ids[0])
+    assert shown is not None and shown["judge"] == "llm" and shown["model"] == "gpt-4o-mini"
+
+
+def test_llm_outage_keeps_heuristic_results_and_requeues(
+    engine: Engine, rules: RulesConfig, fake: FakeServerProcess
+) -> None:
+    from tutorscore.evaluation.costs import MemoryLedger
+    from tutorscore.evaluation.limiter import RateLimiter
+    from tutorscore.evaluation.llm_judge import LLMJudge, RetryPolicy
+
+    rules = fast(rules, backoff_base_seconds=60.0)
+    ids = add_sessions(engine, 2)
+    queue_all(engine, rules)
+    llm = LLMJudge(
+        base_url=fake.base_url,
+        model="gpt-4o-mini",
+        limiter=RateLimiter(10_000, 50_000_000),
+        ledger=MemoryLedger(),
+        retry=RetryPolicy(max_attempts=1),
+    )
+    judges = [HeuristicJudge(), llm]
+    fake.control(error_rate=1.0)
+    before = utcnow()
+    stats = run_worker(engine, SETTINGS, rules, once=True, concurrency=2, judges=judges)
+    assert stats.done == 0 and stats.retried == 2
+    assert sorted(e.session_id for e in evaluations(engine)) == sorted(ids)
+    assert {e.judge for e in evaluations(engine)} == {"heuristic"}
+    assert {(j.status, j.attempts) for j in jobs(engine)} == {("queued", 0)}
+    assert all(j.run_after >= before + timedelta(seconds=60) for j in jobs(engine))
+    fake.control(error_rate=0.0)
+    with transaction(engine) as s:  # make the retry due now
+        s.execute(Job.__table__.update().values(run_after=utcnow()))
+    again = run_worker(engine, SETTINGS, rules, once=True, judges=judges)
+    assert again.done == 2 and again.cached == 2 and again.evaluated == 2
 
 
 def _start_worker(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]:

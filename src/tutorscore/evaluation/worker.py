@@ -13,7 +13,6 @@ evaluated twice for the same cache key. A job the LLM cannot take now
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -76,17 +75,9 @@ def build_llm_judge(engine: Engine, settings: Settings, rules: RulesConfig) -> J
     """The LLM judge when configured (TUTORSCORE_LLM_BASE_URL), else None."""
     if not settings.llm_enabled:
         return None
-    llm_judge: Any = importlib.import_module("tutorscore.evaluation.llm_judge")
-    factory: Any = getattr(llm_judge, "build_llm_judge", None)
-    if factory is not None:
-        judge: Judge = factory(engine=engine, settings=settings, rules=rules)
-        return judge
-    cls: Any = llm_judge.LLMJudge
-    if hasattr(cls, "from_settings"):
-        judge = cls.from_settings(settings, engine=engine)
-        return judge
-    judge = cls(settings=settings, engine=engine)
-    return judge
+    from tutorscore.evaluation.llm_judge import LLMJudge
+
+    return LLMJudge.from_settings(settings, engine=engine)
 
 
 class Worker:
