@@ -46,6 +46,7 @@ from tutorscore.evaluation.service import (
 )
 
 log = logging.getLogger(__name__)
+HEURISTIC_CLAIM_BATCH = 8
 
 
 class LeaseLost(Exception):
@@ -108,10 +109,15 @@ class Worker:
 
     # -- database steps (run in threads) ------------------------------------------------
 
-    def _claim(self, slot: str) -> ClaimedJob | None:
+    @property
+    def claim_batch(self) -> int:
+        """Jobs claimed at once by a slot: a few for the millisecond heuristic judge
+        (fewer claim transactions), one when a slow LLM call follows."""
+        return 1 if self.llm is not None else HEURISTIC_CLAIM_BATCH
+
+    def _claim(self, slot: str) -> list[ClaimedJob]:
         with transaction(self.engine) as s:
-            jobs = claim_jobs(s, slot, limit=1, lease_seconds=self.cfg.lease_seconds)
-        return jobs[0] if jobs else None
+            return claim_jobs(s, slot, limit=self.claim_batch, lease_seconds=self.cfg.lease_seconds)
 
     def _fence(self, s: Any, job: ClaimedJob, last: bool) -> None:
         ok = (
@@ -288,19 +294,20 @@ class Worker:
         slot_id = f"{self.worker_id}/{k}"
         while not self.stop.is_set():
             try:
-                job = await asyncio.to_thread(self._claim, slot_id)
+                claimed = await asyncio.to_thread(self._claim, slot_id)
             except Exception:
                 if once:
                     raise
                 log.exception("claiming a job failed; retrying")
                 await self._idle()
                 continue
-            if job is None:
+            if not claimed:
                 if once:
                     return
                 await self._idle()
                 continue
-            await self.process(job)
+            for job in claimed:  # a claimed batch is finished even when asked to stop
+                await self.process(job)
 
 
 async def run_worker_async(
