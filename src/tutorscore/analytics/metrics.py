@@ -61,10 +61,10 @@ def chosen_evaluations_cte(session_filter: str) -> str:
     One evaluation per session: the latest `llm` one, else the latest other one.
     """
     return f"""chosen AS (
-  SELECT session_id, tutor_id, scheduled_start_at, evaluation_id, judge, quality_score,
-         risk_tags FROM (
-    SELECT e.session_id, s.tutor_id, s.scheduled_start_at, e.id AS evaluation_id, e.judge,
-           e.quality_score, e.risk_tags,
+  SELECT session_id, tutor_id, subject, scheduled_start_at, evaluation_id, judge,
+         quality_score, risk_tags FROM (
+    SELECT e.session_id, s.tutor_id, s.subject, s.scheduled_start_at, e.id AS evaluation_id,
+           e.judge, e.quality_score, e.risk_tags,
            ROW_NUMBER() OVER (
              PARTITION BY e.session_id
              ORDER BY CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC
@@ -258,8 +258,8 @@ EVIDENCE_KINDS: dict[str, str] = {
     "tutor_no_show": TUTOR_NO_SHOW,
     "first_session_failed": FIRST_SESSION_FAILED,
     "low_rating": "s.status = 'completed' AND s.student_rating < :low_rating",
-    "low_ai_quality": "s.status = 'completed' AND c.quality_score < :low_ai_quality",
-}  # `c` (the chosen evaluation) is joined for low_ai_quality only
+    "low_ai_quality": "c.quality_score < :low_ai_quality",  # over `chosen c`
+}
 
 
 def evidence(
@@ -294,12 +294,17 @@ def evidence(
         branches = []
         for kind, ids in batch.items():
             params[f"ids_{kind}"] = ids
-            join = ""
-            if kind == "low_ai_quality":
-                join = " JOIN chosen c ON c.session_id = s.session_id"
+            if kind == "low_ai_quality":  # straight from the chosen evaluations
+                branches.append(
+                    "SELECT c.tutor_id AS tutor_id, 'low_ai_quality' AS kind,"
+                    " c.session_id AS session_id, c.subject AS subject,"
+                    " c.scheduled_start_at AS at FROM chosen c"
+                    " WHERE c.quality_score < :low_ai_quality"
+                )
+                continue
             branches.append(
                 f"SELECT s.tutor_id AS tutor_id, '{kind}' AS kind, s.session_id AS session_id,"
-                f" s.subject AS subject, s.scheduled_start_at AS at FROM sessions s{join}"
+                f" s.subject AS subject, s.scheduled_start_at AS at FROM sessions s"
                 f" WHERE {IN_WINDOW} AND s.tutor_id IN :ids_{kind} AND {EVIDENCE_KINDS[kind]}"
             )
         cte = ""

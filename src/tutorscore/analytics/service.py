@@ -174,6 +174,8 @@ def _compute(
             as_of=as_of,
             kind=kind,
             started_at=started_at,
+            # one tutor finishes in milliseconds: stamp it now and save a round trip
+            finished_at=utcnow() if only is not None else None,
             tutors=len(assessments),
             config_hash=config_hash,
             config=rules.model_dump(mode="json"),
@@ -204,7 +206,8 @@ def _compute(
             tutor_ids=None if only is None else [only],
             session=session,
         )
-    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
+    if only is None:
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
     risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
     return RunSummary(
         run_id=run_id,
