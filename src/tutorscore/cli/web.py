@@ -25,6 +25,9 @@ def serve(
         help="Run the evaluation worker in a background thread (default on).",
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Web processes (the evaluation worker runs once)."
+    ),
 ) -> None:
     """Serve the dashboard and JSON API; by default also evaluate queued sessions."""
     import logging
@@ -39,17 +42,32 @@ def serve(
     configure_logging(settings.log_level)
     if not access_log:
         logging.getLogger("tutorscore.web.access").setLevel(logging.WARNING)
-    app = create_app(settings, rules, engine)
     stop = threading.Event()
     thread: threading.Thread | None = None
     if worker:
         thread = _start_worker(engine, settings, rules, stop)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    console.print(
+        f"serving on http://{host}:{port}/ ({workers} web process(es), "
+        f"evaluation worker: {'on' if thread else 'off'})"
     )
-    console.print(f"serving on http://{host}:{port}/ (worker: {'on' if thread else 'off'})")
     try:
-        server.run()
+        if workers > 1:
+            # Each process builds its own app (and engine) from the environment.
+            uvicorn.run(
+                "tutorscore.web.app:create_served_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+                access_log=False,
+            )
+        else:
+            app = create_app(settings, rules, engine)
+            server = uvicorn.Server(
+                uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+            )
+            server.run()
     finally:
         stop.set()
         if thread is not None:

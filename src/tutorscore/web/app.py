@@ -103,3 +103,12 @@ def create_app(
     for router in _routers("api", API_MODULES) + _routers("dashboard", DASHBOARD_MODULES):
         app.include_router(router)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """Factory for `uvicorn --factory` worker processes: JSON logs, settings from the env."""
+    from tutorscore.web.middleware import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
