@@ -206,3 +206,33 @@ async def test_posted_session_is_evaluated_by_the_worker(
     page = await client.get("/sessions/E1", headers=headers)
     assert page.status_code == 200 and "Waiting for evaluation" not in page.text
     assert "Quality score" in page.text
+
+
+async def test_seed_data_is_admin_only_and_audited(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    body = {
+        "tutors": 3,
+        "students": 20,
+        "sessions": 60,
+        "days": 7,
+        "transcripts": 5,
+        "seed": 3,
+        "as_of": "2026-11-24T00:00:00Z",
+    }
+    r = await client.post("/api/seed-data", json=body, headers=bearer(engine, "v", "viewer"))
+    assert r.status_code == 403
+    r = await client.post("/api/seed-data", json=body, headers=bearer(engine, "root", "admin"))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["summary"]["tutors"] == 3 and out["summary"]["sessions"] == 60
+    assert out["analytics"] is not None
+    listing = await client.get("/api/tutors", headers=bearer(engine, "v2", "viewer"))
+    assert listing.json()["total"] == 3
+    with transaction(engine) as db:
+        audit = db.scalars(select(AuditLog).where(AuditLog.action == "data.seed")).one()
+        assert audit.actor == "root" and audit.after["summary"]["tutors"] == 3  # type: ignore[index]
+    too_big = await client.post(
+        "/api/seed-data", json={"tutors": 10**6}, headers=bearer(engine, "root2", "admin")
+    )
+    assert too_big.status_code == 422
