@@ -579,17 +579,20 @@ def apply_churn_scores(
         "heldout_rules_auc": metrics.get("heldout_rules_auc"),
         "gate_reason": stored.meta.get("gate", {}).get("reason", ""),
     }
-    frame = compute_features(
-        session, as_of=as_of, rules=rules, tutor_ids=[r.tutor_id for r in rows]
-    )
     rules_label = {r.tutor_id: _rules_label(r.reasons, r.details) for r in rows}
-    if any(rules_label.get(t) is None for t in frame.tutor_ids):
-        with_rules_feature(session, frame, rules)
-    else:
-        frame.X[:, frame.names.index(RULES_FEATURE.name)] = [
-            RISK_ORDER[str(rules_label[t])] for t in frame.tutor_ids
-        ]
-    by_tutor = {s.tutor_id: s for s in score_frame(stored, frame, rules)}
+    by_tutor: dict[str, ChurnScore] = {}
+    # A model that failed its gate is not shown, so it is not worth a features pass.
+    if passed:
+        frame = compute_features(
+            session, as_of=as_of, rules=rules, tutor_ids=[r.tutor_id for r in rows]
+        )
+        if any(rules_label.get(t) is None for t in frame.tutor_ids):
+            with_rules_feature(session, frame, rules)
+        else:
+            frame.X[:, frame.names.index(RULES_FEATURE.name)] = [
+                RISK_ORDER[str(rules_label[t])] for t in frame.tutor_ids
+            ]
+        by_tutor = {s.tutor_id: s for s in score_frame(stored, frame, rules)}
     horizon = rules.prediction.horizon_days
     updates: list[dict[str, Any]] = []
     for row in rows:
@@ -605,7 +608,7 @@ def apply_churn_scores(
                 "rules_label": rules_label[row.tutor_id],
             }
             values["churn_probability"] = None
-        elif passed:
+        else:
             factors_text = (
                 "; ".join(f["text"] for f in score.factors) or "no single factor stands out"
             )
@@ -639,14 +642,6 @@ def apply_churn_scores(
                 "rules_label": rules_label[row.tutor_id],
             }
             values.update(churn_probability=score.probability, churn_risk_label=score.label)
-        else:
-            details["churn_model"] = {
-                **status,
-                "probability": score.probability,
-                "factors": score.factors,
-                "rules_label": rules_label[row.tutor_id],
-            }
-            values["churn_probability"] = None
         values["reasons"] = reasons
         values["details"] = details
         updates.append(values)
