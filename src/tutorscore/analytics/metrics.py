@@ -29,6 +29,7 @@ IN_WINDOW = "s.scheduled_start_at > :window_start AND s.scheduled_start_at <= :a
 TUTOR_RESCHEDULE = "s.status = 'rescheduled' AND s.reschedule_initiator = 'tutor'"
 TUTOR_NO_SHOW = "s.status = 'no_show' AND COALESCE(s.no_show_by, 'tutor') = 'tutor'"
 FIRST_SESSION = "s.status = 'completed' AND s.is_first_session"
+LOW_RATED = "s.status = 'completed' AND s.student_rating < :low_rating"
 FIRST_SESSION_FAILED = (
     f"{FIRST_SESSION} AND (s.student_churned_after_session"
     " OR s.student_rating <= :max_first_rating)"
@@ -128,6 +129,7 @@ class SubjectFirstSessions:
     subject: str
     first_sessions: int
     dropouts: int
+    failed_ids: str | None = None  # _US-separated ids of the failed ones
 
 
 @dataclass
@@ -139,6 +141,21 @@ class TutorCounts:
     halves: dict[int, Tally] = field(default_factory=lambda: {1: Tally(), 2: Tally()})
     weeks: dict[int, Tally] = field(default_factory=dict)
     subjects: list[SubjectFirstSessions] = field(default_factory=list)
+    # evidence kind -> bucket index -> _US-separated session ids (see evidence_ids)
+    evidence: dict[str, dict[int, str]] = field(default_factory=dict)
+
+    def evidence_ids(self, kind: str, cap: int, subject: str | None = None) -> list[str]:
+        """The sessions behind a flag: most recent bucket first, ids sorted within one."""
+        if subject is not None:
+            found = next((x for x in self.subjects if x.subject == subject), None)
+            ids = found.failed_ids.split(_US) if found and found.failed_ids else []
+            return sorted(ids, reverse=True)[:cap]
+        out: list[str] = []
+        for _, joined in sorted(self.evidence.get(kind, {}).items()):
+            out.extend(sorted(joined.split(_US), reverse=True))
+            if len(out) >= cap:
+                break
+        return out[:cap]
 
 
 TALLY_COLUMNS = tuple(Tally.__dataclass_fields__)
@@ -155,11 +172,24 @@ def _bucket_case(window: Window, column: str) -> tuple[str, dict[str, Any]]:
     return (f"CASE {' '.join(whens)} ELSE {last} END" if whens else str(last)), params
 
 
-def _aggregate_sql(window: Window, tutor_filter: str) -> tuple[str, str, dict[str, Any]]:
+def _concat(dialect: str, expr: str) -> str:
+    """Aggregate concatenation of `expr` (NULLs skipped) joined by the bound :us."""
+    name = "string_agg" if dialect == "postgresql" else "group_concat"
+    return f"{name}({expr}, :us)"
+
+
+EVIDENCE_KINDS = ("tutor_reschedule", "tutor_no_show", "first_session_failed", "low_rating")
+
+
+def _aggregate_sql(
+    window: Window, tutor_filter: str, dialect: str
+) -> tuple[str, str, dict[str, Any]]:
     """Two GROUP BY (tutor, bucket) statements: sessions, and their chosen evaluations.
 
     Evaluations are aggregated on their own (from the few evaluated sessions)
-    rather than joined to every session row: it halves the SQLite time.
+    rather than joined to every session row: it halves the SQLite time. The
+    evidence (ids of the sessions behind each flag) is concatenated in the same
+    pass, so no second scan is needed; Python splits it for flagged tutors only.
     """
     bucket_expr, params = _bucket_case(window, "s.scheduled_start_at")
     counted = ", ".join(f"'{s}'" for s in COUNTED_STATUSES)
@@ -178,14 +208,19 @@ def _aggregate_sql(window: Window, tutor_filter: str) -> tuple[str, str, dict[st
   SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END) AS first_session_dropouts,
   SUM(CASE WHEN s.status = 'completed' AND s.student_rating IS NOT NULL THEN 1 ELSE 0 END)
     AS rated_sessions,
-  SUM(CASE WHEN s.status = 'completed' THEN s.student_rating ELSE 0 END) AS rating_sum
+  SUM(CASE WHEN s.status = 'completed' THEN s.student_rating ELSE 0 END) AS rating_sum,
+  {_concat(dialect, f"CASE WHEN {TUTOR_RESCHEDULE} THEN s.session_id END")},
+  {_concat(dialect, f"CASE WHEN {TUTOR_NO_SHOW} THEN s.session_id END")},
+  {_concat(dialect, f"CASE WHEN {FIRST_SESSION_FAILED} THEN s.session_id END")},
+  {_concat(dialect, f"CASE WHEN {LOW_RATED} THEN s.session_id END")}
 FROM sessions s
 WHERE {where}
 GROUP BY s.tutor_id, bucket"""
     eval_bucket, _ = _bucket_case(window, "c.scheduled_start_at")
     evaluations_sql = f"""WITH {chosen_evaluations_cte(f"{where} AND s.status = 'completed'")}
 SELECT c.tutor_id AS tutor_id, {eval_bucket} AS bucket,
-  COUNT(*) AS evaluated_sessions, SUM(c.quality_score) AS quality_sum
+  COUNT(*) AS evaluated_sessions, SUM(c.quality_score) AS quality_sum,
+  {_concat(dialect, "CASE WHEN c.quality_score < :low_ai_quality THEN c.session_id END")}
 FROM chosen c
 GROUP BY c.tutor_id, bucket"""
     return sessions_sql, evaluations_sql, params
@@ -196,6 +231,9 @@ def window_params(window: Window, rules: RulesConfig) -> dict[str, Any]:
         "window_start": window.start,
         "as_of": window.as_of,
         "max_first_rating": rules.thresholds.poor_first_session_max_rating,
+        "low_rating": rules.thresholds.low_rating,
+        "low_ai_quality": rules.thresholds.low_ai_quality,
+        "us": _US,
     }
 
 
@@ -213,7 +251,9 @@ def aggregate(
     if only is not None:
         tutor_filter = " AND s.tutor_id = :tutor_id"
         base["tutor_id"] = only
-    sessions_sql, evaluations_sql, bucket_params = _aggregate_sql(window, tutor_filter)
+    sessions_sql, evaluations_sql, bucket_params = _aggregate_sql(
+        window, tutor_filter, conn.dialect.name
+    )
     params = {**base, **bucket_params}
     out = {tid: TutorCounts(tid) for tid in tutor_ids}
     buckets = {b.index: b for b in window.buckets}
@@ -230,14 +270,25 @@ def aggregate(
             week = counts.weeks[bucket.week] = Tally()
         week.add(tally)
 
+    def keep(tutor_id: str, kind: str, bucket_index: int, ids: str | None) -> None:
+        if ids and tutor_id in out:
+            out[tutor_id].evidence.setdefault(kind, {})[int(bucket_index)] = ids
+
+    n_tally = len(TALLY_COLUMNS) - 2  # the sessions query has no evaluation columns
     for tutor_id, bucket_index, *values in conn.execute(statement(sessions_sql, params)):
-        fold(tutor_id, bucket_index, Tally(*(v or 0 for v in values)))
-    for tutor_id, bucket_index, n, total in conn.execute(statement(evaluations_sql, params)):
+        fold(tutor_id, bucket_index, Tally(*(v or 0 for v in values[:n_tally])))
+        for kind, ids in zip(EVIDENCE_KINDS, values[n_tally:], strict=True):
+            keep(tutor_id, kind, bucket_index, ids)
+    rows = conn.execute(statement(evaluations_sql, params))
+    for tutor_id, bucket_index, n, total, low_ai_ids in rows:
         fold(tutor_id, bucket_index, Tally(evaluated_sessions=n, quality_sum=float(total or 0)))
+        keep(tutor_id, "low_ai_quality", bucket_index, low_ai_ids)
 
     first_sql = f"""SELECT s.tutor_id AS tutor_id, s.subject AS subject,
   COUNT(*) AS first_sessions,
-  SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END) AS dropouts
+  SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END) AS dropouts,
+  {_concat(conn.dialect.name, f"CASE WHEN {FIRST_SESSION_FAILED} THEN s.session_id END")}
+    AS failed_ids
 FROM sessions s
 WHERE {IN_WINDOW}{tutor_filter} AND {FIRST_SESSION}
 GROUP BY s.tutor_id, s.subject"""
@@ -245,94 +296,13 @@ GROUP BY s.tutor_id, s.subject"""
         counts = out.get(row["tutor_id"])
         if counts is not None:
             counts.subjects.append(
-                SubjectFirstSessions(row["subject"], row["first_sessions"], row["dropouts"] or 0)
+                SubjectFirstSessions(
+                    row["subject"], row["first_sessions"], row["dropouts"] or 0,
+                    row["failed_ids"],
+                )
             )
     for counts in out.values():
         counts.subjects.sort(key=lambda s: s.subject)
-    return out
-
-
-# Evidence: which sessions stand behind a flag.
-EVIDENCE_KINDS: dict[str, str] = {
-    "tutor_reschedule": TUTOR_RESCHEDULE,
-    "tutor_no_show": TUTOR_NO_SHOW,
-    "first_session_failed": FIRST_SESSION_FAILED,
-    "low_rating": "s.status = 'completed' AND s.student_rating < :low_rating",
-    "low_ai_quality": "c.quality_score < :low_ai_quality",  # over `chosen c`
-}
-
-
-def evidence(
-    conn: Connection,
-    window: Window,
-    rules: RulesConfig,
-    needs: Mapping[str, set[str]],
-    *,
-    chunk: int = 1000,
-) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    """`(tutor_id, kind) -> [(session_id, subject)]`, most recent first, capped.
-
-    Only asked for the tutors whose flag is raised, so the query touches the
-    sessions behind raised flags and nothing else. Ids come back concatenated,
-    one row per (tutor, kind, subject), so few rows cross the wire.
-    """
-    cap = rules.analytics.evidence_session_ids
-    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    pending = {kind: sorted(ids) for kind, ids in needs.items() if ids}
-    while pending:
-        batch: dict[str, list[str]] = {}
-        for kind in list(pending):
-            batch[kind], pending[kind] = pending[kind][:chunk], pending[kind][chunk:]
-            if not pending[kind]:
-                del pending[kind]
-        params = window_params(window, rules)
-        params.update(
-            cap=cap,
-            low_rating=rules.thresholds.low_rating,
-            low_ai_quality=rules.thresholds.low_ai_quality,
-        )
-        branches = []
-        for kind, ids in batch.items():
-            params[f"ids_{kind}"] = ids
-            if kind == "low_ai_quality":  # straight from the chosen evaluations
-                branches.append(
-                    "SELECT c.tutor_id AS tutor_id, 'low_ai_quality' AS kind,"
-                    " c.session_id AS session_id, c.subject AS subject,"
-                    " c.scheduled_start_at AS at FROM chosen c"
-                    " WHERE c.quality_score < :low_ai_quality"
-                )
-                continue
-            branches.append(
-                f"SELECT s.tutor_id AS tutor_id, '{kind}' AS kind, s.session_id AS session_id,"
-                f" s.subject AS subject, s.scheduled_start_at AS at FROM sessions s"
-                f" WHERE {IN_WINDOW} AND s.tutor_id IN :ids_{kind} AND {EVIDENCE_KINDS[kind]}"
-            )
-        cte = ""
-        if "low_ai_quality" in batch:
-            cte = chosen_evaluations_cte(
-                f"{IN_WINDOW} AND s.status = 'completed' AND s.tutor_id IN :ids_low_ai_quality"
-            )
-            cte = f"{cte}, "
-        params.update(rs=_RS, us=_US)
-        concat = "string_agg" if conn.dialect.name == "postgresql" else "group_concat"
-        sql = f"""WITH {cte}picked AS ({" UNION ALL ".join(branches)})
-SELECT tutor_id, kind, subject,
-  {concat}(CAST(rn AS VARCHAR(12)) || :rs || session_id, :us) AS ids
-FROM (
-  SELECT tutor_id, kind, session_id, subject,
-         ROW_NUMBER() OVER (PARTITION BY tutor_id, kind ORDER BY at DESC, session_id) AS rn
-  FROM picked
-) ranked WHERE rn <= :cap
-GROUP BY tutor_id, kind, subject"""
-        found: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
-        for tutor_id, kind, subject, ids in conn.execute(statement(sql, params)):
-            bucket = found.setdefault((tutor_id, kind), [])
-            for token in ids.split(_US):
-                rank, _, session_id = token.partition(_RS)
-                bucket.append((int(rank), session_id, subject))
-        for key, ranked in found.items():
-            ranked.sort()
-            out[key] = [(session_id, subject) for _, session_id, subject in ranked]
     return out
 
 

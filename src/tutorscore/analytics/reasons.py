@@ -38,7 +38,7 @@ class Reason:
     denominator: int | None
     text: str
     kind: str = FLAG
-    evidence: str | None = None  # which sessions back it (metrics.EVIDENCE_KINDS)
+    evidence: str | None = None  # which sessions back it (a metrics evidence kind)
     subject: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     session_ids: list[str] = field(default_factory=list)

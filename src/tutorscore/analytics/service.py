@@ -165,7 +165,7 @@ def _compute(
     window = Window.build(as_of, rules.analytics.window_days)
     counts = metrics.aggregate(conn, window, rules, tutor_ids, only=only)
     assessments = [assess(c, rules, window) for c in counts.values()]
-    _attach_evidence(conn, window, rules, assessments)
+    _attach_evidence(counts, rules, assessments)
 
     config_hash = rules.fingerprint()
     run_id = conn.execute(
@@ -223,24 +223,16 @@ def _compute(
 
 
 def _attach_evidence(
-    conn: Connection, window: Window, rules: RulesConfig, assessments: list[Assessment]
+    counts: dict[str, metrics.TutorCounts], rules: RulesConfig, assessments: list[Assessment]
 ) -> None:
-    """Fill each raised reason's session_ids with the sessions behind it."""
-    needs: dict[str, set[str]] = {}
+    """Fill each raised reason's session_ids with the sessions behind it (capped)."""
+    cap = rules.analytics.evidence_session_ids
     for a in assessments:
         for reason in a.reasons:
             if reason.evidence:
-                needs.setdefault(reason.evidence, set()).add(a.tutor_id)
-    if not needs:
-        return
-    found = metrics.evidence(conn, window, rules, needs)
-    for a in assessments:
-        for reason in a.reasons:
-            if reason.evidence:
-                pairs = found.get((a.tutor_id, reason.evidence), [])
-                reason.session_ids = [
-                    sid for sid, subject in pairs if reason.subject in (None, subject)
-                ]
+                reason.session_ids = counts[a.tutor_id].evidence_ids(
+                    reason.evidence, cap, reason.subject
+                )
 
 
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
