@@ -19,7 +19,7 @@ from tutorscore.evaluation.service import (
     get_evaluation,
     list_evaluations,
 )
-from web_support import app, bearer, client, settings  # noqa: F401  (fixtures)
+from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
 
 
 def test_cache_hit_makes_no_judge_call(engine: Engine, rules: RulesConfig) -> None:

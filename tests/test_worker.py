@@ -162,6 +162,8 @@ def llm_settings(fake: FakeServerProcess) -> Settings:
         DATABASE_URL="sqlite://",
         TUTORSCORE_LLM_BASE_URL=fake.base_url,
         TUTORSCORE_LLM_MODEL="gpt-4o-mini",
+        TUTORSCORE_LLM_RPM=10_000,
+        TUTORSCORE_LLM_TPM=50_000_000,
     )
 
 
@@ -238,6 +240,10 @@ def _wait_started(log: Path, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def _held_by(engine: Engine, worker: str) -> bool:
+    return count(engine, Job, Job.status == "running", Job.locked_by.like(f"{worker}/%")) > 0
+
+
 def _wait_for(engine: Engine, done: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     n = 0
@@ -261,8 +267,11 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(
     url = engine.url.render_as_string(hide_password=False)
     procs = {name: _start_worker(url, name, tmp_path) for name in ("victim", "steady")}
     try:
-        assert _wait_for(engine, 15, timeout=40) >= 15, "workers did not start"
-        procs["victim"].send_signal(signal.SIGKILL)
+        assert _wait_for(engine, 10, timeout=40) >= 10, "workers did not start"
+        deadline = time.monotonic() + 20
+        while not _held_by(engine, "victim") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        procs["victim"].send_signal(signal.SIGKILL)  # while it holds claimed jobs
         procs["victim"].wait(timeout=10)
         with transaction(engine) as s:
             orphaned = list(
@@ -292,5 +301,6 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(
         ).all()
     assert len(per_session) == n and {c for _, c in per_session} == {1}
     by_id = {j.id: j for j in rows}
+    assert orphaned, "the victim held no job when it was killed"
     for job_id in orphaned:  # the victim's in-flight jobs were reclaimed after the lease
         assert by_id[job_id].attempts >= 2
