@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, func, select
@@ -236,3 +237,24 @@ async def test_seed_data_is_admin_only_and_audited(
         "/api/seed-data", json={"tutors": 10**6}, headers=bearer(engine, "root2", "admin")
     )
     assert too_big.status_code == 422
+
+
+async def test_cached_report_pages_follow_new_sessions(
+    client: httpx.AsyncClient, engine: Engine, app: Any
+) -> None:
+    _people(engine)
+    headers = bearer(engine, "ingest", "admin")
+    body = session_record("C1", "T1", "S1", when=AS_OF - timedelta(hours=3))
+    assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
+
+    async def t1_sessions() -> int:
+        r = await client.get("/api/tutors", params={"sort": "name"}, headers=headers)
+        return int(next(x for x in r.json()["items"] if x["tutor_id"] == "T1")["total_sessions"])
+
+    assert await t1_sessions() == 1
+    assert await t1_sessions() == 1
+    cache = app.state.tutorscore.report_cache
+    assert cache.hits >= 1
+    body = session_record("C2", "T1", "S2", when=AS_OF - timedelta(hours=2))
+    assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
+    assert await t1_sessions() == 2

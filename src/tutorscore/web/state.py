@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings
+from tutorscore.web.report_cache import ReportCache
 
 
 @dataclass
@@ -18,3 +19,4 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    report_cache: ReportCache = field(default_factory=ReportCache)

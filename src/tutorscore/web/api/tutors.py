@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from tutorscore.web.deps import CurrentUser, DbSession
+from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.schemas import RiskLevel, TutorDetail, TutorPage, TutorReport
 
 router = APIRouter(prefix="/api", tags=["tutors"])
@@ -23,6 +23,7 @@ FLAG_NAMES = (
 @router.get("/tutors", response_model=TutorPage)
 def list_tutors(
     db: DbSession,
+    state: State,
     user: CurrentUser,
     sort: Annotated[
         str,
@@ -46,16 +47,23 @@ def list_tutors(
     """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages."""
     from tutorscore.analytics import report
 
-    items, total = report.tutor_reports(
+    chosen = tuple(flags or ())
+    key = ("api", as_of, sort, risk, subject, min_sessions, chosen, limit, offset)
+    items, total = state.report_cache.get(
         db,
-        as_of=as_of,
-        sort=sort,
-        risk=risk,
-        subject=subject,
-        min_sessions=min_sessions,
-        flags=tuple(flags or ()),
-        limit=limit,
-        offset=offset,
+        key,
+        lambda: report.tutor_reports(
+            db,
+            as_of=as_of,
+            sort=sort,
+            risk=risk,
+            subject=subject,
+            min_sessions=min_sessions,
+            flags=chosen,
+            limit=limit,
+            offset=offset,
+            rules=state.rules,
+        ),
     )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 

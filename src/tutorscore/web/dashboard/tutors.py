@@ -45,15 +45,21 @@ def tutor_list(
     min_sessions_n = int(min_sessions) if min_sessions else None
 
     chosen_flags = [f for f in (flags or []) if f in views.FLAG_FILTERS]
-    items, total = tutor_reports(
+    key = ("page", sort, risk, subject or None, min_sessions_n, tuple(chosen_flags), page)
+    items, total = state.report_cache.get(
         db,
-        sort=sort,
-        risk=risk,
-        subject=subject or None,
-        min_sessions=min_sessions_n,
-        flags=tuple(chosen_flags),
-        limit=PER_PAGE,
-        offset=(page - 1) * PER_PAGE,
+        key,
+        lambda: tutor_reports(
+            db,
+            sort=sort,
+            risk=risk,
+            subject=subject or None,
+            min_sessions=min_sessions_n,
+            flags=tuple(chosen_flags),
+            limit=PER_PAGE,
+            offset=(page - 1) * PER_PAGE,
+            rules=state.rules,
+        ),
     )
     query: dict[str, Any] = {"sort": sort}
     if subject:
