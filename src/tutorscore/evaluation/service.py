@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -71,19 +71,21 @@ def find_cached(
     ).first()
 
 
-def store_evaluation(
-    session: Session,
-    info: TranscriptInfo,
-    judge: Judge,
-    result: EvaluationResult,
-    *,
-    rules: RulesConfig | None = None,
-    update_analytics: bool = True,
-) -> tuple[SessionEvaluation, bool]:
-    """Insert the result unless the same cache key is already stored (then that row, True).
+_EVALUATIONS = cast(Table, SessionEvaluation.__table__)
+_PG_INSERT = pg_insert(_EVALUATIONS).on_conflict_do_nothing(
+    constraint="uq_session_evaluations_cache_key"
+)
+_SQLITE_INSERT = sqlite_insert(_EVALUATIONS).on_conflict_do_nothing()
 
-    ON CONFLICT DO NOTHING keeps two workers racing on one session from failing:
-    the second sees the first's row and reports a cache hit.
+
+def insert_evaluation(
+    session: Session, info: TranscriptInfo, judge: Judge, result: EvaluationResult
+) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING on the cache key; the new id, None when it existed.
+
+    Two workers racing on one session therefore store one row: the second sees
+    a conflict and reports a cache hit. Core statements built once: this runs
+    for every job.
     """
     values: dict[str, Any] = {
         "session_id": info.session_id,
@@ -100,16 +102,22 @@ def store_evaluation(
         "features": dict(result.features),
         "created_at": utcnow(),
     }
-    stmt: Any
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = (
-            pg_insert(SessionEvaluation)
-            .values(**values)
-            .on_conflict_do_nothing(constraint="uq_session_evaluations_cache_key")
-        )
-    else:
-        stmt = sqlite_insert(SessionEvaluation).values(**values).on_conflict_do_nothing()
-    new_id = session.execute(stmt.returning(SessionEvaluation.id)).scalar()
+    base = _PG_INSERT if session.get_bind().dialect.name == "postgresql" else _SQLITE_INSERT
+    new_id = session.execute(base.values(**values).returning(_EVALUATIONS.c.id)).scalar()
+    return None if new_id is None else int(new_id)
+
+
+def store_evaluation(
+    session: Session,
+    info: TranscriptInfo,
+    judge: Judge,
+    result: EvaluationResult,
+    *,
+    rules: RulesConfig | None = None,
+    update_analytics: bool = True,
+) -> tuple[SessionEvaluation, bool]:
+    """Insert the result unless the same cache key is already stored (then that row, True)."""
+    new_id = insert_evaluation(session, info, judge, result)
     if new_id is None:
         cached = find_cached(session, info.session_id, judge, info.transcript_hash)
         if cached is None:  # pragma: no cover - the conflicting row must exist

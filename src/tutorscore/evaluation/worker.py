@@ -40,6 +40,7 @@ from tutorscore.evaluation.queue import (
 from tutorscore.evaluation.service import (
     TranscriptInfo,
     find_cached,
+    insert_evaluation,
     load_transcript,
     refresh_tutor_metrics,
     store_evaluation,
@@ -135,11 +136,16 @@ class Worker:
             cached = find_cached(s, job.session_id, judge, info.transcript_hash) is not None
             if not cached:
                 result: EvaluationResult = judge.evaluate_sync(info.turns)  # type: ignore[attr-defined]
-                _, cached = store_evaluation(
-                    s, info, judge, result, rules=self.rules, update_analytics=not self.debounce
-                )
+                cached = self._store(s, info, judge, result)
             self._fence(s, job, last)
         return info, cached
+
+    def _store(self, s: Any, info: TranscriptInfo, judge: Judge, result: EvaluationResult) -> bool:
+        """Insert the result; True when it was already stored (cache hit)."""
+        if self.debounce:
+            return insert_evaluation(s, info, judge, result) is None
+        _, cached = store_evaluation(s, info, judge, result, rules=self.rules)
+        return cached
 
     def _load(self, job: ClaimedJob) -> TranscriptInfo:
         with transaction(self.engine) as s:
@@ -161,9 +167,7 @@ class Worker:
         cached = result is None
         with transaction(self.engine) as s:
             if result is not None:
-                _, cached = store_evaluation(
-                    s, info, judge, result, rules=self.rules, update_analytics=not self.debounce
-                )
+                cached = self._store(s, info, judge, result)
             self._fence(s, job, last)
         return cached
 
