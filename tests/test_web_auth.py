@@ -254,3 +254,13 @@ async def test_healthz_503_when_database_down(rules: RulesConfig, web_settings: 
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         _error(await c.get("/healthz"), 503, "unavailable")
     down.dispose()
+
+
+async def test_api_docs_are_served_without_a_cdn(client: httpx.AsyncClient) -> None:
+    r = await client.get("/docs")
+    assert r.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        assert (await client.get(asset)).status_code == 200
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "tutorscore"

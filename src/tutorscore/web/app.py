@@ -8,6 +8,7 @@ from importlib import import_module
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -75,7 +76,8 @@ def create_app(
         if owns_engine:
             engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from the installed package, never a CDN.
+    app = FastAPIOffline(
         title="tutorscore",
         version=__version__,
         lifespan=lifespan,
