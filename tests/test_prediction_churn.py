@@ -295,3 +295,22 @@ def test_values_read_like_a_coach_would_say_them() -> None:
     assert describe_value(specs["avg_student_rating"], 4.12) == "4.1"
     assert describe_value(specs["days_since_last_session"], 12.4) == "12 days"
     assert describe_value(specs["avg_student_rating"], math.nan) == "no data"
+
+
+def test_a_model_whose_features_no_longer_exist_leaves_the_rules(
+    engine: Engine, rules: RulesConfig, settings: Settings
+) -> None:
+    populate(engine, tutors=40, days=40)
+    _metrics_rows(engine, rules)
+    lr = {"logistic_regression": churn.make_candidates()["logistic_regression"]}
+    churn.train_churn_model(engine, as_of=END, rules=rules, settings=settings, candidates=lr)
+    stored = load_model(settings.data_dir)
+    assert stored is not None
+    stored.meta["gate"] = {"passed": True, "reason": "forced for the test"}
+    stored.payload["feature_names"] = [*stored.payload["feature_names"], "tag_gone_share"]
+    with transaction(engine) as s:
+        applied = churn.apply_churn_scores(s, as_of=END, rules=rules, stored=stored)
+    assert not applied.used and "retrain" in applied.reason
+    with transaction(engine) as s:
+        rows = list(s.scalars(select(TutorMetrics).where(TutorMetrics.as_of == END)))
+    assert rows and all(r.churn_probability is None for r in rows)

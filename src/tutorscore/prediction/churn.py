@@ -592,7 +592,11 @@ def apply_churn_scores(
             frame.X[:, frame.names.index(RULES_FEATURE.name)] = [
                 RISK_ORDER[str(rules_label[t])] for t in frame.tutor_ids
             ]
-        by_tutor = {s.tutor_id: s for s in score_frame(stored, frame, rules)}
+        try:
+            by_tutor = {s.tutor_id: s for s in score_frame(stored, frame, rules)}
+        except UserError as exc:
+            # e.g. a playbook tag removed since training: never break analytics for it
+            return ApplyResult(stored.version, False, 0, f"{exc}; rules decide")
     horizon = rules.prediction.horizon_days
     updates: list[dict[str, Any]] = []
     for row in rows:
