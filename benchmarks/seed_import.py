@@ -41,6 +41,15 @@ def seed_shape(sessions: int) -> dict[str, int]:
     return {"tutors": 10_000, "students": 250_000, "days": 90, "transcripts": 200}
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent across fork+exec, which would report the seeding parent's memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_import(url: str, directory: str) -> None:
     """Runs in the child: one timed import, then its own numbers as JSON on stdout."""
     from tutorscore.ingest.importer import import_bundle
@@ -58,7 +67,7 @@ def child_import(url: str, directory: str) -> None:
                 "sessions": report.summary["sessions"].rows,
                 "created": sum(s.created for s in report.summary.values()),
                 "updated": sum(s.updated for s in report.summary.values()),
-                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "max_rss_mb": _peak_rss_mb(),
             }
         )
     )
