@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tutorscore.config import HeuristicConfig
 from tutorscore.evaluation.heuristic import HeuristicJudge, evaluate_turns, prompt_version_for
@@ -134,3 +136,42 @@ def test_every_quote_verbatim_on_longer_transcripts(n: int) -> None:
     result = run(turns[:n])
     assert 1 <= result.quality_score <= 5
     assert_quotes_verbatim(turns[:n], result)
+
+
+PHRASES = [
+    "Does that make sense?",
+    "The answer is 12.",
+    "Why do you think so?",
+    "Today we'll work on fractions.",
+    "To recap, we learned a lot.",
+    "Great thinking!",
+    "Let's move on.",
+    "Is it 4?",
+    "so x = 3",
+    "I don't know",
+    "İ",
+    "ß ﬁ",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["tutor", "student"]),
+            st.lists(
+                st.one_of(st.sampled_from(PHRASES), st.text(max_size=40)), min_size=0, max_size=6
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_any_transcript_scores_in_range_with_verbatim_quotes(
+    raw: list[tuple[str, list[str]]],
+) -> None:
+    turns: list[Turn] = [{"speaker": sp, "text": " ".join(parts)} for sp, parts in raw]
+    result = run(turns)
+    assert 1 <= result.quality_score <= 5
+    assert set(result.risk_tags) <= set(RISK_TAGS)
+    assert_quotes_verbatim(turns, result)
+    assert result == run(turns)
