@@ -322,6 +322,8 @@ async def test_board_and_tutor_panel(
     assert r.status_code == 303
     r = await client.get(f"/interventions/{iv_id}")
     assert r.status_code == 200 and "in progress" in r.text
+    r = await client.get("/interventions/outcomes")
+    assert r.status_code == 200 and "Effect by intervention type" in r.text
 
     r = await client.get("/tutors/T1")
     assert r.status_code == 200, r.text

@@ -98,9 +98,18 @@ def board(
             "query": query,
             "page": page,
             "pages": views.pages(total, PER_PAGE),
-            "summary": outcomes.outcome_summary(db, rules=state.rules),
             "can_edit": user.can("coach"),
         },
+    )
+
+
+@router.get("/interventions/outcomes", response_class=HTMLResponse)
+def outcomes_page(request: Request, db: DbSession, state: State, user: CurrentUser) -> HTMLResponse:
+    """The effect per intervention type (its own page: it recomputes every outcome)."""
+    return render(
+        request,
+        "interventions_outcomes.html",
+        {"summary": outcomes.outcome_summary(db, rules=state.rules)},
     )
 
 
