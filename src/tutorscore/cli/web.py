@@ -59,6 +59,9 @@ def serve(
                 host=host,
                 port=port,
                 workers=workers,
+                # a child imports the whole app (scikit-learn included) before it can
+                # answer the supervisor's ping; give it time on a busy machine
+                timeout_worker_healthcheck=120,
                 log_config=None,
                 access_log=False,
             )
