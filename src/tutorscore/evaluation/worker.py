@@ -13,6 +13,7 @@ evaluated twice for the same cache key. A job the LLM cannot take now
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import secrets
@@ -80,6 +81,20 @@ def build_llm_judge(engine: Engine, settings: Settings, rules: RulesConfig) -> J
     from tutorscore.evaluation.llm_judge import LLMJudge
 
     return LLMJudge.from_settings(settings, engine=engine)
+
+
+def warm_up() -> None:
+    """Import what the analytics update needs before the first job.
+
+    The incremental update may load the churn model (scikit-learn takes seconds
+    to import); doing that inside the first job's transaction would hold the
+    SQLite write lock, and the other workers, for that long.
+    """
+    for module in ("tutorscore.analytics.service", "tutorscore.prediction.churn"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            log.debug("%s not available", module)
 
 
 class Worker:
@@ -270,13 +285,15 @@ class Worker:
         for tutor_id in sorted(tutors):
             await asyncio.to_thread(self._refresh, tutor_id)
 
-    async def analytics_loop(self) -> None:
+    async def analytics_loop(self, warming: asyncio.Task[None] | None = None) -> None:
         """Refresh each tutor with new evaluations at most once per debounce interval.
 
         Many sessions of one tutor evaluated together cost one analytics update,
         not one each; a crash before the refresh leaves the metrics to the next
         update or the nightly full recompute.
         """
+        if warming is not None:
+            await warming  # jobs run meanwhile; analytics waits for its imports
         while not self.slots_done.is_set():
             try:
                 await asyncio.wait_for(self.slots_done.wait(), timeout=self.debounce)
@@ -353,7 +370,10 @@ async def run_worker_async(
         concurrency,
         ", ".join(j.name for j in worker.judges),
     )
-    flusher = asyncio.create_task(worker.analytics_loop()) if worker.debounce else None
+    warming = asyncio.create_task(asyncio.to_thread(warm_up))
+    if not worker.debounce:
+        await warming  # analytics runs inside each job: import first
+    flusher = asyncio.create_task(worker.analytics_loop(warming)) if worker.debounce else None
     try:
         await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
     finally:
