@@ -77,14 +77,18 @@ CONFIRMATION_START = re.compile(r"^\s*(?:yes|yeah|yep|right|correct|exactly|perf
 
 # A tutor reply that moves past a student question without answering it.
 DISMISSAL = re.compile(
-    r"let's (?:just )?(?:move on|keep going|not worry|skip|get back)|never ?mind"
-    r"|(?:doesn't|does not) matter|not important|we don't have time"
+    r"let's (?:just )?(?:move on|keep going|not worry|skip|get back|speed through)|never ?mind"
+    r"|(?:doesn't|does not) matter|not important|we don't have time|we still have a lot to cover"
     r"|don't worry about (?:that|it)|(?:we'll|we will) (?:get to|come back to) (?:that|it) later"
+    r"|^\s*anyway|i'll skip|(?:^|\. )\s*(?:now|okay|ok),? (?:next )?let's (?:switch|look at|move)"
 )
-# A reply that starts like an answer ("Yes, ...", "Because ...", "Good question: ...").
+# A reply that takes up the student's turn: an answer, a correction or an acknowledgement
+# ("Yes, ...", "Because ...", "Not quite, ...", "Close! ...", "I'm glad you asked ...").
 ANSWER_START = re.compile(
     r"^\s*(?:yes|yeah|yep|no|nope|sure|because|good question|great question|it's|it is"
-    r"|that's|that is|exactly|right|you|we|the|so|to|if|when)\b"
+    r"|that's|that is|exactly|right|correct|perfect|not quite|close|almost|interesting"
+    r"|(?:i'm )?glad you asked|let's check|let me (?:explain|show)|hmm|ah|i see"
+    r"|(?:okay|ok),? so you|you|we|the|so|to|if|when)\b"
 )
 
 # Cheap pre-filters: a pattern can only match a turn holding one of these words.
