@@ -606,3 +606,38 @@ def test_backlog_jobs_return_to_the_queue_when_submission_fails(
     with engine.connect() as conn:
         status, error = conn.execute(select(Job.status, Job.last_error)).one()
     assert status == "queued" and "batch submission failed" in error
+
+
+def test_worker_sends_the_backlog_to_a_batch_and_evaluates_urgent_jobs_in_real_time(
+    engine: Engine, fake: FakeServerProcess, rules: object
+) -> None:
+    from tutorscore.config import RulesConfig, Settings
+    from tutorscore.db.models import Job, SessionEvaluation
+    from tutorscore.evaluation.queue import enqueue_evaluations
+    from tutorscore.evaluation.worker import run_worker
+
+    assert isinstance(rules, RulesConfig)
+    settings = Settings(
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o",
+        TUTORSCORE_LLM_BATCH_BACKLOG=True,
+        TUTORSCORE_LLM_RPM=10_000,
+        TUTORSCORE_LLM_TPM=50_000_000,
+    )
+    add_session(engine, "U1", TRANSCRIPT, first=True)
+    turns = [dict(t) for t in TRANSCRIPT]
+    turns[0]["text"] += " (L1)"
+    add_session(engine, "L1", turns)  # type: ignore[arg-type]
+    with transaction(engine) as s:
+        enqueue_evaluations(s, judge="llm", rules=rules)
+    run_worker(engine, settings, rules, once=True, concurrency=1)
+    with engine.connect() as conn:
+        jobs = dict(conn.execute(select(Job.session_id, Job.last_error)).all())
+        llm_done = set(
+            conn.execute(
+                select(SessionEvaluation.session_id).where(SessionEvaluation.judge == "llm")
+            ).scalars()
+        )
+    assert jobs["L1"] is not None and jobs["L1"].startswith("sent to batch")
+    assert "U1" in llm_done  # the first session went through the real-time path
+    assert "L1" not in llm_done  # the backlog waits for the batch

@@ -49,6 +49,7 @@ from tutorscore.evaluation.service import (
 
 log = logging.getLogger(__name__)
 HEURISTIC_CLAIM_BATCH = 8
+BATCH_PASS_SECONDS = 60
 
 
 class LeaseLost(Exception):
@@ -370,6 +371,14 @@ async def run_worker_async(
         concurrency,
         ", ".join(j.name for j in worker.judges),
     )
+    batcher = (
+        asyncio.create_task(_batch_loop(engine, settings, rules, llm, worker.stop, once=once))
+        if settings.llm_batch_backlog and llm is not None
+        else None
+    )
+    if batcher is not None and once:
+        await batcher  # hand the backlog to the batch first, then work the rest
+        batcher = None
     warming = asyncio.create_task(asyncio.to_thread(warm_up))
     if not worker.debounce:
         await warming  # analytics runs inside each job: import first
@@ -380,7 +389,40 @@ async def run_worker_async(
         worker.slots_done.set()
         if flusher is not None:
             await flusher
+        if batcher is not None:
+            batcher.cancel()
     return worker.stats
+
+
+async def _batch_loop(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    llm: Judge,
+    stop: threading.Event,
+    *,
+    once: bool,
+) -> None:
+    """With TUTORSCORE_LLM_BATCH_BACKLOG: hand the non-urgent LLM backlog to the
+    provider's batch interface and collect finished batches, every BATCH_PASS_SECONDS."""
+    from tutorscore.evaluation.batch import collect_batches_async, send_backlog_to_batch_async
+    from tutorscore.evaluation.llm_judge import LLMJudge
+
+    judge = llm if isinstance(llm, LLMJudge) else None
+    while True:
+        try:
+            await collect_batches_async(engine, settings, rules, judge=judge)
+            batch_id = await send_backlog_to_batch_async(engine, settings, rules, judge=judge)
+            if batch_id:
+                log.info("backlog sent to provider batch %s", batch_id)
+        except Exception:  # the real-time path goes on; the next pass retries
+            log.exception("batch pass failed")
+        if once:
+            return
+        for _ in range(BATCH_PASS_SECONDS):
+            if stop.is_set():
+                return
+            await asyncio.sleep(1)
 
 
 def run_worker(
