@@ -43,6 +43,11 @@ def demo(
         )
     except ImportError:
         console.print("[bold]5/5[/bold] churn model: not available, rules decide churn risk")
+    from tutorscore.interventions.alerts import deliver_pending
+
+    sent = deliver_pending(engine, rules=rules, settings=settings)
+    if sent.skipped is None:
+        console.print(f"alerts: {sent.delivered} delivered, {sent.failed} failed")
     username, password = ensure_demo_admin(engine)
     console.print(
         f"\n[green]demo ready[/green] in {time.perf_counter() - started:.1f} s\n"
