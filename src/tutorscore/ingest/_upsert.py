@@ -192,7 +192,7 @@ def _upsert_sql(spec: TableSpec, dialect: str, source: str | None = None) -> str
 
 # A load at least this large into an empty table drops and rebuilds its secondary indexes.
 BULK_ROWS = 50_000
-_SQLITE_BULK_CACHE_KIB = 512 * 1024
+_SQLITE_BULK_CACHE_KIB = 256 * 1024
 
 
 def upsert_rows(
