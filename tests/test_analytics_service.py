@@ -179,6 +179,12 @@ SESSION_FIELDS = st.fixed_dictionaries(
         "student_churned_after_session": st.one_of(st.none(), st.booleans()),
     }
 )
+INITIAL = st.lists(
+    st.tuples(st.integers(0, 2), SESSION_FIELDS, st.one_of(st.none(), st.floats(1, 5))),
+    # many sessions per tutor and bucket, often evaluated: the sums must match too
+    min_size=3,
+    max_size=15,
+)
 EVENTS = st.lists(
     st.one_of(
         st.tuples(st.just("add"), st.integers(0, 2), SESSION_FIELDS),
@@ -228,16 +234,26 @@ def test_incremental_equals_full_for_random_event_sequences(
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(events=EVENTS)
-    def run(events: list[tuple[str, int, Any]]) -> None:
+    @given(initial=INITIAL, events=EVENTS)
+    def run(
+        initial: list[tuple[int, dict[str, Any], float | None]],
+        events: list[tuple[str, int, Any]],
+    ) -> None:
         _reset(engine)
         d = Data()
         for t in TUTORS:
             d.tutor(t, subjects=("SAT Math", "Chemistry"))
         d.student("ST1")
+        ids: list[tuple[str, str]] = []  # (session_id, tutor_id) alive
+        for n, (target, fields, score) in enumerate(initial):
+            row = _row(fields)
+            sid = d.session(TUTORS[target], at=row.pop("scheduled_start_at"),
+                            session_id=f"I{n}", **row)
+            ids.append((sid, TUTORS[target]))
+            if score is not None:
+                d.evaluation(sid, round(score, 2))
         d.flush(engine)
         compute(engine)
-        ids: list[tuple[str, str]] = []  # (session_id, tutor_id) alive
         evals = 0
         for n, (kind, target, payload) in enumerate(events):
             touched: set[str] = set()
@@ -270,13 +286,19 @@ def test_incremental_equals_full_for_random_event_sequences(
                         evals += 1
                         session.add(SessionEvaluation(
                             session_id=sid, judge=judge, model="m" if judge == "llm" else "",
-                            prompt_version="v1", transcript_hash=f"h{evals}",
+                            prompt_version="v1", transcript_hash=f"ev{evals}",
                             quality_score=score, rubric={},
                             created_at=AS_OF - timedelta(hours=hours)))
             for tutor in sorted(touched):
                 update_tutor(engine, tutor, rules=rules, as_of=AS_OF, score_churn=False)
-        incremental = snapshot(engine)
+        incremental = snapshot(engine)  # touched tutors updated, the rest from the start
+        for tutor in TUTORS:  # and every tutor recomputed incrementally on its own
+            update_tutor(engine, tutor, rules=rules, as_of=AS_OF + timedelta(seconds=1),
+                         score_churn=False)
+        each = snapshot(engine, AS_OF + timedelta(seconds=1))
         compute(engine)
         assert snapshot(engine) == incremental
+        compute(engine, as_of=AS_OF + timedelta(seconds=1))
+        assert snapshot(engine, AS_OF + timedelta(seconds=1)) == each
 
     run()
