@@ -27,7 +27,8 @@ from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 from tutorscore.errors import NotFound
 
-VOLATILE = {"id", "run_id", "computed_at"}
+# is_current: whether a later row exists, not a metric of the row itself
+VOLATILE = {"id", "run_id", "computed_at", "is_current"}
 
 
 def snapshot(engine: Engine, as_of: datetime = AS_OF) -> dict[str, dict[str, Any]]:
@@ -302,3 +303,86 @@ def test_incremental_equals_full_for_random_event_sequences(
         assert snapshot(engine, AS_OF + timedelta(seconds=1)) == each
 
     run()
+
+
+def _current_vs_latest(engine: Engine) -> tuple[set[tuple[str, datetime]], set[tuple[str, Any]]]:
+    """(tutor, as_of) of the is_current rows, and of each tutor's max(as_of)."""
+    with Session(engine) as session:
+        current = {
+            (t, a)
+            for t, a in session.execute(
+                select(TutorMetrics.tutor_id, TutorMetrics.as_of).where(TutorMetrics.is_current)
+            )
+        }
+        latest = {
+            (t, a)
+            for t, a in session.execute(
+                select(TutorMetrics.tutor_id, func.max(TutorMetrics.as_of)).group_by(
+                    TutorMetrics.tutor_id
+                )
+            )
+        }
+    return current, latest
+
+
+def test_is_current_marks_each_tutors_latest_row(engine: Engine, rules: RulesConfig) -> None:
+    d = Data()
+    _small_world(d)
+    d.flush(engine)
+    compute(engine)
+    compute(engine, as_of=AS_OF - timedelta(days=7))  # an older point: current stays
+    current, latest = _current_vs_latest(engine)
+    assert current == latest and {a for _, a in current} == {AS_OF}
+    compute(engine)  # recomputing the same as_of keeps the marker
+    later = AS_OF + timedelta(hours=1)
+    update_tutor(engine, "A", rules=rules, as_of=later, score_churn=False)
+    update_tutor(engine, "B", rules=rules, as_of=AS_OF - timedelta(days=1), score_churn=False)
+    current, latest = _current_vs_latest(engine)
+    assert current == latest
+    assert dict(current) == {"A": later, "B": AS_OF, "C": AS_OF}
+
+
+def test_live_updates_replace_the_previous_live_row(
+    engine: Engine, rules: RulesConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tutorscore.analytics import service
+
+    d = Data()
+    _small_world(d)
+    d.flush(engine)
+    compute(engine)
+    explicit = AS_OF - timedelta(days=2)  # explicit as_of rows keep today's behaviour
+    update_tutor(engine, "B", rules=rules, as_of=explicit, score_churn=False)
+    for hours in (1, 2):
+        now = AS_OF + timedelta(hours=hours)
+        monkeypatch.setattr(service, "live_as_of", lambda now=now: now)
+        update_tutor(engine, "B", rules=rules, score_churn=False)
+
+    def as_ofs() -> list[datetime]:
+        with Session(engine) as session:
+            return list(
+                session.scalars(
+                    select(TutorMetrics.as_of)
+                    .where(TutorMetrics.tutor_id == "B")
+                    .order_by(TutorMetrics.as_of)
+                )
+            )
+
+    assert as_ofs() == [explicit, AS_OF, AS_OF + timedelta(hours=2)]  # one live row
+    current, latest = _current_vs_latest(engine)
+    assert current == latest
+    # a later full run keeps the live row as history; the next live row comes after it
+    compute(engine, as_of=AS_OF + timedelta(hours=3))
+    monkeypatch.setattr(service, "live_as_of", lambda: AS_OF + timedelta(hours=4))
+    update_tutor(engine, "B", rules=rules, score_churn=False)
+    monkeypatch.setattr(service, "live_as_of", lambda: AS_OF + timedelta(hours=5))
+    update_tutor(engine, "B", rules=rules, score_churn=False)
+    assert as_ofs() == [
+        explicit,
+        AS_OF,
+        AS_OF + timedelta(hours=2),
+        AS_OF + timedelta(hours=3),
+        AS_OF + timedelta(hours=5),
+    ]
+    current, latest = _current_vs_latest(engine)
+    assert current == latest

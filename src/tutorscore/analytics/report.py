@@ -1,7 +1,11 @@
 """Reading tutor_metrics back: the per-tutor report (DATA_FORMAT.md) and one tutor's detail.
 
-`as_of=None` means "current": each tutor's latest row. A given `as_of` reads the
-rows of that computation and computes them first when some tutor lacks one.
+`as_of=None` means "current": each tutor's latest row (`is_current`, kept by
+analytics.service). A given `as_of` reads the rows of that computation and
+computes them first when some tutor lacks one.
+
+The list picks its page of ids on narrow columns first and loads the full rows
+(with their JSON reasons/details) for those ids only.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select, true
+from sqlalchemy.orm import Session
 
 from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
 from tutorscore.analytics.rules import risk_level, window_series
@@ -95,14 +99,13 @@ def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str
     }
 
 
+# ids per IN (...) when loading full rows (SQLite's bound-parameter limit)
+LOAD_CHUNK = 500
+
+
 def _latest_row() -> ColumnElement[bool]:
-    newer = aliased(TutorMetrics)
-    latest = (
-        select(func.max(newer.as_of))
-        .where(newer.tutor_id == TutorMetrics.tutor_id)
-        .scalar_subquery()
-    )
-    return TutorMetrics.as_of == latest
+    """Each tutor's latest row: the maintained `is_current` marker (indexed)."""
+    return TutorMetrics.is_current == true()
 
 
 def _subject_filter(session: Session, subject: str) -> ColumnElement[bool]:
@@ -225,21 +228,29 @@ def tutor_reports(
         else:
             where.append(getattr(TutorMetrics, flag).is_(True))
 
-    base = select(TutorMetrics, Tutor.name, Tutor.subjects).join(
-        Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
-    )
-    count_query = (
-        select(func.count())
-        .select_from(TutorMetrics)
-        .join(Tutor, Tutor.tutor_id == TutorMetrics.tutor_id)
-        .where(*where)
-    )
-    total = session.scalar(count_query) or 0
-    query = base.where(*where).order_by(*order).offset(offset)
+    # Narrow first: the count and the page of ids touch only filter/sort columns;
+    # tutors is joined only when a filter or the sort needs it (the FK makes the
+    # inner join otherwise a no-op).
+    def narrow(*columns: Any) -> Any:
+        query = select(*columns).select_from(TutorMetrics)
+        if subject or sort.lstrip("-").partition(":")[0] == "name":
+            query = query.join(Tutor, Tutor.tutor_id == TutorMetrics.tutor_id)
+        return query.where(*where)
+
+    total = session.scalar(narrow(func.count())) or 0
+    page = narrow(TutorMetrics.id).order_by(*order).offset(offset)
     if limit is not None:
-        query = query.limit(limit)
-    items = [report_item(m, name, subjects) for m, name, subjects in session.execute(query)]
-    return items, total
+        page = page.limit(limit)
+    ids = list(session.scalars(page))
+    rows: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), LOAD_CHUNK):
+        chunk = ids[start : start + LOAD_CHUNK]
+        full = select(TutorMetrics, Tutor.name, Tutor.subjects).join(
+            Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
+        )
+        for m, name, subjects in session.execute(full.where(TutorMetrics.id.in_(chunk))):
+            rows[m.id] = report_item(m, name, subjects)
+    return [rows[i] for i in ids if i in rows], total
 
 
 def _history(session: Session, tutor_id: str, upto: datetime, points: int) -> list[dict[str, Any]]:

@@ -7,8 +7,10 @@ full recompute writes at the same `as_of`. Rows are upserted on
 as history.
 
 "Current" metrics are each tutor's latest row (report functions with
-`as_of=None`). The live path (`update_tutor(..., as_of=None)`, called when a
-session is recorded) computes at `live_as_of()`: now, truncated to the second.
+`as_of=None`), marked `is_current` by every write (`_mark_current`). The live
+path (`update_tutor(..., as_of=None)`, called when a session is recorded)
+computes at `live_as_of()`: now, truncated to the second, and replaces the
+tutor's previous live row (`_drop_live_rows`) instead of adding one per session.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -136,6 +138,8 @@ def update_tutor(
         found = conn.scalar(select(Tutor.tutor_id).where(Tutor.tutor_id == tutor_id))
         if found is None:
             raise NotFound(f"tutor {tutor_id!r} not found")
+        if as_of is None:
+            _drop_live_rows(conn, tutor_id, when)
         return _compute(
             conn,
             as_of=when,
@@ -197,6 +201,7 @@ def _compute(
         rows.append(row)
     if rows:
         _upsert(conn, rows)
+        _mark_current(conn, as_of, only)
     scored = 0
     if score_churn:
         scored = apply_churn_model(
@@ -235,11 +240,48 @@ def _attach_evidence(
                 )
 
 
+def _drop_live_rows(conn: Connection, tutor_id: str, before: datetime) -> None:
+    """Delete the tutor's earlier live rows, so the live path keeps one row, not one per session.
+
+    Live rows are the incremental ones later than the tutor's latest full-run row;
+    full-run points (and anything at or after `before`) stay as history.
+    """
+    m, runs = METRICS, RUNS
+    last_full = conn.scalar(
+        select(func.max(m.c.as_of))
+        .select_from(m.join(runs, runs.c.id == m.c.run_id))
+        .where(m.c.tutor_id == tutor_id, runs.c.kind == "full")
+    )
+    incremental = exists().where(runs.c.id == m.c.run_id, runs.c.kind == "incremental")
+    stmt = delete(m).where(m.c.tutor_id == tutor_id, m.c.as_of < before, incremental)
+    if last_full is not None:
+        stmt = stmt.where(m.c.as_of > last_full)
+    conn.execute(stmt)
+
+
+def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
+    """Keep `is_current` on each tutor's latest row after writing rows at `as_of`.
+
+    Same transaction as the write; the report's "current" filter relies on it.
+    """
+    m = METRICS
+    other = METRICS.alias("other")
+    scope = [] if only is None else [m.c.tutor_id == only]
+    later = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of > as_of)
+    conn.execute(update(m).where(m.c.as_of == as_of, *scope, ~later).values(is_current=True))
+    at_as_of = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of == as_of)
+    conn.execute(
+        update(m)
+        .where(m.c.is_current.is_(True), m.c.as_of < as_of, *scope, at_as_of)
+        .values(is_current=False)
+    )
+
+
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Bulk upsert on (tutor_id, as_of): INSERT ... ON CONFLICT DO UPDATE, executemany."""
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(METRICS)
-    keep = {"id", "tutor_id", "as_of"}
+    keep = {"id", "tutor_id", "as_of", "is_current"}  # is_current: _mark_current
     stmt = stmt.on_conflict_do_update(
         index_elements=["tutor_id", "as_of"],
         set_={c.name: stmt.excluded[c.name] for c in METRICS.columns if c.name not in keep},

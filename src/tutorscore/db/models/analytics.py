@@ -31,11 +31,16 @@ class TutorMetrics(Base):
     __table_args__ = (
         UniqueConstraint("tutor_id", "as_of", name="uq_tutor_metrics_tutor_id_as_of"),
         Index("ix_tutor_metrics_as_of", "as_of"),
+        # the report's "current" page: WHERE is_current, narrow columns only
+        Index("ix_tutor_metrics_is_current", "is_current", "tutor_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tutor_id: Mapped[str] = mapped_column(ForeignKey("tutors.tutor_id", ondelete="CASCADE"))
     as_of: Mapped[datetime]
+    # True on each tutor's latest row (maintained by analytics.service on every write),
+    # so "current" is an indexed filter instead of a max(as_of) per tutor.
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
     window_days: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("analytics_runs.id"))
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 13:03:19.176651
+Create Date: 2026-11-25 14:51:12.931382
 """
 
 from collections.abc import Sequence
@@ -271,6 +271,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("tutor_id", sa.String(length=64), nullable=False),
         sa.Column("as_of", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("window_days", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=True),
         sa.Column("computed_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
@@ -321,6 +322,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tutor_metrics", schema=None) as batch_op:
         batch_op.create_index("ix_tutor_metrics_as_of", ["as_of"], unique=False)
+        batch_op.create_index(
+            "ix_tutor_metrics_is_current", ["is_current", "tutor_id"], unique=False
+        )
 
     op.create_table(
         "session_evaluations",
@@ -411,6 +415,7 @@ def downgrade() -> None:
 
     op.drop_table("session_evaluations")
     with op.batch_alter_table("tutor_metrics", schema=None) as batch_op:
+        batch_op.drop_index("ix_tutor_metrics_is_current")
         batch_op.drop_index("ix_tutor_metrics_as_of")
 
     op.drop_table("tutor_metrics")
