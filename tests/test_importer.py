@@ -681,10 +681,19 @@ def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_exit_codes(engine: Engine, db_url: str, tmp_path: Path) -> None:
-    good = bundle(tmp_path / "good")
+    transcript = '{"session_id": "X1", "text": "Tutor: Hi!\\nStudent: Hello"}\n'
+    good = bundle(tmp_path / "good", **{"transcripts.jsonl": transcript})
     ok = _cli(db_url, "import", str(good))
     assert ok.returncode == 0, ok.stderr
     assert "sessions" in ok.stdout
+    with engine.connect() as conn:  # the follow-up: evaluation queued, metrics computed
+        jobs = conn.execute(text("SELECT session_id FROM jobs")).scalars().all()
+        tutors_with_metrics = conn.execute(
+            text("SELECT COUNT(DISTINCT tutor_id) FROM tutor_metrics")
+        ).scalar_one()
+        tutors = conn.execute(text("SELECT COUNT(*) FROM tutors")).scalar_one()
+    assert jobs == ["X1"]
+    assert tutors_with_metrics == tutors > 0
     bad = tmp_path / "bad"
     bundle(bad, **{"students.csv": STUDENTS + "S3,77,\n"})
     failed = _cli(db_url, "import", str(bad))

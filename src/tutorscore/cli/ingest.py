@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from tutorscore.cli.common import console, err_console, get_engine
+from tutorscore.db.base import utcnow
 from tutorscore.db.migrate import current_revision, upgrade
 
 
@@ -54,6 +55,11 @@ def import_(
         ..., help="bundle directories and/or files (tutors, students, sessions, transcripts)"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate only; write nothing"),
+    follow_up: bool = typer.Option(
+        True,
+        "--follow-up/--no-follow-up",
+        help="after a change: queue evaluations of new transcripts and recompute analytics",
+    ),
 ) -> None:
     """Import a bundle (DATA_FORMAT.md): all or nothing, errors with file:line: column."""
     from tutorscore.ingest.importer import ImportFailed, find_bundle_files, import_bundle
@@ -87,6 +93,29 @@ def import_(
                 str(summary.unchanged),
             )
     console.print(table)
+    changed = any(k.created or k.updated for k in report.summary.values())
+    if follow_up and changed and not dry_run:
+        _after_import()
+
+
+def _after_import() -> None:
+    """What a recorded session triggers, done once for the whole bundle: new transcripts
+    are queued for evaluation and every tutor's metrics are recomputed (set-based)."""
+    from tutorscore.analytics.service import compute_all
+    from tutorscore.config import get_rules
+    from tutorscore.db.engine import transaction
+    from tutorscore.evaluation.queue import enqueue_evaluations
+    from tutorscore.interventions.alerts import deliver_pending
+
+    engine, rules = get_engine(), get_rules()
+    with transaction(engine) as s:
+        queued = enqueue_evaluations(s, pending=True, rules=rules)
+    summary = compute_all(engine, as_of=utcnow().replace(microsecond=0), rules=rules)
+    deliver_pending(engine, rules=rules)
+    console.print(
+        f"{queued} evaluations queued (run `tutorscore worker` or `tutorscore evaluate"
+        f" --pending`); analytics: {summary}"
+    )
 
 
 def export(
