@@ -56,6 +56,7 @@ bench: install postgres
 	$(BIN)/python benchmarks/analytics.py
 	$(BIN)/python benchmarks/evaluation.py
 	$(BIN)/python benchmarks/web.py
+	$(BIN)/python benchmarks/ingest_rate.py
 	$(BIN)/python benchmarks/prediction.py
 
 screenshots: install chromium
