@@ -55,6 +55,7 @@ bench: install postgres
 	$(BIN)/python benchmarks/seed_import.py
 	$(BIN)/python benchmarks/analytics.py
 	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/evaluation_queue.py
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/ingest_rate.py
 	$(BIN)/python benchmarks/prediction.py
