@@ -34,7 +34,14 @@ API_MODULES = (
     "interventions",
     "prediction",
 )
-DASHBOARD_MODULES = ("auth", "overview", "tutors", "first_sessions", "interventions")
+DASHBOARD_MODULES = (
+    "auth",
+    "overview",
+    "tutors",
+    "first_sessions",
+    "no_shows",
+    "interventions",
+)
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.
 MAX_BODY_BYTES = 32 * 1024 * 1024
