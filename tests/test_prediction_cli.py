@@ -1,40 +1,20 @@
 """The model / no-shows / interventions / alerts commands and the churn-model endpoint."""
+# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from test_prediction_churn import END, populate
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.errors import Conflict, UserError
-from tutorscore.web.app import create_app
-from web_support import bearer
-
-
-@pytest.fixture
-def web_app(engine: Engine, rules: RulesConfig, tmp_path: Path) -> FastAPI:
-    """The app on the test database, with its own data dir (no model from ./data)."""
-    web = Settings(
-        DATABASE_URL=engine.url.render_as_string(hide_password=False),
-        TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
-        TUTORSCORE_DATA_DIR=str(tmp_path),
-    )
-    return create_app(web, rules, engine)
-
-
-@pytest.fixture
-async def client(web_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=web_app, client=("10.0.0.1", 1234))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
+from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -1,43 +1,22 @@
 """No-show risk: the smoothed-rate formula on a hand-checked history, and the ops list."""
+# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from tutorscore.config import RulesConfig, Settings
+from tutorscore.config import RulesConfig
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Student, Tutor, TutoringSession
 from tutorscore.prediction.no_show import no_show_risks
-from tutorscore.web.app import create_app
-from web_support import bearer
+from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
 
 AS_OF = datetime(2026, 11, 24, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def web_app(engine: Engine, rules: RulesConfig, tmp_path: Path) -> FastAPI:
-    """The app on the test database, with its own data dir (no model from ./data)."""
-    web = Settings(
-        DATABASE_URL=engine.url.render_as_string(hide_password=False),
-        TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
-        TUTORSCORE_DATA_DIR=str(tmp_path),
-    )
-    return create_app(web, rules, engine)
-
-
-@pytest.fixture
-async def client(web_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=web_app, client=("10.0.0.1", 1234))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
 
 
 def logit(p: float) -> float:
