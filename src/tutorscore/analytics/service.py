@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -272,7 +283,7 @@ def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
     at_as_of = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of == as_of)
     conn.execute(
         update(m)
-        .where(m.c.is_current.is_(True), m.c.as_of < as_of, *scope, at_as_of)
+        .where(m.c.is_current == true(), m.c.as_of < as_of, *scope, at_as_of)
         .values(is_current=False)
     )
 

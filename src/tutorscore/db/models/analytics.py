@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tutorscore.db.base import Base, JSONType, utcnow
@@ -26,13 +35,43 @@ class AnalyticsRun(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
+CURRENT_LIST_COLUMNS = (
+    "is_current",
+    "tutor_id",
+    "churn_risk_label",
+    "insufficient_data",
+    "churn_probability",
+    "no_show_risk_label",
+    "tutor_reschedule_rate",
+    "tutor_no_show_rate",
+    "first_session_dropout_rate",
+    "avg_student_rating",
+    "ai_avg_quality_score",
+    "rating_trend",
+    "ai_score_trend",
+    "total_sessions",
+    "first_sessions",
+    "high_rescheduler_flag",
+    "poor_first_session_flag",
+    "low_rating_flag",
+    "low_ai_quality_flag",
+)
+
+
 class TutorMetrics(Base):
     __tablename__ = "tutor_metrics"
     __table_args__ = (
         UniqueConstraint("tutor_id", "as_of", name="uq_tutor_metrics_tutor_id_as_of"),
         Index("ix_tutor_metrics_as_of", "as_of"),
-        # the report's "current" page: WHERE is_current, narrow columns only
-        Index("ix_tutor_metrics_is_current", "is_current", "tutor_id"),
+        # The tutor list's "current" page: a partial index over the current rows (one
+        # per tutor) that covers every filter and sort column, so the count and the
+        # page of ids read ~10k narrow index entries, never the JSON-heavy rows.
+        Index(
+            "ix_tutor_metrics_current",
+            *CURRENT_LIST_COLUMNS,
+            sqlite_where=text("is_current = 1"),
+            postgresql_where=text("is_current"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 14:51:12.931382
+Create Date: 2026-11-25 15:01:56.810269
 """
 
 from collections.abc import Sequence
@@ -323,7 +323,31 @@ def upgrade() -> None:
     with op.batch_alter_table("tutor_metrics", schema=None) as batch_op:
         batch_op.create_index("ix_tutor_metrics_as_of", ["as_of"], unique=False)
         batch_op.create_index(
-            "ix_tutor_metrics_is_current", ["is_current", "tutor_id"], unique=False
+            "ix_tutor_metrics_current",
+            [
+                "is_current",
+                "tutor_id",
+                "churn_risk_label",
+                "insufficient_data",
+                "churn_probability",
+                "no_show_risk_label",
+                "tutor_reschedule_rate",
+                "tutor_no_show_rate",
+                "first_session_dropout_rate",
+                "avg_student_rating",
+                "ai_avg_quality_score",
+                "rating_trend",
+                "ai_score_trend",
+                "total_sessions",
+                "first_sessions",
+                "high_rescheduler_flag",
+                "poor_first_session_flag",
+                "low_rating_flag",
+                "low_ai_quality_flag",
+            ],
+            unique=False,
+            sqlite_where=sa.text("is_current = 1"),
+            postgresql_where=sa.text("is_current"),
         )
 
     op.create_table(
@@ -415,7 +439,11 @@ def downgrade() -> None:
 
     op.drop_table("session_evaluations")
     with op.batch_alter_table("tutor_metrics", schema=None) as batch_op:
-        batch_op.drop_index("ix_tutor_metrics_is_current")
+        batch_op.drop_index(
+            "ix_tutor_metrics_current",
+            sqlite_where=sa.text("is_current = 1"),
+            postgresql_where=sa.text("is_current"),
+        )
         batch_op.drop_index("ix_tutor_metrics_as_of")
 
     op.drop_table("tutor_metrics")
