@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 
 def iso(value: datetime) -> str:
@@ -54,8 +55,9 @@ class Window:
             buckets.append(Bucket(i, lower, upper, week, 2 if lower >= mid else 1))
         return cls(as_of, days, start, mid, tuple(buckets))
 
-    @property
+    @cached_property
     def weeks(self) -> int:
+        """Cached: the rules ask once per tutor."""
         return max(b.week for b in self.buckets) + 1
 
     def week_bounds(self, week: int) -> tuple[datetime, datetime]:
