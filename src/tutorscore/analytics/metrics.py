@@ -122,6 +122,8 @@ class Tally:
 
 def _total(rows: list[list[Any]]) -> Tally:
     """A Tally of column sums over bucket rows (values in TALLY_COLUMNS order)."""
+    if len(rows) == 1:  # most weeks hold one bucket
+        return Tally(*rows[0])
     return Tally(*[sum(column) for column in zip(*rows, strict=True)])
 
 
@@ -311,7 +313,8 @@ def aggregate(
             continue
         found[:n_tally] = [v or 0 for v in values[:n_tally]]
         for kind, ids in zip(EVIDENCE_KINDS, values[n_tally:], strict=True):
-            keep(tutor_id, kind, index, ids)
+            if ids:
+                keep(tutor_id, kind, index, ids)
     rows = conn.execute(statement(evaluations_sql, params))
     for tutor_id, bucket_index, n, total, low_ai_ids in rows:
         index = int(bucket_index)
