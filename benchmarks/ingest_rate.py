@@ -57,6 +57,7 @@ async def _post_level(
     sem = asyncio.Semaphore(32)
     latencies: list[float] = []
     errors = 0
+    error_kinds: dict[str, int] = {}
     ids: list[str] = []
 
     async with httpx.AsyncClient(
@@ -84,13 +85,15 @@ async def _post_level(
                 try:
                     r = await client.post("/api/sessions", json=body)
                     ok = r.status_code in (200, 201)
-                except httpx.HTTPError:
-                    ok = False
+                    kind = f"HTTP {r.status_code}: {r.text[:120]}"
+                except httpx.HTTPError as exc:
+                    ok, kind = False, type(exc).__name__
                 latencies.append(time.perf_counter() - t0)
             if ok:
                 ids.append(body["session_id"])
             else:
                 errors += 1
+                error_kinds[kind] = error_kinds.get(kind, 0) + 1
 
         start = time.perf_counter()
         tasks = []
@@ -111,6 +114,7 @@ async def _post_level(
         if latencies
         else None,
         "ids": ids,
+        "error_kinds": error_kinds,
     }
 
 
@@ -259,6 +263,9 @@ def main() -> None:
         print(f"  {r['rate']:>9,}{r['achieved_per_hour']:>11,}{r['sent']:>6}{r['errors']:>7}"
               f"{r['post_p95_ms']:>12}{r['backlog_at_end']:>8}{r['drain_s']:>8}  "
               f"{'yes' if r['keeps_up'] else 'no'}")  # fmt: skip
+    for r in results:
+        for kind, n in r["error_kinds"].items():
+            print(f"  errors at {r['rate']:,}/h: {n} x {kind}")
     best = max((r["achieved_per_hour"] for r in results if r["keeps_up"]), default=0)
     print(f"\n  highest sustained rate that kept up: {best:,} sessions/hour "
           f"({best / 3000:.1f}x the 3,000/hour peak)")  # fmt: skip
