@@ -543,6 +543,15 @@ def test_llm_usage_command(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> N
         get_engine.cache_clear()
 
 
+def _urgent_and_backlog(engine: Engine, *backlog_ids: str) -> None:
+    """A first session "U1" (urgent) and backlog sessions, each with its own transcript text."""
+    add_session(engine, "U1", TRANSCRIPT, first=True)
+    for sid in backlog_ids:
+        turns = [dict(t) for t in TRANSCRIPT]
+        turns[0]["text"] += f" ({sid})"
+        add_session(engine, sid, turns)  # type: ignore[arg-type]
+
+
 def test_backlog_leaves_the_queue_for_a_batch_and_urgent_jobs_stay(
     engine: Engine, fake: FakeServerProcess, rules: object
 ) -> None:
@@ -557,11 +566,7 @@ def test_backlog_leaves_the_queue_for_a_batch_and_urgent_jobs_stay(
         TUTORSCORE_LLM_MODEL="gpt-4o",
         TUTORSCORE_LLM_BATCH_BACKLOG=True,
     )
-    add_session(engine, "U1", TRANSCRIPT, first=True)
-    for sid in ("L1", "L2"):
-        turns = [dict(t) for t in TRANSCRIPT]
-        turns[0]["text"] += f" ({sid})"
-        add_session(engine, sid, turns)  # type: ignore[arg-type]
+    _urgent_and_backlog(engine, "L1", "L2")
     with transaction(engine) as s:
         assert enqueue_evaluations(s, judge="llm", rules=rules) == 3
     judge = LLMJudge.from_settings(settings, engine)
@@ -624,10 +629,7 @@ def test_worker_sends_the_backlog_to_a_batch_and_evaluates_urgent_jobs_in_real_t
         TUTORSCORE_LLM_RPM=10_000,
         TUTORSCORE_LLM_TPM=50_000_000,
     )
-    add_session(engine, "U1", TRANSCRIPT, first=True)
-    turns = [dict(t) for t in TRANSCRIPT]
-    turns[0]["text"] += " (L1)"
-    add_session(engine, "L1", turns)  # type: ignore[arg-type]
+    _urgent_and_backlog(engine, "L1")
     with transaction(engine) as s:
         enqueue_evaluations(s, judge="llm", rules=rules)
     run_worker(engine, settings, rules, once=True, concurrency=1)
