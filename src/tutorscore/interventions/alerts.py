@@ -91,7 +91,8 @@ def detect_alerts(
             )
         )
         fresh = sorted(set(high) - was_high)
-        fresh = [t for t in fresh if t not in _recent_alerts(session, HIGH_RISK, fresh, since)]
+        recent = _recent_alerts(session, HIGH_RISK, fresh, since)  # once, not per tutor
+        fresh = [t for t in fresh if t not in recent]
         for tutor_id in fresh:
             p = high[tutor_id]
             chance = "" if p is None else f" (churn probability {p:.0%})"
