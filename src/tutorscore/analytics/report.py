@@ -62,41 +62,80 @@ SORT_ALIASES = {
 SORT_CHOICES = ("risk", *SORT_KEYS, *SORT_ALIASES)
 
 
-def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str, Any]:
-    """One tutor as DATA_FORMAT.md "What the system reports per tutor" (plus extras)."""
+# The report's own columns, in DATA_FORMAT.md order: the list reads exactly these (never
+# `details`, the heavy per-tutor JSON only the detail page needs) as plain rows.
+REPORT_COLUMNS: tuple[str, ...] = (
+    "tutor_id",
+    "window_days",
+    "as_of",
+    "total_sessions",
+    "first_sessions",
+    "tutor_reschedule_rate",
+    "tutor_no_show_rate",
+    "first_session_dropout_rate",
+    "avg_student_rating",
+    "ai_avg_quality_score",
+    "high_rescheduler_flag",
+    "poor_first_session_flag",
+    "no_show_risk_label",
+    "churn_risk_label",
+    "churn_probability",
+    "reasons",
+    "low_rating_flag",
+    "low_ai_quality_flag",
+    "insufficient_data",
+    "rating_trend",
+    "ai_score_trend",
+    "tutor_reschedules",
+    "tutor_no_shows",
+    "first_session_dropouts",
+    "rated_sessions",
+    "evaluated_sessions",
+    "config_hash",
+    "computed_at",
+)
+
+
+def _report_dict(row: Any, name: str, subjects: Sequence[str] | None) -> dict[str, Any]:
+    """The report item from anything with the REPORT_COLUMNS as attributes."""
     return {
-        "tutor_id": m.tutor_id,
+        "tutor_id": row.tutor_id,
         "name": name,
         "subjects": list(subjects or []),
-        "window_days": m.window_days,
-        "as_of": iso(m.as_of),
-        "total_sessions": m.total_sessions,
-        "first_sessions": m.first_sessions,
-        "tutor_reschedule_rate": m.tutor_reschedule_rate,
-        "tutor_no_show_rate": m.tutor_no_show_rate,
-        "first_session_dropout_rate": m.first_session_dropout_rate,
-        "avg_student_rating": m.avg_student_rating,
-        "ai_avg_quality_score": m.ai_avg_quality_score,
-        "high_rescheduler_flag": m.high_rescheduler_flag,
-        "poor_first_session_flag": m.poor_first_session_flag,
-        "no_show_risk_label": m.no_show_risk_label,
-        "churn_risk_label": m.churn_risk_label,
-        "churn_probability": m.churn_probability,
-        "reasons": m.reasons,
-        "low_rating_flag": m.low_rating_flag,
-        "low_ai_quality_flag": m.low_ai_quality_flag,
-        "insufficient_data": m.insufficient_data,
-        "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
-        "rating_trend": m.rating_trend,
-        "ai_score_trend": m.ai_score_trend,
-        "tutor_reschedules": m.tutor_reschedules,
-        "tutor_no_shows": m.tutor_no_shows,
-        "first_session_dropouts": m.first_session_dropouts,
-        "rated_sessions": m.rated_sessions,
-        "evaluated_sessions": m.evaluated_sessions,
-        "config_hash": m.config_hash,
-        "computed_at": iso(m.computed_at),
+        "window_days": row.window_days,
+        "as_of": iso(row.as_of),
+        "total_sessions": row.total_sessions,
+        "first_sessions": row.first_sessions,
+        "tutor_reschedule_rate": row.tutor_reschedule_rate,
+        "tutor_no_show_rate": row.tutor_no_show_rate,
+        "first_session_dropout_rate": row.first_session_dropout_rate,
+        "avg_student_rating": row.avg_student_rating,
+        "ai_avg_quality_score": row.ai_avg_quality_score,
+        "high_rescheduler_flag": row.high_rescheduler_flag,
+        "poor_first_session_flag": row.poor_first_session_flag,
+        "no_show_risk_label": row.no_show_risk_label,
+        "churn_risk_label": row.churn_risk_label,
+        "churn_probability": row.churn_probability,
+        "reasons": row.reasons,
+        "low_rating_flag": row.low_rating_flag,
+        "low_ai_quality_flag": row.low_ai_quality_flag,
+        "insufficient_data": row.insufficient_data,
+        "risk_level": risk_level(row.churn_risk_label, row.insufficient_data),
+        "rating_trend": row.rating_trend,
+        "ai_score_trend": row.ai_score_trend,
+        "tutor_reschedules": row.tutor_reschedules,
+        "tutor_no_shows": row.tutor_no_shows,
+        "first_session_dropouts": row.first_session_dropouts,
+        "rated_sessions": row.rated_sessions,
+        "evaluated_sessions": row.evaluated_sessions,
+        "config_hash": row.config_hash,
+        "computed_at": iso(row.computed_at),
     }
+
+
+def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str, Any]:
+    """One tutor as DATA_FORMAT.md "What the system reports per tutor" (plus extras)."""
+    return _report_dict(m, name, subjects)
 
 
 # ids per IN (...) when loading full rows (SQLite's bound-parameter limit)
@@ -169,12 +208,15 @@ def _check_aware(as_of: datetime | None) -> None:
 
 def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfig | None) -> None:
     """Compute the rows a report needs when they are missing (CLI.md `tutors`)."""
+    if as_of is None:
+        # one cheap probe on the common path (metrics exist); count tutors only when not
+        if session.scalar(select(TutorMetrics.id).limit(1)) is None and session.scalar(
+            select(Tutor.tutor_id).limit(1)
+        ):
+            compute_all(session, as_of=live_as_of(), rules=rules or get_rules())
+        return
     tutors = session.scalar(select(func.count()).select_from(Tutor)) or 0
     if not tutors:
-        return
-    if as_of is None:
-        if session.scalar(select(TutorMetrics.id).limit(1)) is None:
-            compute_all(session, as_of=live_as_of(), rules=rules or get_rules())
         return
     have = session.scalar(
         select(func.count()).select_from(TutorMetrics).where(TutorMetrics.as_of == as_of)
@@ -242,14 +284,17 @@ def tutor_reports(
     if limit is not None:
         page = page.limit(limit)
     ids = list(session.scalars(page))
+    # Only the page's rows are read in full (their reasons JSON decoded), as plain rows:
+    # no ORM objects and no `details`.
+    columns = [getattr(TutorMetrics, c) for c in REPORT_COLUMNS]
+    full = select(TutorMetrics.id, Tutor.name, Tutor.subjects, *columns).join(
+        Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
+    )
     rows: dict[int, dict[str, Any]] = {}
     for start in range(0, len(ids), LOAD_CHUNK):
         chunk = ids[start : start + LOAD_CHUNK]
-        full = select(TutorMetrics, Tutor.name, Tutor.subjects).join(
-            Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
-        )
-        for m, name, subjects in session.execute(full.where(TutorMetrics.id.in_(chunk))):
-            rows[m.id] = report_item(m, name, subjects)
+        for r in session.execute(full.where(TutorMetrics.id.in_(chunk))):
+            rows[r.id] = _report_dict(r, r.name, r.subjects)
     return [rows[i] for i in ids if i in rows], total
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tutorscore.auth.users import Principal, principal_for_token, principal_for_username
 from tutorscore.errors import PermissionDenied
@@ -36,14 +37,52 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-State = Annotated[AppState, Depends(get_state)]
+async def _state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, one hop per request
+    return get_state(request)
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns normally."""
+State = Annotated[AppState, Depends(_state)]
+
+
+def _finish(session: Session, ok: bool) -> None:
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the handler returns normally.
+
+    An async dependency so that opening and finishing the session cost no thread-pool
+    hops (each hop waits for the GIL again under load): creating a session does no I/O
+    (the connection is taken at the first query, in the handler's thread), and a GET's
+    commit only ends a read transaction, so it runs right here; a write request's
+    commit goes to the thread pool.
+    """
     state = get_state(request)
-    with state.sessions() as session, session.begin():
+    session = state.sessions()
+    session.begin()
+    # template helpers that render inside the handler (tutor_interventions_panel) read
+    # through the request's own session instead of taking a second pooled connection
+    request.state.db = session
+    inline = request.method in SAFE_METHODS
+    try:
         yield session
+    except BaseException:
+        if inline:
+            _finish(session, False)
+        else:
+            await run_in_threadpool(_finish, session, False)
+        raise
+    if inline:
+        _finish(session, True)
+    else:
+        await run_in_threadpool(_finish, session, True)
 
 
 # scope="function": commit before the response goes out, so a client that reads

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
 
 from tutorscore.web.deps import CurrentUser, DbSession, State
+from tutorscore.web.responses import json_response
 from tutorscore.web.schemas import RiskLevel, TutorDetail, TutorPage, TutorReport
 
 router = APIRouter(prefix="/api", tags=["tutors"])
@@ -43,7 +45,7 @@ def list_tutors(
     as_of: Annotated[datetime | None, Query(description="ISO 8601; default: latest")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> dict[str, Any]:
+) -> Response:
     """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages."""
     from tutorscore.analytics import report
 
@@ -65,7 +67,7 @@ def list_tutors(
             rules=state.rules,
         ),
     )
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 @router.get(
@@ -78,11 +80,12 @@ def get_tutor(
     db: DbSession,
     user: CurrentUser,
     as_of: Annotated[datetime | None, Query()] = None,
-) -> dict[str, Any]:
+) -> Response:
     """One tutor: the report above plus history and recent sessions."""
     from tutorscore.analytics import report
 
-    return report.tutor_detail(db, tutor_id, as_of=as_of)
+    detail: dict[str, Any] = report.tutor_detail(db, tutor_id, as_of=as_of)
+    return json_response(detail)
 
 
 __all__ = ["router", "TutorReport"]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from tutorscore.auth.users import Principal
 from tutorscore.errors import ValidationFailed
@@ -31,21 +32,29 @@ def tutor_interventions_panel(request: Request, tutor_id: str) -> dict[str, Any]
     """Recommendations, open tasks and recent alerts for the tutor page partial.
 
     A template global: the tutor page's handler belongs to another module, so the
-    partial fetches its own data in a short read-only session.
+    partial fetches its own data, through the request's session (`request.state.db`,
+    set by the DbSession dependency) or else a short read-only session of its own.
     """
     state = request.app.state.tutorscore
+    own = getattr(request.state, "db", None)
+    if isinstance(own, Session):
+        return _panel(own, state, tutor_id)
+    with state.sessions() as db:
+        return _panel(db, state, tutor_id)
+
+
+def _panel(db: Session, state: Any, tutor_id: str) -> dict[str, Any]:
     from tutorscore.prediction.churn import model_status
 
-    with state.sessions() as db:
-        recs = playbook.tutor_recommendations(db, tutor_id, rules=state.rules)
-        items, _ = service.list_interventions(db, tutor_id=tutor_id, limit=20)
-        return {
-            "recommendations": [r.as_dict() for r in recs],
-            "interventions": [service.serialize(iv) for iv in items],
-            "alerts": alerts.list_alerts(db, tutor_id=tutor_id, limit=5),
-            "churn_model": model_status(state.settings),
-            "today": date.today().isoformat(),
-        }
+    recs = playbook.tutor_recommendations(db, tutor_id, rules=state.rules)
+    items, _ = service.list_interventions(db, tutor_id=tutor_id, limit=20)
+    return {
+        "recommendations": [r.as_dict() for r in recs],
+        "interventions": [service.serialize(iv) for iv in items],
+        "alerts": alerts.list_alerts(db, tutor_id=tutor_id, limit=5),
+        "churn_model": model_status(state.settings),
+        "today": date.today().isoformat(),
+    }
 
 
 templates.env.globals["tutor_interventions_panel"] = tutor_interventions_panel
