@@ -89,6 +89,7 @@ def mark_tutor_high_risk(engine: Engine, tutor: str) -> None:
                 window_days=30,
                 config_hash="test",
                 churn_risk_label="high",
+                is_current=True,  # the tutor's latest row, as analytics.service marks it
             )
         )
 

@@ -43,6 +43,7 @@ def _tutor_with_flags(engine: Engine, tutor_id: str = "T1", **flags: object) -> 
                     {"flag": "high_rescheduler_flag", "text": "9 of 41 sessions rescheduled"},
                 ],
                 details={},
+                is_current=True,  # the tutor's latest row, as analytics.service marks it
                 **flags,
             )
         )

@@ -64,11 +64,9 @@ def _judge_of(column: Any) -> ColumnElement[str]:
 def priority_expression(cfg: EvaluationConfig, s: Any) -> ColumnElement[int]:
     """First sessions, then sessions of high-risk tutors (latest metrics), then the rest."""
     m = aliased(TutorMetrics)
-    m2 = aliased(TutorMetrics)
-    latest = select(func.max(m2.as_of)).where(m2.tutor_id == s.tutor_id).scalar_subquery()
     high_risk = exists().where(
         m.tutor_id == s.tutor_id,
-        m.as_of == latest,
+        m.is_current == true(),  # the tutor's latest row, kept by analytics.service
         or_(m.churn_risk_label == "high", m.no_show_risk_label == "high"),
     )
     return case(

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, select
+from sqlalchemy import String, and_, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from tutorscore.config import RulesConfig
@@ -98,10 +98,20 @@ def tutor_recommendations(
     session: Session, tutor_id: str, *, rules: RulesConfig, as_of: datetime | None = None
 ) -> list[Recommendation]:
     """Recommendations for a tutor from their latest metrics (at or before `as_of`) and tags."""
-    query = select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id)
-    if as_of is not None:
+    # only the columns used here (not the heavy `details` JSON); the latest row is the
+    # `is_current` one (kept by analytics.service), else, for rows written some other
+    # way, the one with the greatest as_of (at or before `as_of` when given)
+    columns = [getattr(TutorMetrics, c) for c, _, _ in FLAG_KEYS]
+    query = select(
+        TutorMetrics.reasons, TutorMetrics.as_of, TutorMetrics.window_days, *columns
+    ).where(TutorMetrics.tutor_id == tutor_id)
+    metrics = None
+    if as_of is None:
+        metrics = session.execute(query.where(TutorMetrics.is_current == true())).first()
+    else:
         query = query.where(TutorMetrics.as_of <= as_of)
-    metrics = session.scalars(query.order_by(TutorMetrics.as_of.desc()).limit(1)).first()
+    if metrics is None:
+        metrics = session.execute(query.order_by(TutorMetrics.as_of.desc()).limit(1)).first()
     keys: list[str] = []
     evidence: dict[str, str] = {}
     if metrics is not None:

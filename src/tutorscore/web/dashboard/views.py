@@ -213,27 +213,36 @@ def llm_today(db: Session) -> dict[str, Any]:
     }
 
 
+def _current(db: Session, alias: str) -> str:
+    """`alias` is a tutor's latest metrics row, written as the partial index
+    ix_tutor_metrics_current's predicate so both backends can use it."""
+    if db.get_bind().dialect.name == "postgresql":
+        return f"{alias}.is_current"
+    return f"{alias}.is_current = 1"
+
+
 def new_flags(
     db: Session, *, since: timedelta = timedelta(days=1), limit: int = 20
 ) -> tuple[list[dict[str, Any]], int]:
-    """Tutors with a flag in their latest metrics that their metrics a day earlier lacked."""
+    """Tutors with a flag in their latest metrics that their metrics a day earlier lacked.
+
+    "Latest" is the `is_current` row (maintained by analytics.service); the row a day
+    earlier is still the latest one at or before the cutoff (MAX(as_of)).
+    """
     cutoff = utcnow() - since
     flag_cols = ", ".join(f"cur.{f} AS {f}, old.{f} AS old_{f}" for f in FLAG_NAMES)
     raised = " OR ".join(f"(cur.{f} AND NOT COALESCE(old.{f}, FALSE))" for f in FLAG_NAMES)
     sql = statement(
-        f"""WITH latest AS (
-  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics GROUP BY tutor_id
-), before AS (
+        f"""WITH before AS (
   SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics WHERE as_of <= :cutoff GROUP BY tutor_id
 )
 SELECT cur.tutor_id AS tutor_id, t.name AS name, cur.churn_risk_label AS churn_risk_label,
        cur.as_of AS as_of, {flag_cols}
-FROM latest l
-JOIN tutor_metrics cur ON cur.tutor_id = l.tutor_id AND cur.as_of = l.as_of
+FROM tutor_metrics cur
 JOIN tutors t ON t.tutor_id = cur.tutor_id
-LEFT JOIN before b ON b.tutor_id = l.tutor_id
+LEFT JOIN before b ON b.tutor_id = cur.tutor_id
 LEFT JOIN tutor_metrics old ON old.tutor_id = b.tutor_id AND old.as_of = b.as_of
-WHERE cur.as_of > :cutoff AND ({raised})
+WHERE {_current(db, "cur")} AND cur.as_of > :cutoff AND ({raised})
 ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END,
          t.name""",
         {"cutoff": cutoff},
@@ -255,13 +264,10 @@ ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 
 
 
 def risk_counts(db: Session) -> dict[str, int]:
-    """Tutors per shown risk level, from each tutor's latest metrics row."""
+    """Tutors per shown risk level, from each tutor's latest (`is_current`) metrics row."""
     sql = text(
-        """WITH latest AS (
-  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics GROUP BY tutor_id
-)
-SELECT m.churn_risk_label, m.insufficient_data, COUNT(*)
-FROM latest l JOIN tutor_metrics m ON m.tutor_id = l.tutor_id AND m.as_of = l.as_of
+        f"""SELECT m.churn_risk_label, m.insufficient_data, COUNT(*)
+FROM tutor_metrics m WHERE {_current(db, "m")}
 GROUP BY m.churn_risk_label, m.insufficient_data"""
     )
     counts: dict[str, int] = {}
