@@ -224,7 +224,10 @@ def _compute(
         )
     if only is None:
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
-    risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
+    if scored:  # a churn model that passed its gate may have changed the labels
+        risk = _stored_risk(conn, as_of, only)
+    else:
+        risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
     return RunSummary(
         run_id=run_id,
         kind=kind,
@@ -236,6 +239,22 @@ def _compute(
         flags={f: sum(1 for a in assessments if getattr(a, f)) for f in FLAG_COLUMNS},
         model_scored=scored,
     )
+
+
+def _stored_risk(conn: Connection, as_of: datetime, only: str | None) -> Counter[str]:
+    """Risk levels of the rows written at `as_of`, as they are after churn scoring."""
+    m = METRICS
+    query = (
+        select(m.c.churn_risk_label, m.c.insufficient_data, func.count())
+        .where(m.c.as_of == as_of)
+        .group_by(m.c.churn_risk_label, m.c.insufficient_data)
+    )
+    if only is not None:
+        query = query.where(m.c.tutor_id == only)
+    out: Counter[str] = Counter()
+    for label, insufficient, n in conn.execute(query):
+        out[risk_level(label, bool(insufficient))] += n
+    return out
 
 
 def _attach_evidence(

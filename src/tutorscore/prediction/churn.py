@@ -583,9 +583,10 @@ def apply_churn_scores(
     by_tutor: dict[str, ChurnScore] = {}
     # A model that failed its gate is not shown, so it is not worth a features pass.
     if passed:
-        frame = compute_features(
-            session, as_of=as_of, rules=rules, tutor_ids=[r.tutor_id for r in rows]
-        )
+        # The caller's scope, not the ids of the rows: `tutor_id IN (10k ids)` makes
+        # SQLite walk the sessions index once per tutor (3-4x slower for a full run).
+        frame = compute_features(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids)
+        frame = frame.only(set(rules_label))
         if any(rules_label.get(t) is None for t in frame.tutor_ids):
             with_rules_feature(session, frame, rules)
         else:
