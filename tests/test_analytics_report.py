@@ -289,6 +289,13 @@ async def test_api_run_analytics_needs_coach(client: httpx.AsyncClient, engine: 
     r = await client.post("/api/run-analytics", json={"as_of": "2026-11-24T00:00:00"},
                           headers=coach)
     assert r.status_code == 400
+    # the thresholds behind the run, by the fingerprint every report row carries
+    r = await client.get(f"/api/analytics/configs/{body['config_hash']}", headers=viewer)
+    assert r.status_code == 200, r.text
+    assert r.json()["config_hash"] == body["config_hash"]
+    assert r.json()["config"]["thresholds"]["high_rescheduler_rate"] == 0.15
+    r = await client.get("/api/analytics/configs/0000", headers=viewer)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await client.get("/api/first-sessions", params={"as_of": "2026-11-24T00:00:00Z"},
                          headers=viewer)
     assert r.status_code == 200, r.text

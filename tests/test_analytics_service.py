@@ -20,9 +20,9 @@ from analytics_support import (  # noqa: F401  (autouse fixture)
     compute,
     metrics_row,
 )
-from tutorscore.analytics.service import compute_all, live_as_of, update_tutor
+from tutorscore.analytics.service import compute_all, live_as_of, stored_config, update_tutor
 from tutorscore.config import RulesConfig
-from tutorscore.db.models.analytics import AnalyticsRun, TutorMetrics
+from tutorscore.db.models.analytics import AnalyticsConfig, AnalyticsRun, TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 from tutorscore.errors import NotFound
@@ -70,8 +70,10 @@ def test_full_recompute_is_idempotent_and_records_the_run(
         assert session.scalar(select(func.count()).select_from(TutorMetrics)) == 3
         runs = session.scalars(select(AnalyticsRun).order_by(AnalyticsRun.id)).all()
         assert [r.kind for r in runs] == ["full", "full"]
-        assert runs[0].config_hash == rules.fingerprint()
-        assert runs[0].config["thresholds"]["high_rescheduler_rate"] == 0.15
+        assert runs[0].config_hash == runs[1].config_hash == rules.fingerprint()
+        configs = session.scalars(select(AnalyticsConfig)).all()
+        assert [c.config_hash for c in configs] == [rules.fingerprint()]  # stored once
+        assert configs[0].config["thresholds"]["high_rescheduler_rate"] == 0.15
         assert runs[0].finished_at is not None and runs[0].as_of == AS_OF
         ids = set(session.scalars(select(TutorMetrics.run_id)))
         assert ids == {runs[1].id}
@@ -386,3 +388,33 @@ def test_live_updates_replace_the_previous_live_row(
     ]
     current, latest = _current_vs_latest(engine)
     assert current == latest
+
+
+def test_each_config_is_stored_once_and_explains_its_runs(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    d = Data()
+    _small_world(d)
+    d.flush(engine)
+    compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    for tutor_id in ("A", "B", "A"):
+        update_tutor(engine, tutor_id, rules=rules, as_of=AS_OF, score_churn=False)
+    stricter = rules.model_copy(deep=True)
+    stricter.thresholds.high_rescheduler_rate = 0.05
+    compute_all(engine, as_of=AS_OF, rules=stricter, score_churn=False)
+    with Session(engine) as session:
+        runs = session.scalars(select(AnalyticsRun).order_by(AnalyticsRun.id)).all()
+        hashes = [r.config_hash for r in runs]
+        assert len(runs) == 5
+        assert hashes == [rules.fingerprint()] * 4 + [stricter.fingerprint()]
+        assert session.scalar(select(func.count()).select_from(AnalyticsConfig)) == 2
+    # the rows written by each run stay explainable by their own thresholds
+    assert stored_config(engine, rules.fingerprint())["config"]["thresholds"][
+        "high_rescheduler_rate"
+    ] == 0.15
+    assert stored_config(engine, stricter.fingerprint())["config"]["thresholds"][
+        "high_rescheduler_rate"
+    ] == 0.05
+    assert metrics_row(engine, "A").config_hash == stricter.fingerprint()
+    with pytest.raises(NotFound):
+        stored_config(engine, "no-such-hash")

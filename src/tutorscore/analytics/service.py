@@ -44,13 +44,14 @@ from tutorscore.analytics.rules import Assessment, assess, risk_level
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import utcnow
-from tutorscore.db.models.analytics import AnalyticsRun, TutorMetrics
+from tutorscore.db.models.analytics import AnalyticsConfig, AnalyticsRun, TutorMetrics
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound
 
 Bind = Engine | Connection | Session
 
 RUNS = cast(Table, AnalyticsRun.__table__)
+CONFIGS = cast(Table, AnalyticsConfig.__table__)
 METRICS = cast(Table, TutorMetrics.__table__)
 FLAG_COLUMNS = (
     "high_rescheduler_flag",
@@ -183,6 +184,7 @@ def _compute(
     _attach_evidence(counts, rules, assessments)
 
     config_hash = rules.fingerprint()
+    _record_config(conn, config_hash, rules)
     run_id = conn.execute(
         insert(RUNS)
         .values(
@@ -193,7 +195,6 @@ def _compute(
             finished_at=utcnow() if only is not None else None,
             tutors=len(assessments),
             config_hash=config_hash,
-            config=rules.model_dump(mode="json"),
         )
         .returning(RUNS.c.id)
     ).scalar_one()
@@ -239,6 +240,35 @@ def _compute(
         flags={f: sum(1 for a in assessments if getattr(a, f)) for f in FLAG_COLUMNS},
         model_scored=scored,
     )
+
+
+def _record_config(conn: Connection, config_hash: str, rules: RulesConfig) -> None:
+    """Store the config in force under its fingerprint, once (later runs only refer to it)."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    known = conn.scalar(select(CONFIGS.c.config_hash).where(CONFIGS.c.config_hash == config_hash))
+    if known is None:
+        conn.execute(
+            dialect_insert(CONFIGS)
+            .values(config_hash=config_hash, config=rules.model_dump(mode="json"))
+            .on_conflict_do_nothing(index_elements=["config_hash"])
+        )
+
+
+def stored_config(bind: Bind, config_hash: str) -> dict[str, Any]:
+    """The rules config recorded under `config_hash` (what explains rows that carry it)."""
+    with _connection(bind) as conn:
+        row = conn.execute(
+            select(CONFIGS.c.config, CONFIGS.c.first_used_at).where(
+                CONFIGS.c.config_hash == config_hash
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"no analytics config with fingerprint {config_hash!r}")
+    return {
+        "config_hash": config_hash,
+        "first_used_at": iso(row.first_used_at),
+        "config": row.config,
+    }
 
 
 def _stored_risk(conn: Connection, as_of: datetime, only: str | None) -> Counter[str]:

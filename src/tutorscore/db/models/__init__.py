@@ -1,7 +1,7 @@
 """All tables. Import from here so Alembic and the app see every model."""
 
 from tutorscore.db.base import Base
-from tutorscore.db.models.analytics import AnalyticsRun, TutorMetrics
+from tutorscore.db.models.analytics import AnalyticsConfig, AnalyticsRun, TutorMetrics
 from tutorscore.db.models.auth import ROLES, ApiToken, AuditLog, User
 from tutorscore.db.models.core import (
     PARTIES,
@@ -19,6 +19,7 @@ __all__ = [
     "ROLES",
     "SESSION_STATUSES",
     "Alert",
+    "AnalyticsConfig",
     "AnalyticsRun",
     "ApiToken",
     "AuditLog",

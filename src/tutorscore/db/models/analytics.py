@@ -20,6 +20,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tutorscore.db.base import Base, JSONType, utcnow
 
 
+class AnalyticsConfig(Base):
+    """A rules config that was in force for some run, stored once per fingerprint.
+
+    Runs (and every tutor_metrics row) carry the fingerprint; the live path writes
+    a run per recorded session, so the ~3 KB config is not repeated in each.
+    """
+
+    __tablename__ = "analytics_configs"
+
+    config_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    first_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AnalyticsRun(Base):
     """One computation: when, for which as_of, with which config."""
 
@@ -31,8 +45,7 @@ class AnalyticsRun(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     tutors: Mapped[int] = mapped_column(Integer, default=0)
-    config_hash: Mapped[str] = mapped_column(String(32))
-    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    config_hash: Mapped[str] = mapped_column(ForeignKey("analytics_configs.config_hash"))
 
 
 CURRENT_LIST_COLUMNS = (

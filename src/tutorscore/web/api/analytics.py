@@ -1,4 +1,4 @@
-"""POST /api/run-analytics (full recompute) and GET /api/first-sessions."""
+"""POST /api/run-analytics, GET /api/analytics/configs/{hash}, GET /api/first-sessions."""
 
 from __future__ import annotations
 
@@ -69,3 +69,21 @@ def first_sessions(
     from tutorscore.analytics.first_sessions import first_session_patterns
 
     return first_session_patterns(db, as_of=_aware(as_of), rules=state.rules)
+
+
+class AnalyticsConfigOut(BaseModel):
+    config_hash: str
+    first_used_at: str
+    config: dict[str, Any]
+
+
+@router.get(
+    "/analytics/configs/{config_hash}",
+    response_model=AnalyticsConfigOut,
+    responses={404: {"description": "no run used a config with this fingerprint"}},
+)
+def analytics_config(config_hash: str, db: DbSession, user: CurrentUser) -> dict[str, Any]:
+    """The thresholds in force for rows carrying `config_hash` (every tutor report has one)."""
+    from tutorscore.analytics.service import stored_config
+
+    return stored_config(db, config_hash)
