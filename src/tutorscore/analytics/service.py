@@ -73,6 +73,9 @@ class RunSummary:
     risk: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     model_scored: int = 0
+    # seconds per stage: sql (aggregate queries), rules (flags, reasons, evidence),
+    # write (upsert + is_current), churn (model scoring and alerts)
+    stages: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,7 @@ class RunSummary:
             "risk": self.risk,
             "flags": self.flags,
             "model_scored": self.model_scored,
+            "stages": {k: round(v, 4) for k, v in self.stages.items()},
         }
 
     def __str__(self) -> str:
@@ -180,8 +184,12 @@ def _compute(
     as_of = as_of.astimezone(UTC)
     window = Window.build(as_of, rules.analytics.window_days)
     counts = metrics.aggregate(conn, window, rules, tutor_ids, only=only)
+    stages = {"sql": time.perf_counter() - started}
+    mark = time.perf_counter()
     assessments = [assess(c, rules, window) for c in counts.values()]
     _attach_evidence(counts, rules, assessments)
+    stages["rules"] = time.perf_counter() - mark
+    mark = time.perf_counter()
 
     config_hash = rules.fingerprint()
     _record_config(conn, config_hash, rules)
@@ -214,6 +222,8 @@ def _compute(
     if rows:
         _upsert(conn, rows)
         _mark_current(conn, as_of, only)
+    stages["write"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     scored = 0
     if score_churn:
         scored = apply_churn_model(
@@ -239,6 +249,7 @@ def _compute(
         risk={k: risk.get(k, 0) for k in ("high", "medium", "low", "not_enough_data")},
         flags={f: sum(1 for a in assessments if getattr(a, f)) for f in FLAG_COLUMNS},
         model_scored=scored,
+        stages={**stages, "churn": time.perf_counter() - mark},
     )
 
 

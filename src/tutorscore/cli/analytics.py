@@ -46,6 +46,8 @@ def analytics(
     flags = ", ".join(f"{n} {name}" for name, n in summary.flags.items())
     console.print(f"  flags: {flags}")
     console.print(f"  config {summary.config_hash}, run {summary.run_id}")
+    stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in summary.stages.items())
+    console.print(f"  time: {stages}")
 
 
 def _pct(value: float | None) -> str:

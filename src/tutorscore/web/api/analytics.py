@@ -30,6 +30,9 @@ class RunAnalyticsOut(BaseModel):
     risk: dict[str, int]
     flags: dict[str, int]
     model_scored: int
+    stages: dict[str, float] = Field(
+        default_factory=dict, description="seconds per stage: sql, rules, write, churn"
+    )
 
 
 def _aware(as_of: datetime | None) -> datetime:
