@@ -258,3 +258,17 @@ async def test_cached_report_pages_follow_new_sessions(
     body = session_record("C2", "T1", "S2", when=AS_OF - timedelta(hours=2))
     assert (await client.post("/api/sessions", json=body, headers=headers)).status_code == 201
     assert await t1_sessions() == 2
+
+
+async def test_served_app_limits_its_handler_threads(
+    engine: Engine, rules: RulesConfig, web_settings: Settings
+) -> None:
+    """TUTORSCORE_WEB_THREADS caps the thread pool that runs sync handlers (docs/web.md)."""
+    import anyio.to_thread
+
+    from tutorscore.web.app import create_app
+
+    settings = web_settings.model_copy(update={"web_threads": 3})
+    app = create_app(settings, rules, engine)
+    async with app.router.lifespan_context(app):
+        assert anyio.to_thread.current_default_thread_limiter().total_tokens == 3

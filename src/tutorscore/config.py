@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     llm_batch_backlog: bool = Field(default=False, alias="TUTORSCORE_LLM_BATCH_BACKLOG")
     alert_webhook_url: str | None = Field(default=None, alias="TUTORSCORE_ALERT_WEBHOOK_URL")
     log_level: str = Field(default="INFO", alias="TUTORSCORE_LOG_LEVEL")
+    # threads per web process running sync handlers (docs/web.md "Performance")
+    web_threads: int = Field(default=4, ge=1, le=200, alias="TUTORSCORE_WEB_THREADS")
 
     @property
     def llm_enabled(self) -> bool:

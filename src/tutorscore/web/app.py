@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -79,6 +80,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers run in AnyIO's thread pool (40 threads by default). CPU-bound
+        # handlers share one GIL, so 8 requests in 8 threads all progress slowly and
+        # hand the GIL back and forth at every query; a few threads finish requests in
+        # arrival order instead, with less switching (docs/web.md "Performance").
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = settings.web_threads
         yield
         if owns_engine:
             engine.dispose()
