@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup, escape
 
 from tutorscore.evaluation.judge import RISK_TAGS
 from tutorscore.web.dashboard.views import FLAG_LABELS
@@ -47,6 +48,54 @@ def _reason_value(value: Any, threshold: Any = None) -> str:
     return f"{value:g}"
 
 
+# Badges (the markup of _badge.html's macros) as Python functions: the tutor list and
+# tutor page call them once or more per row, and a Jinja macro call costs several times
+# a plain function call. Values are escaped here; the result is Markup.
+_RISK_CLASS = {"high": "high", "medium": "medium", "low": "low"}
+_STATUS_CLASS = {
+    "completed": "low",
+    "no_show": "high",
+    "rescheduled": "medium",
+    "cancelled": "na",
+    "scheduled": "na",
+}
+
+
+def risk_badge(level: Any, prefix: str = "") -> Markup:
+    text = str(level)
+    shown = "not enough data" if level == "not_enough_data" else text
+    cls = _RISK_CLASS.get(text, "na")
+    pre = escape(prefix)
+    return Markup(
+        f'<span class="badge badge-{cls}" title="{pre}{escape(text.replace("_", " "))}">'
+        f"{pre}{escape(shown)}</span>"
+    )
+
+
+def flag_badge(name: str) -> Markup:
+    label = FLAG_LABELS.get(name, str(name).replace("_", " "))
+    return Markup(f'<span class="badge badge-flag">{escape(label)}</span>')
+
+
+def status_badge(value: Any) -> Markup:
+    text = str(value)
+    cls = _STATUS_CLASS.get(text, "na")
+    return Markup(f'<span class="badge badge-{cls}">{escape(text.replace("_", " "))}</span>')
+
+
+def score_badge(value: float | None, thresholds: Any) -> Markup:
+    """AI score: red below the low-AI-quality threshold, amber below the low-rating one."""
+    if value is None:
+        return Markup('<span class="muted">—</span>')
+    if value < thresholds.low_ai_quality:
+        cls = "high"
+    elif value < thresholds.low_rating:
+        cls = "medium"
+    else:
+        cls = "low"
+    return Markup(f'<span class="badge badge-{cls}">{value:.1f}</span>')
+
+
 def _build_env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
@@ -59,6 +108,10 @@ def _build_env() -> Environment:
     env.filters["when"] = _when
     env.filters["reason_value"] = _reason_value
     env.globals["urlencode"] = urlencode
+    env.globals["risk_badge"] = risk_badge
+    env.globals["flag_badge"] = flag_badge
+    env.globals["status_badge"] = status_badge
+    env.globals["score_badge"] = score_badge
     env.globals["FLAG_LABELS"] = FLAG_LABELS
     env.globals["RISK_TAGS"] = RISK_TAGS
     return env
