@@ -272,3 +272,20 @@ async def test_served_app_limits_its_handler_threads(
     app = create_app(settings, rules, engine)
     async with app.router.lifespan_context(app):
         assert anyio.to_thread.current_default_thread_limiter().total_tokens == 3
+
+
+def test_served_app_memory_maps_sqlite(tmp_path: Any, rules: RulesConfig) -> None:
+    """The app's own SQLite engine maps the file (docs/web.md "Performance")."""
+    from sqlalchemy import text
+
+    from tutorscore.web.app import SQLITE_MMAP_BYTES, create_app
+
+    settings = Settings(
+        DATABASE_URL=f"sqlite:///{tmp_path}/web.db",
+        TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
+        TUTORSCORE_DATA_DIR=str(tmp_path),
+    )
+    app = create_app(settings, rules)
+    with app.state.tutorscore.engine.connect() as conn:
+        assert conn.scalar(text("PRAGMA mmap_size")) == SQLITE_MMAP_BYTES
+    app.state.tutorscore.engine.dispose()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, select, true
+from sqlalchemy import Executable, String, and_, bindparam, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from tutorscore.config import RulesConfig
+from tutorscore.db.base import UTCDateTime
 from tutorscore.db.models import Intervention, SessionEvaluation, TutoringSession, TutorMetrics
 
 # tutor_metrics field -> (value that raises it, playbook key)
@@ -68,7 +70,16 @@ def tag_counts(
     session: Session, tutor_id: str, *, start: datetime, end: datetime, rules: RulesConfig
 ) -> tuple[dict[str, int], int]:
     """How many of the tutor's evaluated sessions in (start, end] carry each playbook tag."""
-    tags = tag_keys(rules)
+    tags = tuple(tag_keys(rules))
+    row = session.execute(
+        _tag_counts_statement(tags), {"tutor_id": tutor_id, "start": start, "end": end}
+    ).one()
+    return {t: int(getattr(row, t) or 0) for t in tags}, int(row.evaluated or 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_counts_statement(tags: tuple[str, ...]) -> Executable:
+    """The tag-count query for a set of tags, built once (the tutor page runs it per view)."""
     ev = SessionEvaluation
     s = TutoringSession
     cols = [
@@ -79,19 +90,18 @@ def tag_counts(
         ).label(t)
         for t in tags
     ]
-    row = session.execute(
+    return (
         select(func.count(func.distinct(s.session_id)).label("evaluated"), *cols)
         .select_from(s)
         .join(ev, ev.session_id == s.session_id)
         .where(
             and_(
-                s.tutor_id == tutor_id,
-                s.scheduled_start_at > start,
-                s.scheduled_start_at <= end,
+                s.tutor_id == bindparam("tutor_id"),
+                s.scheduled_start_at > bindparam("start", type_=UTCDateTime()),
+                s.scheduled_start_at <= bindparam("end", type_=UTCDateTime()),
             )
         )
-    ).one()
-    return {t: int(getattr(row, t) or 0) for t in tags}, int(row.evaluated or 0)
+    )
 
 
 def tutor_recommendations(

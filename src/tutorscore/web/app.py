@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from starlette.middleware.sessions import SessionMiddleware
 
 from tutorscore import __version__
@@ -63,6 +64,19 @@ def _routers(package: str, names: tuple[str, ...]) -> list[APIRouter]:
     return found
 
 
+# Memory-map the SQLite file in the web process (up to this size). Pages then come
+# straight from the OS page cache: a tutor page reads ~150 session rows scattered over
+# a large file, and through SQLite's default 2 MB page cache (read() per page) that
+# cost ~0.3-0.6 ms per query where the map costs ~0.05-0.1 (docs/web.md "Performance").
+SQLITE_MMAP_BYTES = 2**31 - 2**16
+
+
+def _sqlite_read_tuning(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    cur.close()
+
+
 def create_app(
     settings: Settings | None = None,
     rules: RulesConfig | None = None,
@@ -74,6 +88,8 @@ def create_app(
     rules = rules or get_rules()
     owns_engine = engine is None
     engine = engine or make_engine(settings.database_url)
+    if owns_engine and engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_read_tuning)
     state = AppState(
         settings=settings, rules=rules, engine=engine, sessions=session_factory(engine)
     )
