@@ -35,10 +35,11 @@ def serve(
     import uvicorn
 
     from tutorscore.config import get_rules, get_settings
-    from tutorscore.web.app import create_app
+    from tutorscore.web.app import create_app, tune_gc_for_serving, tune_sqlite
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
+    tune_sqlite(engine)  # before the worker thread opens connections
     configure_logging(settings.log_level)
     if not access_log:
         logging.getLogger("tutorscore.web.access").setLevel(logging.WARNING)
@@ -70,6 +71,7 @@ def serve(
             server = uvicorn.Server(
                 uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
             )
+            tune_gc_for_serving()
             server.run()
     finally:
         stop.set()
