@@ -289,3 +289,23 @@ def test_served_app_memory_maps_sqlite(tmp_path: Any, rules: RulesConfig) -> Non
     with app.state.tutorscore.engine.connect() as conn:
         assert conn.scalar(text("PRAGMA mmap_size")) == SQLITE_MMAP_BYTES
     app.state.tutorscore.engine.dispose()
+
+
+async def test_report_cache_can_be_switched_off(
+    engine: Engine, rules: RulesConfig, web_settings: Settings
+) -> None:
+    """TUTORSCORE_REPORT_CACHE_TTL=0: every tutor-report request is computed afresh."""
+    from tutorscore.analytics.service import compute_all
+    from tutorscore.web.app import create_app
+
+    _people(engine)
+    compute_all(engine, as_of=AS_OF, rules=rules)
+    headers = bearer(engine, "reader", "viewer")
+    app = create_app(web_settings.model_copy(update={"report_cache_ttl": 0}), rules, engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        for _ in range(2):
+            r = await c.get("/api/tutors", params={"sort": "name"}, headers=headers)
+            assert [x["name"] for x in r.json()["items"]] == ["Ada Tutor", "Bo Tutor"]
+    cache = app.state.tutorscore.report_cache
+    assert (cache.hits, cache.misses) == (0, 2)

@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="TUTORSCORE_LOG_LEVEL")
     # threads per web process running sync handlers (docs/web.md "Performance")
     web_threads: int = Field(default=4, ge=1, le=200, alias="TUTORSCORE_WEB_THREADS")
+    # seconds a cached tutor-report page may be served (web/report_cache.py); 0 = no cache
+    report_cache_ttl: float = Field(default=30.0, ge=0, alias="TUTORSCORE_REPORT_CACHE_TTL")
 
     @property
     def llm_enabled(self) -> bool:

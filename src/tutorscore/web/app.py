@@ -21,6 +21,7 @@ from tutorscore.db.engine import make_engine, session_factory
 from tutorscore.web.errors import install_error_handlers
 from tutorscore.web.metrics import build_registry
 from tutorscore.web.middleware import RequestContextMiddleware
+from tutorscore.web.report_cache import ReportCache
 from tutorscore.web.state import AppState
 from tutorscore.web.templating import STATIC_DIR
 
@@ -116,7 +117,11 @@ def create_app(
     engine = engine or make_engine(settings.database_url)
     tune_sqlite(engine)
     state = AppState(
-        settings=settings, rules=rules, engine=engine, sessions=session_factory(engine)
+        settings=settings,
+        rules=rules,
+        engine=engine,
+        sessions=session_factory(engine),
+        report_cache=ReportCache(ttl=settings.report_cache_ttl),
     )
 
     @asynccontextmanager

@@ -34,6 +34,9 @@ class ReportCache:
         self.misses = 0
 
     def get(self, db: Session, key: Hashable, compute: Callable[[], T]) -> T:
+        if self.ttl <= 0:  # caching off (TUTORSCORE_REPORT_CACHE_TTL=0)
+            self.misses += 1
+            return compute()
         version = db.scalar(select(func.max(AnalyticsRun.id)))
         now = time.monotonic()
         with self._lock:
