@@ -2,6 +2,7 @@
 
 - `DbSession`: one transaction per request, committed before the response is sent.
 - `State`: settings, rules, engine.
+- CSRF tokens live in `tutorscore.web.csrf`.
 - `CurrentUser`: the `Principal` behind the request, from the signed session cookie
   or an `Authorization: Bearer <token>` header; 401 when there is none. Cookie-
   authenticated POST/PUT/PATCH/DELETE must carry the CSRF token (header
@@ -13,8 +14,6 @@
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -24,11 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from tutorscore.auth.users import Principal, principal_for_token, principal_for_username
 from tutorscore.errors import PermissionDenied
+from tutorscore.web.csrf import check_csrf
 from tutorscore.web.errors import NotAuthenticated
 from tutorscore.web.state import AppState
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_SESSION_KEY = "csrf"
 USER_SESSION_KEY = "user"
 
 
@@ -88,34 +87,6 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 # scope="function": commit before the response goes out, so a client that reads
 # right after a write sees it, and a failing commit is an error response.
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
-
-
-def csrf_token(request: Request) -> str:
-    """The CSRF token bound to this browser session (created on first use)."""
-    token = request.session.get(CSRF_SESSION_KEY)
-    if not isinstance(token, str) or not token:
-        token = secrets.token_urlsafe(32)
-        request.session[CSRF_SESSION_KEY] = token
-    return token
-
-
-async def check_csrf(request: Request) -> None:
-    """403 unless the request carries this session's CSRF token."""
-    sent = request.headers.get("x-csrf-token")
-    if sent is None:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
-            value = form.get("csrf_token")
-            sent = value if isinstance(value, str) else None
-    verify_csrf_value(request, sent)
-
-
-def verify_csrf_value(request: Request, sent: str | None) -> None:
-    """403 unless `sent` equals this session's CSRF token (for sync form handlers)."""
-    expected = request.session.get(CSRF_SESSION_KEY)
-    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
-        raise PermissionDenied("CSRF token missing or invalid; reload the page and try again")
 
 
 def bearer_token(request: Request) -> str | None:

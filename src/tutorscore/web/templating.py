@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
 from tutorscore.evaluation.judge import RISK_TAGS
+from tutorscore.web.csrf import csrf_token
 from tutorscore.web.dashboard.views import FLAG_LABELS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -128,8 +129,6 @@ def render(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    from tutorscore.web.deps import csrf_token
-
     ctx: dict[str, Any] = {
         "THRESHOLDS": request.app.state.tutorscore.rules.thresholds,
         "user": getattr(request.state, "principal", None),

@@ -6,14 +6,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from tutorscore.auth.users import Principal, authenticate
-from tutorscore.web.deps import (
-    CSRF_SESSION_KEY,
-    USER_SESSION_KEY,
-    CurrentUser,
-    DbSession,
-    State,
-    csrf_token,
-)
+from tutorscore.web.csrf import CSRF_SESSION_KEY, csrf_token
+from tutorscore.web.deps import USER_SESSION_KEY, CurrentUser, DbSession, State
 from tutorscore.web.errors import NotAuthenticated, TooManyRequests
 
 router = APIRouter(prefix="/api", tags=["auth"])

@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tutorscore.errors import UserError
 from tutorscore.web.api.auth import attempt_login
-from tutorscore.web.deps import USER_SESSION_KEY, CurrentUser, DbSession, State, verify_csrf_value
+from tutorscore.web.csrf import verify_csrf_value
+from tutorscore.web.deps import USER_SESSION_KEY, CurrentUser, DbSession, State
 from tutorscore.web.errors import TooManyRequests
 from tutorscore.web.templating import render
 
