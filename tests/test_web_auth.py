@@ -5,14 +5,17 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine, select
 
+from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import make_engine, transaction
-from tutorscore.db.models import ApiToken, AuditLog
+from tutorscore.db.models import ApiToken, AuditLog, LoginFailure
 from tutorscore.web.app import create_app
 from web_support import (  # noqa: F401  (fixtures)
     PASSWORD,
@@ -142,6 +145,52 @@ async def test_login_throttled_after_five_failures(
     make_user(engine, "hank", "viewer")
     r = await client.post("/api/login", json={"username": "hank", "password": PASSWORD})
     assert r.status_code == 200
+
+
+async def test_login_throttle_is_shared_by_every_web_process(
+    app: FastAPI, engine: Engine, rules: RulesConfig, web_settings: Settings
+) -> None:
+    """Two apps on one database (two `serve --workers` processes) count failures together."""
+    make_user(engine, "lena", "viewer")
+    other_app = create_app(web_settings, rules, engine)
+    bad = {"username": "LENA", "password": "bad"}  # usernames count case-insensitively
+    for i in range(5):
+        target = app if i % 2 else other_app
+        transport = httpx.ASGITransport(app=target, client=("10.0.0.9", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            _error(await c.post("/api/login", json=bad), 401, "unauthorized")
+    for target in (app, other_app):
+        transport = httpx.ASGITransport(app=target, client=("10.0.0.9", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            good = {"username": "lena", "password": PASSWORD}
+            _error(await c.post("/api/login", json=good), 429, "too_many_requests")
+    # the same user from another address is not locked out
+    transport = httpx.ASGITransport(app=other_app, client=("10.0.0.10", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        r = await c.post("/api/login", json={"username": "lena", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+
+
+def test_login_throttle_window_and_reset(engine: Engine) -> None:
+    now = [datetime(2026, 11, 25, 12, 0, tzinfo=UTC)]
+    throttle = LoginThrottle(engine, max_failures=3, window_seconds=60, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failure("mo", "1.2.3.4")
+        now[0] += timedelta(seconds=10)
+    assert throttle.retry_after("mo", "1.2.3.4") is None  # 2 of 3
+    throttle.failure("MO", "1.2.3.4")
+    # locked until the oldest failure (t=0) leaves the 60 s window; now is t=20
+    assert throttle.retry_after("mo", "1.2.3.4") == 41
+    assert throttle.retry_after("mo", "5.6.7.8") is None
+    now[0] += timedelta(seconds=40)  # t=60: the first failure is out of the window
+    assert throttle.retry_after("mo", "1.2.3.4") is None
+    throttle.failure("mo", "1.2.3.4")  # prunes rows older than the window
+    with engine.connect() as conn:
+        stamps = list(conn.scalars(select(LoginFailure.failed_at)))
+    assert len(stamps) == 3 and min(stamps) > now[0] - timedelta(seconds=60)
+    assert throttle.retry_after("mo", "1.2.3.4") == 11  # oldest left (t=10) ends at t=70
+    throttle.success("mo", "1.2.3.4")
+    assert throttle.retry_after("mo", "1.2.3.4") is None
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, event
 from starlette.middleware.sessions import SessionMiddleware
 
 from tutorscore import __version__
+from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
 from tutorscore.web.errors import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(
         rules=rules,
         engine=engine,
         sessions=session_factory(engine),
+        login_throttle=LoginThrottle(engine),
         report_cache=ReportCache(ttl=settings.report_cache_ttl),
     )
 

@@ -18,5 +18,5 @@ class AppState:
     rules: RulesConfig
     engine: Engine
     sessions: sessionmaker[Session]
-    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    login_throttle: LoginThrottle
     report_cache: ReportCache = field(default_factory=ReportCache)

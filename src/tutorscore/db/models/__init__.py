@@ -2,7 +2,7 @@
 
 from tutorscore.db.base import Base
 from tutorscore.db.models.analytics import AnalyticsConfig, AnalyticsRun, TutorMetrics
-from tutorscore.db.models.auth import ROLES, ApiToken, AuditLog, User
+from tutorscore.db.models.auth import ROLES, ApiToken, AuditLog, LoginFailure, User
 from tutorscore.db.models.core import (
     PARTIES,
     SESSION_STATUSES,
@@ -22,6 +22,7 @@ __all__ = [
     "AnalyticsConfig",
     "AnalyticsRun",
     "ApiToken",
+    "LoginFailure",
     "AuditLog",
     "Base",
     "Intervention",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:54:10.546908
+Create Date: 2026-11-25 16:44:37.787594
 """
 
 from collections.abc import Sequence
@@ -100,6 +100,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("llm_calls", schema=None) as batch_op:
         batch_op.create_index("ix_llm_calls_created_at", ["created_at"], unique=False)
+
+    op.create_table(
+        "login_failures",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("username", sa.String(length=200), nullable=False),
+        sa.Column("address", sa.String(length=64), nullable=False),
+        sa.Column("failed_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
+    )
+    with op.batch_alter_table("login_failures", schema=None) as batch_op:
+        batch_op.create_index("ix_login_failures_failed_at", ["failed_at"], unique=False)
+        batch_op.create_index(
+            "ix_login_failures_key", ["username", "address", "failed_at"], unique=False
+        )
 
     op.create_table(
         "students",
@@ -477,6 +491,11 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_table("tutors")
     op.drop_table("students")
+    with op.batch_alter_table("login_failures", schema=None) as batch_op:
+        batch_op.drop_index("ix_login_failures_key")
+        batch_op.drop_index("ix_login_failures_failed_at")
+
+    op.drop_table("login_failures")
     with op.batch_alter_table("llm_calls", schema=None) as batch_op:
         batch_op.drop_index("ix_llm_calls_created_at")
 
