@@ -64,7 +64,7 @@ screenshots: install chromium
 	$(BIN)/python scripts/screenshots.py
 
 migration: install
-	scripts/regen_initial_migration.sh
+	scripts/new_migration.sh "$(MSG)"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,15 +1,16 @@
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 
 from tutorscore.db.engine import transaction
-from tutorscore.db.migrate import current_revision
+from tutorscore.db.migrate import current_revision, downgrade, head_revision, upgrade
 from tutorscore.db.models import Student, Tutor, TutoringSession
 
 
 def test_migrations_create_every_table_and_index(engine: Engine) -> None:
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     for name in (
@@ -25,12 +26,67 @@ def test_migrations_create_every_table_and_index(engine: Engine) -> None:
         "users",
         "api_tokens",
         "audit_log",
+        "analytics_configs",
+        "login_failures",
     ):
         assert name in tables
     indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("sessions")}
     assert ("tutor_id", "scheduled_start_at") in indexed
     assert ("student_id",) in indexed
     assert ("status",) in indexed
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    """No difference between the migrated schema and the models (autogenerate sees none)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tutorscore.db.models import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> None:
+    """An 0001 database with runs keeps every config, once per fingerprint, and back."""
+    from tutorscore.db.engine import make_engine
+    from tutorscore.testing.databases import temporary_database
+
+    backend = "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    config_a = {"thresholds": {"high_rescheduler_rate": 0.15}}
+    config_b = {"thresholds": {"high_rescheduler_rate": 0.05}}
+    with temporary_database(backend, label="mig") as url:
+        db = make_engine(url)
+        downgrade(db, "0001")
+        insert = text(
+            "INSERT INTO analytics_runs (as_of, kind, started_at, tutors, config_hash, config)"
+            " VALUES (:t, 'full', :t, 1, :h, :c)"
+        )
+        with db.begin() as conn:
+            for i, (config_hash, config) in enumerate(
+                [("aaa", config_a), ("aaa", config_a), ("bbb", config_b)]
+            ):
+                when = f"2026-11-2{i} 00:00:00"
+                conn.execute(insert, {"t": when, "h": config_hash, "c": json.dumps(config)})
+        upgrade(db)
+        assert current_revision(db) == "0002"
+        with db.connect() as conn:
+            stored = dict(
+                conn.execute(text("SELECT config_hash, config FROM analytics_configs")).all()
+            )
+            hashes = list(conn.scalars(text("SELECT config_hash FROM analytics_runs ORDER BY id")))
+        stored = {k: v if isinstance(v, dict) else json.loads(v) for k, v in stored.items()}
+        assert stored == {"aaa": config_a, "bbb": config_b}
+        assert hashes == ["aaa", "aaa", "bbb"]
+        downgrade(db, "0001")
+        with db.connect() as conn:
+            back = [
+                v if isinstance(v, dict) else json.loads(v)
+                for v in conn.scalars(text("SELECT config FROM analytics_runs ORDER BY id"))
+            ]
+        assert back == [config_a, config_a, config_b]
+        db.dispose()
 
 
 def test_datetimes_round_trip_as_utc(engine: Engine) -> None:

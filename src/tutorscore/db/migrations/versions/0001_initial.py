@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:44:37.787594
+Create Date: 2026-11-25 15:01:56.810269
 """
 
 from collections.abc import Sequence
@@ -21,15 +21,20 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "analytics_configs",
+        "analytics_runs",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("as_of", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("started_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("tutors", sa.Integer(), nullable=False),
         sa.Column("config_hash", sa.String(length=32), nullable=False),
         sa.Column(
             "config",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("first_used_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("config_hash", name=op.f("pk_analytics_configs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_runs")),
     )
     op.create_table(
         "audit_log",
@@ -102,20 +107,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_llm_calls_created_at", ["created_at"], unique=False)
 
     op.create_table(
-        "login_failures",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("username", sa.String(length=200), nullable=False),
-        sa.Column("address", sa.String(length=64), nullable=False),
-        sa.Column("failed_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
-    )
-    with op.batch_alter_table("login_failures", schema=None) as batch_op:
-        batch_op.create_index("ix_login_failures_failed_at", ["failed_at"], unique=False)
-        batch_op.create_index(
-            "ix_login_failures_key", ["username", "address", "failed_at"], unique=False
-        )
-
-    op.create_table(
         "students",
         sa.Column("student_id", sa.String(length=64), nullable=False),
         sa.Column("grade_level", sa.Integer(), nullable=True),
@@ -180,22 +171,6 @@ def upgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.create_index("ix_alerts_dedup", ["tutor_id", "flag"], unique=False)
 
-    op.create_table(
-        "analytics_runs",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("as_of", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("started_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("tutors", sa.Integer(), nullable=False),
-        sa.Column("config_hash", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["config_hash"],
-            ["analytics_configs.config_hash"],
-            name=op.f("fk_analytics_runs_config_hash_analytics_configs"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_runs")),
-    )
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -292,86 +267,6 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "session_evaluations",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("session_id", sa.String(length=64), nullable=False),
-        sa.Column("judge", sa.String(length=32), nullable=False),
-        sa.Column("model", sa.String(length=100), nullable=False),
-        sa.Column("prompt_version", sa.String(length=32), nullable=False),
-        sa.Column("transcript_hash", sa.String(length=64), nullable=False),
-        sa.Column("quality_score", sa.Float(), nullable=False),
-        sa.Column(
-            "rubric",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "strengths",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "areas_for_improvement",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "risk_tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "evidence",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "features",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("created_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["session_id"],
-            ["sessions.session_id"],
-            name=op.f("fk_session_evaluations_session_id_sessions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_evaluations")),
-        sa.UniqueConstraint(
-            "session_id",
-            "judge",
-            "model",
-            "prompt_version",
-            "transcript_hash",
-            name="uq_session_evaluations_cache_key",
-        ),
-    )
-    with op.batch_alter_table("session_evaluations", schema=None) as batch_op:
-        batch_op.create_index("ix_session_evaluations_session_id", ["session_id"], unique=False)
-
-    op.create_table(
-        "session_transcripts",
-        sa.Column("session_id", sa.String(length=64), nullable=False),
-        sa.Column(
-            "turns",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("raw_text", sa.Text(), nullable=False),
-        sa.Column("turn_count", sa.Integer(), nullable=False),
-        sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["session_id"],
-            ["sessions.session_id"],
-            name=op.f("fk_session_transcripts_session_id_sessions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("session_id", name=op.f("pk_session_transcripts")),
-    )
-    op.create_table(
         "tutor_metrics",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("tutor_id", sa.String(length=64), nullable=False),
@@ -455,8 +350,94 @@ def upgrade() -> None:
             postgresql_where=sa.text("is_current"),
         )
 
+    op.create_table(
+        "session_evaluations",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("session_id", sa.String(length=64), nullable=False),
+        sa.Column("judge", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=False),
+        sa.Column("prompt_version", sa.String(length=32), nullable=False),
+        sa.Column("transcript_hash", sa.String(length=64), nullable=False),
+        sa.Column("quality_score", sa.Float(), nullable=False),
+        sa.Column(
+            "rubric",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "strengths",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "areas_for_improvement",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "risk_tags",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "evidence",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "features",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["sessions.session_id"],
+            name=op.f("fk_session_evaluations_session_id_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_evaluations")),
+        sa.UniqueConstraint(
+            "session_id",
+            "judge",
+            "model",
+            "prompt_version",
+            "transcript_hash",
+            name="uq_session_evaluations_cache_key",
+        ),
+    )
+    with op.batch_alter_table("session_evaluations", schema=None) as batch_op:
+        batch_op.create_index("ix_session_evaluations_session_id", ["session_id"], unique=False)
+
+    op.create_table(
+        "session_transcripts",
+        sa.Column("session_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "turns",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("raw_text", sa.Text(), nullable=False),
+        sa.Column("turn_count", sa.Integer(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", tutorscore.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["sessions.session_id"],
+            name=op.f("fk_session_transcripts_session_id_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("session_id", name=op.f("pk_session_transcripts")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("session_transcripts")
+    with op.batch_alter_table("session_evaluations", schema=None) as batch_op:
+        batch_op.drop_index("ix_session_evaluations_session_id")
+
+    op.drop_table("session_evaluations")
     with op.batch_alter_table("tutor_metrics", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_tutor_metrics_current",
@@ -466,11 +447,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_tutor_metrics_as_of")
 
     op.drop_table("tutor_metrics")
-    op.drop_table("session_transcripts")
-    with op.batch_alter_table("session_evaluations", schema=None) as batch_op:
-        batch_op.drop_index("ix_session_evaluations_session_id")
-
-    op.drop_table("session_evaluations")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_sessions_tutor_id_scheduled_start_at")
         batch_op.drop_index("ix_sessions_student_id")
@@ -483,7 +459,6 @@ def downgrade() -> None:
 
     op.drop_table("interventions")
     op.drop_table("api_tokens")
-    op.drop_table("analytics_runs")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index("ix_alerts_dedup")
 
@@ -491,11 +466,6 @@ def downgrade() -> None:
     op.drop_table("users")
     op.drop_table("tutors")
     op.drop_table("students")
-    with op.batch_alter_table("login_failures", schema=None) as batch_op:
-        batch_op.drop_index("ix_login_failures_key")
-        batch_op.drop_index("ix_login_failures_failed_at")
-
-    op.drop_table("login_failures")
     with op.batch_alter_table("llm_calls", schema=None) as batch_op:
         batch_op.drop_index("ix_llm_calls_created_at")
 
@@ -509,4 +479,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_audit_log_at")
 
     op.drop_table("audit_log")
-    op.drop_table("analytics_configs")
+    op.drop_table("analytics_runs")
