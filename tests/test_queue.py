@@ -70,15 +70,21 @@ def test_two_concurrent_claimers_never_share_a_job(engine: Engine, rules: RulesC
     with transaction(engine) as s:
         enqueue_evaluations(s, rules=rules)
     got: dict[str, list[int]] = {"a": [], "b": []}
-    barrier = threading.Barrier(2)
+    empty = {"a": False, "b": False}
+    # Rounds: both claim at the same moment, then both look at the round's results.
+    # (Free-running claimers passed or failed on thread scheduling: under load one
+    # thread could drain the queue before the other ran at all.)
+    barrier = threading.Barrier(2, timeout=30)
 
     def claimer(name: str) -> None:
-        barrier.wait()
         while True:
+            barrier.wait()
             batch = claim(engine, name, limit=3)
-            if not batch:
-                return
             got[name].extend(j.id for j in batch)
+            empty[name] = not batch
+            barrier.wait()
+            if all(empty.values()):
+                return
 
     threads = [threading.Thread(target=claimer, args=(n,)) for n in got]
     for t in threads:
