@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     delete,
     exists,
+    false,
     func,
     insert,
     select,
@@ -207,10 +208,14 @@ def _compute(
         .returning(RUNS.c.id)
     ).scalar_one()
     computed_at = utcnow()
+    superseded = _tutors_with_later_rows(conn, as_of, only)
     rows = []
     for a in assessments:
         row = a.columns()
         row.update(
+            # a new row is current unless the tutor already has a later one, so
+            # _mark_current does not have to rewrite every row just inserted
+            is_current=a.tutor_id not in superseded,
             as_of=as_of,
             window_days=window.days,
             run_id=run_id,
@@ -330,6 +335,14 @@ def _drop_live_rows(conn: Connection, tutor_id: str, before: datetime) -> None:
     conn.execute(stmt)
 
 
+def _tutors_with_later_rows(conn: Connection, as_of: datetime, only: str | None) -> set[str]:
+    """Tutors that already have a row after `as_of` (usually none: runs move forward)."""
+    query = select(METRICS.c.tutor_id).where(METRICS.c.as_of > as_of).distinct()
+    if only is not None:
+        query = query.where(METRICS.c.tutor_id == only)
+    return set(conn.scalars(query))
+
+
 def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
     """Keep `is_current` on each tutor's latest row after writing rows at `as_of`.
 
@@ -339,7 +352,11 @@ def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
     other = METRICS.alias("other")
     scope = [] if only is None else [m.c.tutor_id == only]
     later = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of > as_of)
-    conn.execute(update(m).where(m.c.as_of == as_of, *scope, ~later).values(is_current=True))
+    conn.execute(
+        update(m)
+        .where(m.c.as_of == as_of, m.c.is_current == false(), *scope, ~later)
+        .values(is_current=True)
+    )
     at_as_of = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of == as_of)
     conn.execute(
         update(m)
