@@ -258,13 +258,17 @@ def _compute(
     )
 
 
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    """INSERT with ON CONFLICT support (both backends have it, under their own class)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def _record_config(conn: Connection, config_hash: str, rules: RulesConfig) -> None:
     """Store the config in force under its fingerprint, once (later runs only refer to it)."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     known = conn.scalar(select(CONFIGS.c.config_hash).where(CONFIGS.c.config_hash == config_hash))
     if known is None:
         conn.execute(
-            dialect_insert(CONFIGS)
+            _dialect_insert(conn, CONFIGS)
             .values(config_hash=config_hash, config=rules.model_dump(mode="json"))
             .on_conflict_do_nothing(index_elements=["config_hash"])
         )
@@ -367,8 +371,7 @@ def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
 
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Bulk upsert on (tutor_id, as_of): INSERT ... ON CONFLICT DO UPDATE, executemany."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(METRICS)
+    stmt = _dialect_insert(conn, METRICS)
     keep = {"id", "tutor_id", "as_of", "is_current"}  # is_current: _mark_current
     stmt = stmt.on_conflict_do_update(
         index_elements=["tutor_id", "as_of"],

@@ -52,8 +52,6 @@ class LoginThrottle:
             ).one()
         if count < self.max_failures or oldest is None:
             return None
-        if oldest.tzinfo is None:  # func.min() loses the column type on some backends
-            oldest = oldest.replace(tzinfo=now.tzinfo)
         remaining = (oldest + self.window - now).total_seconds()
         return max(1, int(remaining) + 1)
 
