@@ -149,7 +149,8 @@ def test_churn_model_hook_gets_the_rows_just_written(
         query = update(TutorMetrics).where(TutorMetrics.as_of == as_of)
         if tutor_ids is not None:
             query = query.where(TutorMetrics.tutor_id.in_(tutor_ids))
-        session.execute(query.values(churn_probability=0.42))
+        # a model past its gate sets the labels: every scored tutor becomes high risk
+        session.execute(query.values(churn_probability=0.42, churn_risk_label="high"))
         return types.SimpleNamespace(scored=3 if tutor_ids is None else len(tutor_ids))
 
     fake = types.ModuleType("tutorscore.prediction.churn")
@@ -158,9 +159,16 @@ def test_churn_model_hook_gets_the_rows_just_written(
     d = Data()
     _small_world(d)
     d.flush(engine)
+    rules_only = compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    assert rules_only.risk["high"] < 3
     summary = compute_all(engine, as_of=AS_OF, rules=rules)
     assert summary.model_scored == 3
     assert metrics_row(engine, "C").churn_probability == pytest.approx(0.42)
+    # the summary counts the labels as stored after scoring, not the rules' labels
+    assert summary.risk == {"high": 3, "medium": 0, "low": 0, "not_enough_data": 0}
+    assert set(summary.stages) == {"sql", "rules", "write", "churn"}
+    assert all(v >= 0 for v in summary.stages.values())
+    assert sum(summary.stages.values()) <= summary.seconds + 1e-9  # float rounding only
     update_tutor(engine, "A", rules=rules, as_of=AS_OF + timedelta(hours=1))
     assert calls == [(AS_OF, None), (AS_OF + timedelta(hours=1), ["A"])]
 

@@ -244,17 +244,18 @@ def _compute(
         risk = _stored_risk(conn, as_of, only)
     else:
         risk = Counter(risk_level(a.churn_risk_label, a.insufficient_data) for a in assessments)
+    done = time.perf_counter()
     return RunSummary(
         run_id=run_id,
         kind=kind,
         as_of=as_of,
         tutors=len(assessments),
         config_hash=config_hash,
-        seconds=time.perf_counter() - started,
+        seconds=done - started,
         risk={k: risk.get(k, 0) for k in ("high", "medium", "low", "not_enough_data")},
         flags={f: sum(1 for a in assessments if getattr(a, f)) for f in FLAG_COLUMNS},
         model_scored=scored,
-        stages={**stages, "churn": time.perf_counter() - mark},
+        stages={**stages, "churn": done - mark},
     )
 
 
