@@ -309,3 +309,37 @@ async def test_report_cache_can_be_switched_off(
             assert [x["name"] for x in r.json()["items"]] == ["Ada Tutor", "Bo Tutor"]
     cache = app.state.tutorscore.report_cache
     assert (cache.hits, cache.misses) == (0, 2)
+
+
+async def test_concurrent_writes_finish_with_a_single_handler_thread(
+    engine: Engine, rules: RulesConfig, web_settings: Settings
+) -> None:
+    """Writes that wait on each other's locks still all finish (one handler thread).
+
+    Each POST enqueues an evaluation (Postgres: an advisory lock until commit; SQLite:
+    the write lock). Handlers blocked on that lock can hold every handler thread, so
+    commits run on threads of their own; with commits in the handlers' pool this hung.
+    """
+    import asyncio
+
+    from tutorscore.web.app import create_app
+
+    _people(engine)
+    headers = bearer(engine, "ingest-many", "admin")
+    app = create_app(web_settings.model_copy(update={"web_threads": 1}), rules, engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            bodies = [
+                session_record(
+                    f"M{i}", "T1" if i % 2 else "T2", "S1",
+                    when=AS_OF - timedelta(hours=i + 1), turns=TRANSCRIPT,
+                )  # fmt: skip
+                for i in range(6)
+            ]
+            posts = [c.post("/api/sessions", json=b, headers=headers) for b in bodies]
+            answers = await asyncio.wait_for(asyncio.gather(*posts), timeout=60)
+    assert [r.status_code for r in answers] == [201] * 6
+    with transaction(engine) as db:
+        queued = db.scalar(select(func.count()).select_from(Job).where(Job.session_id.like("M%")))
+    assert queued == 6

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tutorscore.auth.users import Principal, principal_for_token, principal_for_username
 from tutorscore.errors import PermissionDenied
@@ -60,8 +61,16 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     An async dependency so that opening and finishing the session cost no thread-pool
     hops (each hop waits for the GIL again under load): creating a session does no I/O
     (the connection is taken at the first query, in the handler's thread), and a GET's
-    commit only ends a read transaction, so it runs right here; a write request's
-    commit goes to the thread pool.
+    commit only ends a read transaction, so it runs right here.
+
+    Write requests (POST, PUT, ...) take a write slot first and commit on threads of
+    their own. A write transaction holds locks (the evaluation queue's advisory lock,
+    row locks, SQLite's write lock) from its handler until its commit, and FastAPI still
+    needs a handler-pool thread in between (response validation). If every pool thread
+    were held by writers waiting for that lock, nothing would move again: seen with 32
+    concurrent POSTs on Postgres and 4 handler threads. So at most `web_threads - 1`
+    write requests are in flight per process: one pool thread is always left to readers,
+    which never wait on those locks, or to the lock holder.
     """
     state = get_state(request)
     session = state.sessions()
@@ -69,19 +78,29 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     # template helpers that render inside the handler (tutor_interventions_panel) read
     # through the request's own session instead of taking a second pooled connection
     request.state.db = session
-    inline = request.method in SAFE_METHODS
-    try:
-        yield session
-    except BaseException:
-        if inline:
+    if request.method in SAFE_METHODS:
+        try:
+            yield session
+        except BaseException:
             _finish(session, False)
-        else:
-            await run_in_threadpool(_finish, session, False)
-        raise
-    if inline:
+            raise
         _finish(session, True)
-    else:
-        await run_in_threadpool(_finish, session, True)
+        return
+    if state.write_slots is None:  # created on the event loop, on first use
+        state.write_slots = anyio.Semaphore(max(1, state.settings.web_threads - 1))
+        state.finish_limiter = anyio.CapacityLimiter(max(1, state.settings.web_threads - 1))
+    async with state.write_slots:
+        try:
+            yield session
+        except BaseException:
+            await _finish_in_thread(state, session, False)
+            raise
+        await _finish_in_thread(state, session, True)
+
+
+async def _finish_in_thread(state: AppState, session: Session, ok: bool) -> None:
+    """Commit or roll back a write request's transaction, off the handlers' pool."""
+    await anyio.to_thread.run_sync(_finish, session, ok, limiter=state.finish_limiter)
 
 
 # scope="function": commit before the response goes out, so a client that reads

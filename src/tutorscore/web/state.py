@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from anyio import CapacityLimiter, Semaphore
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,3 +21,6 @@ class AppState:
     sessions: sessionmaker[Session]
     login_throttle: LoginThrottle
     report_cache: ReportCache = field(default_factory=ReportCache)
+    # write requests in flight and the threads that commit them (web.deps.get_db)
+    write_slots: Semaphore | None = None
+    finish_limiter: CapacityLimiter | None = None
