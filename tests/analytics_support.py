@@ -15,6 +15,15 @@ from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 
+# The per-tutor report's names in DATA_FORMAT.md (a contract: outside tools rely on them).
+REPORT_CONTRACT_KEYS = {
+    "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
+    "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
+    "avg_student_rating", "ai_avg_quality_score", "high_rescheduler_flag",
+    "poor_first_session_flag", "no_show_risk_label", "churn_risk_label", "churn_probability",
+    "reasons",
+}  # fmt: skip
+
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 
 SESSION_DEFAULTS: dict[str, Any] = {

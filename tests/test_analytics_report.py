@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from analytics_support import (  # noqa: F401  (autouse fixture)
     AS_OF,
+    REPORT_CONTRACT_KEYS,
     Data,
     _private_data_dir,
     compute,
@@ -27,13 +28,6 @@ from tutorscore.config import RulesConfig
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.errors import NotFound, UserError
 
-CONTRACT_KEYS = {
-    "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
-    "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
-    "avg_student_rating", "ai_avg_quality_score", "high_rescheduler_flag",
-    "poor_first_session_flag", "no_show_risk_label", "churn_risk_label", "churn_probability",
-    "reasons",
-}  # fmt: skip
 REASON_KEYS = {"flag", "value", "threshold", "numerator", "denominator", "text"}
 
 
@@ -74,7 +68,7 @@ def test_items_follow_the_contract(world: Engine) -> None:
     assert total == 4 and len(items) == 4
     by_id = {i["tutor_id"]: i for i in items}
     for item in items:
-        assert CONTRACT_KEYS <= set(item)
+        assert REPORT_CONTRACT_KEYS <= set(item)
         assert item["as_of"] == "2026-11-24T00:00:00Z" and item["window_days"] == 30
         for r in item["reasons"]:
             assert REASON_KEYS <= set(r) and r["text"]
@@ -145,7 +139,7 @@ def test_tutor_detail(world: Engine, rules: RulesConfig) -> None:
         detail = tutor_detail(session, "RISKY", rules=rules)
         with pytest.raises(NotFound):
             tutor_detail(session, "nobody", rules=rules)
-    assert CONTRACT_KEYS <= set(detail)
+    assert REPORT_CONTRACT_KEYS <= set(detail)
     assert [h["as_of"] for h in detail["history"]] == ["2026-11-17T00:00:00Z",
                                                        "2026-11-24T00:00:00Z"]
     assert len(detail["weekly"]) == 5 and detail["weekly"][-1]["week_end"] == detail["as_of"]

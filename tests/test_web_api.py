@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
+from analytics_support import REPORT_CONTRACT_KEYS
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import AuditLog, Job, SessionTranscript, TutoringSession, TutorMetrics
@@ -22,14 +23,6 @@ from web_support import (  # noqa: F401  (fixtures)
     session_record,
     web_settings,
 )
-
-REPORT_KEYS = {
-    "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
-    "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
-    "avg_student_rating", "ai_avg_quality_score", "high_rescheduler_flag",
-    "poor_first_session_flag", "no_show_risk_label", "churn_risk_label", "churn_probability",
-    "reasons",
-}  # fmt: skip
 
 
 def _people(engine: Engine) -> None:
@@ -170,7 +163,7 @@ async def test_tutor_list_items_sort_filter_paginate(
     assert r.status_code == 200
     page = r.json()
     assert page["total"] == 2 and page["limit"] == 50 and page["offset"] == 0
-    assert REPORT_KEYS <= set(page["items"][0])
+    assert REPORT_CONTRACT_KEYS <= set(page["items"][0])
     first = page["items"][0]
     assert first["tutor_id"] == "T1" and first["high_rescheduler_flag"] is True
     reason = next(x for x in first["reasons"] if x["flag"] == "high_rescheduler_flag")
