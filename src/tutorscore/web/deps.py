@@ -87,8 +87,11 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         _finish(session, True)
         return
     if state.write_slots is None:  # created on the event loop, on first use
-        state.write_slots = anyio.Semaphore(max(1, state.settings.web_threads - 1))
-        state.finish_limiter = anyio.CapacityLimiter(max(1, state.settings.web_threads - 1))
+        slots = max(1, state.settings.web_threads - 1)
+        state.write_slots = anyio.Semaphore(slots)
+        # one commit thread per slot (a task holding a CapacityLimiter token cannot
+        # borrow another from it for run_sync, so the slots cannot double as this)
+        state.finish_limiter = anyio.CapacityLimiter(slots)
     async with state.write_slots:
         try:
             yield session
