@@ -140,6 +140,10 @@ def test_buffered_ledger_counts_held_and_in_transit_calls() -> None:
     ledger.take()
     ledger.committed(1.25)  # the database now has it
     assert ledger.spent_today() == pytest.approx(1.25)
+    ledger.record(CallRecord(model="m", prompt_version="v", status="ok", cost_usd=0.5))
+    ledger.take()
+    ledger.committed(None)  # written without re-reading the total: added to it
+    assert ledger.spent_today() == pytest.approx(1.75)
 
 
 # -- the pipelined worker -----------------------------------------------------------------

@@ -275,9 +275,10 @@ class BufferedLedger:
     """Calls held in memory until the pipeline's writer stores them with its next batch.
 
     `record` and `spent_today` do no I/O, so an LLM call never waits for the
-    database. `spent_today` is today's total in llm_calls as last read (after
-    the writer's last commit, so other processes' calls count too) plus the
-    calls taken for a write not yet committed plus the calls still held.
+    database. `spent_today` is today's total in llm_calls as the writer last
+    read it (every few seconds, so other processes' calls count too), plus the
+    calls it wrote since, plus those taken for a write not yet committed, plus
+    those still held.
     """
 
     in_memory = True
@@ -307,11 +308,18 @@ class BufferedLedger:
             self._in_transit -= sum(c.cost_usd for c in calls)
             self._pending[:0] = calls
 
-    def committed(self, spent_today_in_db: float, now: datetime | None = None) -> None:
-        """After the writer's commit: today's total as the database has it now."""
+    def committed(self, spent_today_in_db: float | None, now: datetime | None = None) -> None:
+        """After the writer's commit: today's total as the database has it now, or None
+        when the writer did not read it (then the calls just written are added)."""
+        today = _day_start(now or utcnow())
         with self._lock:
-            self._base = spent_today_in_db
-            self._base_day = _day_start(now or utcnow())
+            if spent_today_in_db is not None:
+                self._base = spent_today_in_db
+            elif self._base_day == today:
+                self._base += self._in_transit
+            else:
+                self._base = self._in_transit
+            self._base_day = today
             self._in_transit = 0.0
 
     def held(self) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ WRITE_BATCH = 64  # finished jobs stored in one transaction, at most
 WRITE_GATHER_S = 0.05  # after the first finished job, wait this long for more to batch
 LOOKAHEAD_S = 6.0  # jobs in hand: what the LLM limits can send in this many seconds
 WRITE_RETRY_MAX_S = 10.0
+SPENT_REFRESH_S = 10.0  # re-read today's spend (other processes' calls) at most this often
 
 
 @dataclass
@@ -127,6 +129,7 @@ class LLMPipeline:
         self._changed = asyncio.Event()  # an item left the feeder's hands or was written
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="llm-pipeline-db")
         self._ledger: BufferedLedger | None = None
+        self._spent_read_at = time.monotonic()
         self._restore_ledger: Any = None
 
     # -- helpers --------------------------------------------------------------------
@@ -335,11 +338,15 @@ class LLMPipeline:
         calls = self._ledger.take() if self._ledger is not None else []
         try:
             outcomes: list[str] = []
+            spent: float | None = None
             with transaction(self.engine) as s:
                 for item in items:
                     outcomes.append(self._write_one(s, item))
                 insert_calls(s, calls)
-                spent = spent_on_day_in(s, utcnow()) if self._ledger is not None else 0.0
+                now = time.monotonic()
+                if self._ledger is not None and now - self._spent_read_at >= SPENT_REFRESH_S:
+                    spent = spent_on_day_in(s, utcnow())
+                    self._spent_read_at = now
         except BaseException:
             if self._ledger is not None:
                 self._ledger.put_back(calls)
