@@ -245,6 +245,20 @@ def test_sessions_and_tutors_may_be_in_the_database(engine: Engine, tmp_path: Pa
     assert stored(engine)["C4"][0] == CHAT_TURNS
 
 
+def test_a_bundle_directory_named_transcripts_is_still_a_bundle(
+    engine: Engine, tmp_path: Path
+) -> None:
+    directory = caption_bundle(tmp_path / "transcripts", {"C2.vtt": sample("zoom.vtt")})
+    report = import_bundle(engine, [directory])
+    assert [f.label for f in report.files] == [
+        "tutors.csv",
+        "students.csv",
+        "sessions.csv",
+        "transcripts/C2.vtt",
+    ]
+    assert stored(engine)["C2"][0] == ZOOM_TURNS
+
+
 def test_a_session_in_neither_bundle_nor_database_is_an_error(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -353,6 +367,12 @@ def test_tutor_by_first_name_only_when_unique(engine: Engine, tmp_path: Path) ->
             "Tutor: hi",
             "transcripts/C1.docx:1: expected a transcript named <session_id>.vtt, .srt or "
             ".txt, got a .docx file",
+        ),
+        (
+            "C1.jsonl",
+            '{"session_id": "C1", "text": "Tutor: hi"}\n',
+            "transcripts/C1.jsonl:1: expected a transcript named <session_id>.vtt, .srt or "
+            ".txt, got a .jsonl file",
         ),
         (
             "C1.srt",

@@ -44,9 +44,9 @@ _PROGRESS_EVERY = 200
 _SPEAKER_COLUMNS = ("session_id", "speaker", "role")
 
 
-def display_name(path: Path) -> str:
+def display_name(kind: str, fmt: str, path: Path) -> str:
     """How a file is named in messages: `transcripts/S1.vtt` inside a transcripts folder."""
-    if path.parent.name == TRANSCRIPTS_DIR and path.suffix.lower() != ".jsonl":
+    if kind == CAPTION_KIND and fmt != "jsonl" and path.parent.name == TRANSCRIPTS_DIR:
         return f"{TRANSCRIPTS_DIR}/{path.name}"
     return path.name
 
@@ -71,21 +71,24 @@ def kind_of_file(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def find_in_directory(directory: Path) -> list[tuple[str, str, Path]]:
+def find_in_directory(directory: Path, *, bundle: bool) -> list[tuple[str, str, Path]]:
     """speakers.csv and every file of `transcripts/` (a wrong extension is reported later).
 
-    A directory that is itself named `transcripts` is read as that folder.
+    A directory named `transcripts` that holds no other bundle file (`bundle` is
+    False) and no `transcripts/` folder is read as that folder.
     """
     found: list[tuple[str, str, Path]] = []
     speakers = directory / "speakers.csv"
     if speakers.is_file():
         found.append((SPEAKERS, "csv", speakers))
-    folder = directory if directory.name == TRANSCRIPTS_DIR else directory / TRANSCRIPTS_DIR
+    folder = directory / TRANSCRIPTS_DIR
+    if not folder.is_dir() and directory.name == TRANSCRIPTS_DIR and not bundle and not found:
+        folder = directory
     if folder.is_dir():
         for child in sorted(folder.iterdir()):
             if child.is_file() and not child.name.startswith("."):
-                ext = child.name.rpartition(".")[2].lower() if "." in child.name else ""
-                found.append((CAPTION_KIND, ext, child))
+                ext = child.suffix.lower().lstrip(".")
+                found.append((CAPTION_KIND, ext if ext in EXTENSIONS else "other", child))
     return found
 
 
@@ -279,9 +282,8 @@ class _Files:
                 check.progress(f"checking {TRANSCRIPTS_DIR}/", done, total)
             fmt = EXTENSIONS.get(bundle_file.fmt)
             if fmt is None:
-                got = (
-                    f"a .{bundle_file.fmt} file" if bundle_file.fmt else "a file without extension"
-                )
+                suffix = bundle_file.path.suffix
+                got = f"a {suffix} file" if suffix else "a file without an extension"
                 error(1, f"expected a transcript named <session_id>.vtt, .srt or .txt, got {got}")
                 continue
             stem = bundle_file.path.name.rsplit(".", 1)[0]

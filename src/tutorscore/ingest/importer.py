@@ -153,7 +153,7 @@ def find_bundle_files(paths: Sequence[str | Path]) -> list[BundleFile]:
                 for child in sorted(path.iterdir())
                 if child.is_file() and (k := _kind_of(child, strict=True))
             ]
-            inside += caption_files.find_in_directory(path)
+            inside += caption_files.find_in_directory(path, bundle=bool(inside))
             if not inside:
                 raise UserError(
                     f"{given}: holds none of tutors.csv/.jsonl, students.csv/.jsonl, "
@@ -171,10 +171,10 @@ def find_bundle_files(paths: Sequence[str | Path]) -> list[BundleFile]:
     unique: dict[Path, tuple[str, str, Path]] = {}
     for item in found:
         unique.setdefault(item[2].resolve(), item)
-    shown = caption_files.display_name
-    names = [shown(p) for _, _, p in unique.values()]
+    shown = {p: caption_files.display_name(k, f, p) for k, f, p in unique.values()}
+    names = list(shown.values())
     files = [
-        BundleFile(kind, fmt, path, shown(path) if names.count(shown(path)) == 1 else str(path))
+        BundleFile(kind, fmt, path, shown[path] if names.count(shown[path]) == 1 else str(path))
         for kind, fmt, path in unique.values()
     ]
     return sorted(files, key=_load_order)
