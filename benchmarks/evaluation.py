@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -63,6 +64,8 @@ from tutorscore.testing.databases import temporary_database
 from tutorscore.testing.fake_llm import start_fake_server
 
 CLI = [sys.executable, "-m", "tutorscore"]
+# what the seed's transcripts put in (emails at example.com, 555-01xx phone numbers)
+_PII = re.compile(r"@example\.com|555-01\d\d")
 
 
 def _cpu_children() -> float:
@@ -150,7 +153,9 @@ def scenario(args: argparse.Namespace, backend: str, workers: int) -> dict[str, 
                 wall = time.monotonic() - started
             cpu = _cpu_children() - cpu_before
             stats = server.stats()
+            leaked = [p for p in server.recent_prompts() if _PII.search(p)]
             result = _measure(engine, stats, args, backend, workers, wall, cpu)
+            result["prompts_with_pii"] = f"{len(leaked)} of the last {len(server.recent_prompts())}"
             engine.dispose()
     finally:
         server.stop()
@@ -191,6 +196,8 @@ def _measure(
             conn.execute(select(LLMCall.status, func.count()).group_by(LLMCall.status)).all()
         )
         latencies = [float(x) for x in conn.execute(select(LLMCall.latency_ms)).scalars()]
+        total = select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0))
+        cost = float(conn.execute(total).scalar_one())
         jobs = dict(
             conn.execute(
                 select(Job.status, func.count()).where(Job.kind == "evaluate").group_by(Job.status)
@@ -222,6 +229,7 @@ def _measure(
         "ledger": by_status,
         "latency_p50_ms": _percentile(latencies, 0.50),
         "latency_p95_ms": _percentile(latencies, 0.95),
+        "cost_usd": cost,
         "wall_s": wall,
         "cpu_s": cpu,
         "cpu_s_per_call": cpu / max(1, admitted),
@@ -270,6 +278,10 @@ def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         row("call latency p50 / p95",
             lambda r: f"{r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} ms"),
         row("max in flight at the provider", lambda r: str(r["max_in_flight"])),
+        row(f"cost ({args.model} prices)",
+            lambda r: f"${r['cost_usd']:.2f} "
+            f"(${r['cost_usd'] / max(1, r['evaluated']):.5f} a session)"),
+        row("prompts at the provider with an email or phone", lambda r: r["prompts_with_pii"]),
         row("CPU seconds per call (evaluating processes)", lambda r: f"{r['cpu_s_per_call']:.4f}"),
         row("wall time", lambda r: f"{r['wall_s']:.1f} s"),
     ]  # fmt: skip

@@ -204,14 +204,15 @@ class LLMPipeline:
         except Exception as exc:
             item.error = exc
             return
+        if not extend_lease(s, job, lease_seconds=self.cfg.lease_seconds):
+            item.lost = True  # another worker has it: store nothing for it
+            return
         if result is None:
             out.heuristic_cached = True
         elif insert_evaluation(s, info, self.heuristic, result) is None:
             out.heuristic_cached = True
         else:
             out.heuristic_new = True
-        if not extend_lease(s, job, lease_seconds=self.cfg.lease_seconds):
-            item.lost = True
 
     def _prepare(self, item: Item) -> Prepared | None:
         prepare = getattr(self.llm, "prepare", None)
