@@ -10,7 +10,7 @@ from tutorscore.db.models import Student, Tutor, TutoringSession
 
 
 def test_migrations_create_every_table_and_index(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     for name in (
@@ -28,6 +28,7 @@ def test_migrations_create_every_table_and_index(engine: Engine) -> None:
         "audit_log",
         "analytics_configs",
         "login_failures",
+        "reviews",
     ):
         assert name in tables
     indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("sessions")}
@@ -69,7 +70,7 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
             ):
                 when = f"2026-11-2{i} 00:00:00"
                 conn.execute(insert, {"t": when, "h": config_hash, "c": json.dumps(config)})
-        upgrade(db)
+        upgrade(db, "0002")
         assert current_revision(db) == "0002"
         with db.connect() as conn:
             stored = dict(
@@ -133,3 +134,22 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
 
     with pytest.raises(StatementError, match="naive datetime"), transaction(engine) as s:
         s.add(Tutor(tutor_id="T1", name="Ada", subjects=[], created_at=datetime(2026, 1, 1)))
+
+
+def test_0003_reviews_upgrade_and_downgrade(engine: Engine) -> None:
+    """0003 adds the reviews table to a 0002 database and takes it away again."""
+    from tutorscore.db.engine import make_engine
+    from tutorscore.testing.databases import temporary_database
+
+    backend = "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    with temporary_database(backend, label="mig3") as url:
+        db = make_engine(url)
+        downgrade(db, "0002")
+        assert "reviews" not in inspect(db).get_table_names()
+        upgrade(db)
+        assert current_revision(db) == "0003"
+        insp = inspect(db)
+        assert "reviews" in insp.get_table_names()
+        uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("reviews")}
+        assert ("session_id", "reviewer") in uniques
+        db.dispose()

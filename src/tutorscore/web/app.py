@@ -38,6 +38,7 @@ API_MODULES = (
     "llm",
     "interventions",
     "prediction",
+    "reviews",
 )
 DASHBOARD_MODULES = (
     "auth",
@@ -46,6 +47,7 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "reviews",
 )
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.

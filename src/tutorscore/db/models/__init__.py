@@ -13,9 +13,11 @@ from tutorscore.db.models.core import (
 )
 from tutorscore.db.models.evaluation import Job, LLMCall, SessionEvaluation
 from tutorscore.db.models.interventions import Alert, Intervention
+from tutorscore.db.models.reviews import REVIEW_SOURCES, Review
 
 __all__ = [
     "PARTIES",
+    "REVIEW_SOURCES",
     "ROLES",
     "SESSION_STATUSES",
     "Alert",
@@ -28,6 +30,7 @@ __all__ = [
     "Intervention",
     "Job",
     "LLMCall",
+    "Review",
     "SessionEvaluation",
     "SessionTranscript",
     "Student",

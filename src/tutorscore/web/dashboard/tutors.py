@@ -146,16 +146,23 @@ def tutor_page(
 
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
 def session_page(
-    session_id: str, request: Request, db: DbSession, user: CurrentUser
+    session_id: str,
+    request: Request,
+    db: DbSession,
+    user: CurrentUser,
+    show_ai: Annotated[int, Query(ge=0, le=1, description="reviewers: show the AI first")] = 0,
 ) -> HTMLResponse:
     from tutorscore.evaluation.service import get_evaluation
+    from tutorscore.web.dashboard.reviews import review_context
 
     row = db.get(TutoringSession, session_id)
     if row is None:
         raise NotFound(f"session {session_id!r} does not exist")
     tutor_name = db.scalar(select(Tutor.name).where(Tutor.tutor_id == row.tutor_id)) or ""
     transcript = db.get(SessionTranscript, session_id)
-    evaluation = get_evaluation(db, session_id)
+    review = review_context(db, session_id, user, show_ai=bool(show_ai))
+    # a reviewer who has not reviewed yet scores blind: no AI score, no quoted turns
+    evaluation = None if review["hide_ai"] else get_evaluation(db, session_id)
     turns = views.highlight_turns(
         list(transcript.turns) if transcript else [],
         list((evaluation or {}).get("evidence") or []),
@@ -168,6 +175,7 @@ def session_page(
             "tutor_name": tutor_name,
             "turns": turns,
             "evaluation": evaluation,
+            "review": review,
             "now": datetime.now(UTC),
         },
     )
