@@ -268,7 +268,11 @@ def window_params(window: Window, rules: RulesConfig) -> dict[str, Any]:
 
 
 def aggregate(
-    conn: Connection, window: Window, rules: RulesConfig, tutor_ids: Iterable[str], *,
+    conn: Connection,
+    window: Window,
+    rules: RulesConfig,
+    tutor_ids: Iterable[str],
+    *,
     only: str | None = None,
 ) -> dict[str, TutorCounts]:
     """Counts for every tutor in `tutor_ids` (zeros when a tutor has no sessions).
@@ -352,7 +356,9 @@ GROUP BY s.tutor_id, s.subject"""
         if counts is not None:
             counts.subjects.append(
                 SubjectFirstSessions(
-                    row["subject"], row["first_sessions"], row["dropouts"] or 0,
+                    row["subject"],
+                    row["first_sessions"],
+                    row["dropouts"] or 0,
                     row["failed_ids"],
                 )
             )

@@ -7,18 +7,19 @@ review of the same session by the same reviewer replaces the first (200 instead 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from tutorscore.errors import NotFound
 from tutorscore.reviews.service import (
     review_from_request,
     review_to_dict,
     save_review,
     session_reviews,
 )
-from tutorscore.web.deps import CoachUser, CurrentUser, DbSession
+from tutorscore.web.deps import CoachUser, CurrentUser, DbSession, State
 
 router = APIRouter(prefix="/api", tags=["reviews"])
 
@@ -72,9 +73,56 @@ def submit_review(
     return {**review_to_dict(row), "replaced": replaced}
 
 
-@router.get(
-    "/sessions/{session_id}/reviews", responses={404: {"description": "no such session"}}
-)
+@router.get("/sessions/{session_id}/reviews", responses={404: {"description": "no such session"}})
 def get_reviews(session_id: str, db: DbSession, user: CurrentUser) -> dict[str, Any]:
     """Every review of the session and their mean score (the session's human score)."""
     return session_reviews(db, session_id)
+
+
+@router.get("/judges/agreement")
+def judges_agreement(
+    db: DbSession,
+    state: State,
+    user: CurrentUser,
+    judge: Annotated[str | None, Query(max_length=32, description="only this judge")] = None,
+) -> dict[str, Any]:
+    """Agreement of each judge version with the human reviews (same JSON as
+    `tutorscore agreement --format json`)."""
+    from tutorscore.reviews.agreement import agreement_report
+
+    cfg = state.rules.reviews
+    return agreement_report(
+        db, judge=judge or None, seed=cfg.bootstrap_seed, resamples=cfg.bootstrap_resamples
+    )
+
+
+@router.get(
+    "/reviews/next",
+    responses={
+        403: {"description": "viewers do not review"},
+        404: {"description": "nothing left for this reviewer to review"},
+    },
+)
+def next_review(
+    db: DbSession,
+    state: State,
+    user: CoachUser,
+    stratum: Annotated[
+        Literal["band", "disagreement", "first_session"] | None,
+        Query(description="try this stratum first (default: drawn with the configured shares)"),
+    ] = None,
+) -> dict[str, Any]:
+    """The next session the caller should review (never one they already reviewed)."""
+    from tutorscore.reviews.queue import next_for_review
+
+    found = next_for_review(
+        db, user.username, state.rules, stratum=stratum, counted_params=counted_binds(db, state)
+    )
+    if found is None:
+        raise NotFound(f"no evaluated session left that {user.username} has not reviewed")
+    return found.as_dict()
+
+
+def counted_binds(db: Any, state: Any) -> dict[str, Any]:
+    """Bind parameters of the "which evaluation counts" choice (see reviews.counted)."""
+    return {}

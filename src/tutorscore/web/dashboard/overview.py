@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from tutorscore.db.models import TutorMetrics
+from tutorscore.reviews.service import reviews_since
 from tutorscore.web.dashboard import views
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.templating import render
@@ -32,5 +33,6 @@ def overview(request: Request, db: DbSession, state: State, user: CurrentUser) -
             "backlog": views.backlog(db),
             "evaluated": views.evaluated_count(db),
             "llm": llm,
+            "reviews": reviews_since(db, days=7),
         },
     )

@@ -9,14 +9,16 @@ review then records `saw_ai_score`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from tutorscore.auth.users import Principal
+from tutorscore.config import RulesConfig
 from tutorscore.evaluation.judge import RISK_TAGS
 from tutorscore.reviews.service import (
     RUBRIC_KEYS,
@@ -25,7 +27,8 @@ from tutorscore.reviews.service import (
     review_to_dict,
     save_review,
 )
-from tutorscore.web.deps import DbSession, require_role
+from tutorscore.web.deps import CurrentUser, DbSession, State, require_role
+from tutorscore.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -89,3 +92,67 @@ def submit_review_form(
     )
     save_review(db, review, source="dashboard", actor=user.username)
     return RedirectResponse(f"/sessions/{quote(session_id, safe='')}#reviews", status_code=303)
+
+
+@dataclass
+class Scatter:
+    """An SVG scatter of judge score (x) against the human mean (y), both on 1-5."""
+
+    label: str
+    size: int
+    pad: int
+    ticks: list[tuple[float, str]]
+    dots: list[tuple[float, float, str, str]]  # x, y, session id, tooltip
+    diagonal: tuple[float, float, float, float]
+
+
+def scatter(label: str, points: list[tuple[str, float, float]], size: int = 300) -> Scatter:
+    pad = 34
+
+    def at(v: float) -> float:
+        return round(pad + (size - 2 * pad) * (min(max(v, 1.0), 5.0) - 1.0) / 4.0, 1)
+
+    def y_at(v: float) -> float:
+        return round(size - at(v), 1)
+
+    dots = [
+        (at(j), y_at(h), sid, f"{sid}: judge {j:.2f}, reviewers {h:.2f}") for sid, j, h in points
+    ]
+    ticks = [(at(float(v)), str(v)) for v in range(1, 6)]
+    return Scatter(label, size, pad, ticks, dots, (at(1), y_at(1), at(5), y_at(5)))
+
+
+def judges_context(db: Session, rules: RulesConfig, *, top: int = 10) -> dict[str, Any]:
+    from tutorscore.reviews.agreement import agreement_report, scatter_points
+
+    cfg = rules.reviews
+    report = agreement_report(db, seed=cfg.bootstrap_seed, resamples=cfg.bootstrap_resamples)
+    points = scatter_points(db)
+    disagreements = {
+        label: sorted(rows, key=lambda r: (-abs(r[1] - r[2]), r[0]))[:top]
+        for label, rows in points.items()
+    }
+    return {
+        "report": report,
+        "charts": [scatter(label, rows) for label, rows in points.items()],
+        "disagreements": disagreements,
+    }
+
+
+@router.get("/judges", response_class=HTMLResponse)
+def judges_page(request: Request, db: DbSession, state: State, user: CurrentUser) -> HTMLResponse:
+    """Agreement table, judge-vs-human scatter per judge version, largest disagreements."""
+    return render(request, "judges.html", judges_context(db, state.rules))
+
+
+@router.get("/reviews/next", response_model=None)
+def next_review_page(request: Request, db: DbSession, state: State, user: Coach) -> Any:
+    """Redirect to the next session to review, with why it was picked."""
+    from tutorscore.reviews.queue import next_for_review
+    from tutorscore.web.api.reviews import counted_binds
+
+    found = next_for_review(db, user.username, state.rules, counted_params=counted_binds(db, state))
+    if found is None:
+        return render(request, "reviews_done.html", {})
+    query = urlencode({"queue": found.stratum, "why": found.reason})
+    return RedirectResponse(f"/sessions/{quote(found.session_id, safe='')}?{query}#reviews", 303)

@@ -57,7 +57,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_reviews_reviewer", ["reviewer"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("reviews", schema=None) as batch_op:
         batch_op.drop_index("ix_reviews_reviewer")
