@@ -32,7 +32,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from tutorscore.db.models import Review, SessionEvaluation
@@ -88,7 +88,7 @@ class ReviewData:
     judged: dict[JudgeVersion, dict[str, tuple[float, set[str]]]]
 
 
-def load(db: Session, *, judge: str | None = None) -> ReviewData:
+def load(db: Session | Connection, *, judge: str | None = None) -> ReviewData:
     """Reviews, and the judges' latest evaluation per version of each reviewed session."""
     humans: dict[str, Human] = {}
     rows = db.execute(

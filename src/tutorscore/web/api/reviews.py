@@ -125,4 +125,6 @@ def next_review(
 
 def counted_binds(db: Any, state: Any) -> dict[str, Any]:
     """Bind parameters of the "which evaluation counts" choice (see reviews.counted)."""
-    return {}
+    from tutorscore.reviews.counted import counted_params
+
+    return counted_params(db, state.rules)

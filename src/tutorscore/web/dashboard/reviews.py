@@ -132,8 +132,11 @@ def judges_context(db: Session, rules: RulesConfig, *, top: int = 10) -> dict[st
         label: sorted(rows, key=lambda r: (-abs(r[1] - r[2]), r[0]))[:top]
         for label, rows in points.items()
     }
+    from tutorscore.reviews.counted import choose_counted
+
     return {
         "report": report,
+        "counted": choose_counted(db, rules).explanation,
         "charts": [scatter(label, rows) for label, rows in points.items()],
         "disagreements": disagreements,
     }
