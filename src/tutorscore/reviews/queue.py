@@ -152,13 +152,14 @@ def next_for_review(
     *,
     rng: random.Random | None = None,
     stratum: str | None = None,
-    counted_params: dict[str, Any] | None = None,
 ) -> NextReview | None:
     """The next session for `reviewer` (never one they reviewed); None when none is left.
 
-    `stratum` forces the first stratum tried (tests, `?stratum=` on the API).
-    `counted_params` are the binds of the "which evaluation counts" choice.
+    `stratum` forces the first stratum tried (tests, `?stratum=` on the API). The
+    score bands use the evaluation that counts (`reviews.counted`).
     """
+    from tutorscore.reviews.counted import counted_params
+
     rng = rng or random.Random()
     cfg = rules.reviews
     shares = {
@@ -178,7 +179,7 @@ def next_for_review(
                 break
             draw -= shares[name]
     order = [stratum] + sorted((s for s in STRATA if s != stratum), key=lambda s: -shares[s])
-    params = dict(counted_params or {})
+    params = counted_params(db, rules)
     for name in order:
         if name == "band":
             found = _pick_band(db, reviewer, rules, rng, params)

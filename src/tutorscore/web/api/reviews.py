@@ -115,16 +115,7 @@ def next_review(
     """The next session the caller should review (never one they already reviewed)."""
     from tutorscore.reviews.queue import next_for_review
 
-    found = next_for_review(
-        db, user.username, state.rules, stratum=stratum, counted_params=counted_binds(db, state)
-    )
+    found = next_for_review(db, user.username, state.rules, stratum=stratum)
     if found is None:
         raise NotFound(f"no evaluated session left that {user.username} has not reviewed")
     return found.as_dict()
-
-
-def counted_binds(db: Any, state: Any) -> dict[str, Any]:
-    """Bind parameters of the "which evaluation counts" choice (see reviews.counted)."""
-    from tutorscore.reviews.counted import counted_params
-
-    return counted_params(db, state.rules)

@@ -152,9 +152,8 @@ def judges_page(request: Request, db: DbSession, state: State, user: CurrentUser
 def next_review_page(request: Request, db: DbSession, state: State, user: Coach) -> Any:
     """Redirect to the next session to review, with why it was picked."""
     from tutorscore.reviews.queue import next_for_review
-    from tutorscore.web.api.reviews import counted_binds
 
-    found = next_for_review(db, user.username, state.rules, counted_params=counted_binds(db, state))
+    found = next_for_review(db, user.username, state.rules)
     if found is None:
         return render(request, "reviews_done.html", {})
     query = urlencode({"queue": found.stratum, "why": found.reason})
