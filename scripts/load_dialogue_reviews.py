@@ -89,9 +89,10 @@ def write_bundle(dialogues: list[dict[str, Any]], directory: Path) -> None:
         w.writerow(["student_id"])
         for d in dialogues:
             w.writerow([f"md-student-{d['dialogue_id']}"])
-    with (directory / "sessions.jsonl").open("w") as sessions, (
-        directory / "transcripts.jsonl"
-    ).open("w") as transcripts:
+    with (
+        (directory / "sessions.jsonl").open("w") as sessions,
+        (directory / "transcripts.jsonl").open("w") as transcripts,
+    ):
         for i, d in enumerate(dialogues):
             when = start + timedelta(hours=i)
             sessions.write(json.dumps({
@@ -172,9 +173,10 @@ def main() -> int:
             break
     rules = load_rules(None, environ={})
     judge = HeuristicJudge(rules.evaluation.heuristic)
-    with temporary_database(args.backend, label="mathdial") as url, tempfile.TemporaryDirectory(
-        prefix="mathdial-"
-    ) as tmp:
+    with (
+        temporary_database(args.backend, label="mathdial") as url,
+        tempfile.TemporaryDirectory(prefix="mathdial-") as tmp,
+    ):
         env = {**os.environ, "DATABASE_URL": url, "TUTORSCORE_DATA_DIR": tmp, "COLUMNS": "150"}
         bundle = Path(tmp) / "bundle"
         bundle.mkdir()
