@@ -107,8 +107,8 @@ def parse_text(column: str, value: Any, max_len: int, *, required: bool) -> str 
         if required:
             raise FieldProblem(column, expected, value)
         return None
-    if not isinstance(value, str) or len(value.strip()) > max_len:
-        raise FieldProblem(column, expected, value)
+    if not isinstance(value, str) or len(value.strip()) > max_len or "\x00" in value:
+        raise FieldProblem(column, expected + " (no NUL characters)", value)
     return value.strip()
 
 
