@@ -19,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -385,6 +386,59 @@ def fail_job(
         update(Job).where(_owned(job)).values(**values).execution_options(synchronize_session=False)
     )
     return str(values["status"]) if result.rowcount else None  # type: ignore[attr-defined]
+
+
+def release_job(
+    session: Session, job: ClaimedJob, reason: str, *, now: datetime | None = None
+) -> bool:
+    """Hand a claimed job back to the queue, due now, without using up its attempt.
+
+    For work the worker could not do through no fault of the job (the database
+    went away mid-job). False when the job was no longer ours.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        update(Job)
+        .where(_owned(job))
+        .values(
+            status="queued",
+            attempts=Job.attempts - 1,  # the claim counted one
+            locked_by=None,
+            lease_expires_at=None,
+            last_error=reason[:4000],
+            run_after=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def prune_done_jobs(
+    session: Session,
+    *,
+    older_than_days: float,
+    batch: int = 5000,
+    now: datetime | None = None,
+) -> int:
+    """Delete done jobs finished more than `older_than_days` ago; returns how many.
+
+    Deleted in batches of `batch` rows (each its own statement) so neither backend
+    holds a long lock; dead jobs are kept (they wait for a human).
+    """
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        ids = select(Job.id).where(Job.status == "done", Job.finished_at < cutoff).limit(batch)
+        result = session.execute(
+            delete(Job)
+            .where(Job.id.in_(ids.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        n = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += n
+        if n < batch:
+            return total
 
 
 def clear_unavailable_streak(session: Session, job: ClaimedJob) -> None:
