@@ -56,14 +56,14 @@ def url_of(engine: Engine) -> str:
 
 
 def worker_engine(engine: Engine) -> Engine:
-    """A separate engine for the worker; on SQLite with a 100 ms busy timeout, so a
+    """A separate engine for the worker; on SQLite with a 500 ms busy timeout, so a
     held write lock surfaces as "database is locked" quickly (production: 30 s)."""
     eng = make_engine(url_of(engine))
     if eng.dialect.name == "sqlite":
 
         @event.listens_for(eng, "connect")
         def _short_busy(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.execute("PRAGMA busy_timeout=100")
+            dbapi_conn.execute("PRAGMA busy_timeout=500")
 
     return eng
 
@@ -156,9 +156,11 @@ def test_worker_rides_out_a_database_outage_and_resumes(
                 "the worker to notice the outage",
             )
             seen.add(status.snapshot()["state"])
-            for _ in range(20):  # keep the database away through several backoff rounds
+            noticed = time.time()
+            for _ in range(60):  # keep the database away through several backoff rounds
                 time.sleep(0.05)
                 assert thread.is_alive(), errors
+            back = time.time()
         wait_until(lambda: done_jobs(engine) == n, 90, "the queue to drain after the outage")
         seen.add(status.snapshot()["state"])
     finally:
@@ -177,11 +179,19 @@ def test_worker_rides_out_a_database_outage_and_resumes(
             )
         ).all()
     assert len(per_session) == n and {c for _, c in per_session} == {1}
-    # one line when the outage began and one when it ended, not one per try
-    down = health_log.events("database_unavailable")
-    assert len(down) == 1, [r.getMessage() for r in health_log.records]
-    assert len(health_log.events("database_recovered")) == 1
-    assert health_log.events("database_recovered")[0].__dict__["failed_tries"] >= 2
+    # one line when a streak of failures began and one when it ended, not one per try
+    # (on a loaded machine the worker's own slots may also meet a held lock briefly:
+    # short streaks of their own, each logged the same way)
+    lines = [r.__dict__["event"] for r in health_log.records if "event" in r.__dict__]
+    assert lines[::2] == ["database_unavailable"] * len(lines[::2]), lines
+    assert lines[1::2] == ["database_recovered"] * len(lines[::2]), lines
+    during = [
+        r
+        for r in health_log.events("database_recovered")
+        if r.created - r.__dict__["down_seconds"] <= back and r.created >= noticed
+    ]
+    assert len(during) == 1  # the whole outage was one streak...
+    assert during[0].__dict__["failed_tries"] >= 3  # ...of several tries, logged once
     if engine.dialect.name == "postgresql":  # the jobs in flight used up no attempt
         assert max(j.attempts for j in rows) == 1
 
