@@ -587,7 +587,13 @@ async def _run(
     if not once:
         chores.append(asyncio.create_task(worker.prune_loop()))
     try:
-        await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
+        if llm is not None and hasattr(heuristic, "evaluate_sync"):
+            # the LLM path as a pipeline (claim + heuristic, calls, batched writes)
+            from tutorscore.evaluation.pipeline import LLMPipeline
+
+            await LLMPipeline(worker, llm, callers=max(1, concurrency)).run(once=once)
+        else:
+            await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
     finally:
         worker.slots_done.set()
         if flusher is not None:
