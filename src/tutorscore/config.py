@@ -96,6 +96,9 @@ class EvaluationConfig(BaseModel):
     poll_seconds: float = 0.5
     worker_concurrency: int = 4
     analytics_debounce_seconds: float = 1.0
+    db_retry_base_seconds: float = Field(default=0.5, gt=0)
+    db_retry_max_seconds: float = Field(default=5.0, gt=0)
+    done_job_retention_days: float = Field(default=30.0, ge=0)
     heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
     counted: CountedConfig = Field(default_factory=CountedConfig)
 

@@ -2,8 +2,8 @@
 
 The judges' agreement with these is what `tutorscore agreement` measures.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 16:12:04.708502
 """
 
@@ -15,8 +15,8 @@ from sqlalchemy.dialects import postgresql
 
 import tutorscore.db.base
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
