@@ -24,13 +24,23 @@ def train(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Last training snapshot (default: now)."
     ),
+    labels_until: str | None = typer.Option(
+        None,
+        "--labels-until",
+        help="Churn outcomes are known up to here (default: --as-of). Later than --as-of "
+        "only for a history whose future is recorded (a backtest or the demo).",
+    ),
     output: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
-    """Train on as_of snapshots, pick LR or GBM by time-based CV, gate on held-out AUC."""
+    """Train on fortnightly snapshots, choose C by grouped CV, calibrate, gate on held-out AUC."""
     from tutorscore.prediction.churn import result_dict, train_churn_model
 
     result = train_churn_model(
-        get_engine(), as_of=parse_timestamp(as_of), rules=get_rules(), settings=get_settings()
+        get_engine(),
+        as_of=parse_timestamp(as_of),
+        rules=get_rules(),
+        settings=get_settings(),
+        labels_until=parse_timestamp(labels_until) if labels_until else None,
     )
     if output == "json":
         console.print_json(json.dumps(result_dict(result), default=str))
@@ -47,10 +57,35 @@ def train(
     table.add_row(
         "snapshots", f"{len(result.snapshots)}: {result.snapshots[0]} .. {result.snapshots[-1]}"
     )
+    table.add_row("outcomes known until", str(result.labels_until))
     verdict = "[green]model used[/green]" if result.gate_passed else "[yellow]rules decide[/yellow]"
     table.add_row("quality gate", f"{verdict}: {result.gate_reason}")
     console.print(table)
+    _reliability(result.reliability)
     console.print("Run `tutorscore analytics` to score tutors with it.")
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _reliability(table_rows: list[dict[str, Any]]) -> None:
+    """Predicted decile vs observed churn rate on the held-out snapshot."""
+    if not table_rows:
+        console.print("[dim]no reliability table (no held-out snapshot)[/dim]")
+        return
+    table = Table(title="reliability on the held-out snapshot (calibrated probabilities)")
+    for col in ("decile", "tutors", "predicted range", "mean predicted", "observed rate"):
+        table.add_column(col, justify="right")
+    for b in table_rows:
+        table.add_row(
+            str(b["bin"]),
+            str(b["rows"]),
+            f"{b['predicted_low']:.1%}-{b['predicted_high']:.1%}",
+            f"{b['mean_predicted']:.1%}",
+            f"{b['observed_rate']:.1%} ({b['positives']})",
+        )
+    console.print(table)
 
 
 @model_app.command("evaluate")
@@ -120,14 +155,23 @@ def show(
     table.add_row("trained at", str(meta.get("trained_at")))
     rng = meta.get("date_range", {})
     table.add_row("snapshots", f"{rng.get('from')} .. {rng.get('to')}")
+    table.add_row("candidate", str(meta.get("candidate")))
+    table.add_row("outcomes known until", str(meta.get("labels_until")))
     table.add_row("held-out AUC model", _auc(metrics.get("heldout_model_auc")))
     table.add_row("held-out AUC rules", _auc(metrics.get("heldout_rules_auc")))
+    held = metrics.get("heldout", {}).get("model", {})
+    table.add_row(
+        "held-out Brier",
+        f"{_num(held.get('brier'), '.3f')} calibrated, "
+        f"{_num(held.get('brier_uncalibrated'), '.3f')} before calibration",
+    )
     table.add_row(
         "gate", ("passed: " if gate.get("passed") else "failed: ") + str(gate.get("reason"))
     )
     table.add_row("features", ", ".join(meta.get("features", [])))
     table.add_row("file", str(meta.get("file")))
     console.print(table)
+    _reliability(meta.get("reliability", []))
     if len(metas) > 1 or version is None:
         others = [m["version"] for m in list_models(get_settings().data_dir)[1:6]]
         if others:
