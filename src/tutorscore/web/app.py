@@ -46,6 +46,7 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "model",
 )
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.
