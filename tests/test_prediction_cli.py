@@ -65,7 +65,7 @@ def test_model_commands(cli: CliRunner, engine: Engine) -> None:
     assert evaluated["reliability"] and shown["reliability"] == trained["reliability"]
     result = cli.invoke(cli_app, ["model", "show"])  # table output
     assert result.exit_code == 0 and "held-out AUC rules" in result.stdout
-    assert "reliability on the held-out snapshot" in result.stdout
+    assert "churn reliability on the held-out rows" in result.stdout
     assert "observed rate" in result.stdout
 
 

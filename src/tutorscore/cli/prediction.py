@@ -69,13 +69,15 @@ def _num(value: Any, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def _reliability(table_rows: list[dict[str, Any]]) -> None:
-    """Predicted decile vs observed churn rate on the held-out snapshot."""
+def _reliability(
+    table_rows: list[dict[str, Any]], what: str = "churn", rows: str = "tutors"
+) -> None:
+    """Predicted decile vs observed rate on the held-out snapshot (or window)."""
     if not table_rows:
         console.print("[dim]no reliability table (no held-out snapshot)[/dim]")
         return
-    table = Table(title="reliability on the held-out snapshot (calibrated probabilities)")
-    for col in ("decile", "tutors", "predicted range", "mean predicted", "observed rate"):
+    table = Table(title=f"{what} reliability on the held-out rows (calibrated probabilities)")
+    for col in ("decile", rows, "predicted range", "mean predicted", "observed rate"):
         table.add_column(col, justify="right")
     for b in table_rows:
         table.add_row(
@@ -86,6 +88,49 @@ def _reliability(table_rows: list[dict[str, Any]]) -> None:
             f"{b['observed_rate']:.1%} ({b['positives']})",
         )
     console.print(table)
+
+
+@model_app.command("train-no-shows")
+def train_no_shows(
+    as_of: str | None = typer.Option(None, "--as-of", help="End of the held-out window."),
+    days: float = typer.Option(7.0, "--days", help="Length of each backtest window."),
+    windows: int = typer.Option(6, "--windows", help="Windows ending at --as-of."),
+    output: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Train the no-show model on time-ordered windows; gate it against the formula."""
+    from dataclasses import asdict
+
+    from tutorscore.prediction.no_show_model import train_no_show_model
+
+    result = train_no_show_model(
+        get_engine(),
+        as_of=parse_timestamp(as_of),
+        rules=get_rules(),
+        settings=get_settings(),
+        days=days,
+        windows=windows,
+    )
+    if output == "json":
+        console.print_json(json.dumps(asdict(result), default=str))
+        return
+    table = Table(title=f"no-show model {result.version}", show_header=False)
+    table.add_row("chosen", f"C={result.chosen_c:g}")
+    for name, value in result.cv_auc.items():
+        table.add_row(f"CV AUC {name}", _auc(value))
+    table.add_row("held-out window", result.heldout_window)
+    table.add_row(
+        "held-out sessions", f"{result.heldout_sessions} ({result.heldout_no_shows} no-shows)"
+    )
+    table.add_row("held-out AUC model", _auc(result.model_auc))
+    table.add_row("held-out AUC formula", _auc(result.formula_auc))
+    table.add_row(
+        "held-out Brier",
+        f"model {_num(result.model_brier, '.4f')}, formula {_num(result.formula_brier, '.4f')}",
+    )
+    verdict = "[green]model used[/green]" if result.gate_passed else "[yellow]formula[/yellow]"
+    table.add_row("quality gate", f"{verdict}: {result.gate_reason}")
+    console.print(table)
+    _reliability(result.reliability, what="no-show", rows="sessions")
 
 
 @model_app.command("evaluate")
@@ -135,10 +180,15 @@ def evaluate(
 def show(
     version: str | None = typer.Option(None, "--version", help="Model version (default: newest)."),
     output: str = typer.Option("table", "--format", help="table | json"),
+    no_shows: bool = typer.Option(False, "--no-shows", help="The no-show model instead."),
 ) -> None:
-    """The stored model's sidecar: metrics, gate, date range, features."""
+    """The stored model's sidecar: metrics, gate, date range, features, reliability."""
     from tutorscore.prediction.model_store import list_models
+    from tutorscore.prediction.no_show_model import PREFIX
 
+    if no_shows:
+        _show_no_show_model(version, output, list_models(get_settings().data_dir, PREFIX))
+        return
     metas = list_models(get_settings().data_dir)
     if version is not None:
         metas = [m for m in metas if m.get("version") == version]
@@ -178,6 +228,30 @@ def show(
             console.print(f"[dim]older versions: {', '.join(others)}[/dim]")
 
 
+def _show_no_show_model(version: str | None, output: str, metas: list[dict[str, Any]]) -> None:
+    if version is not None:
+        metas = [m for m in metas if m.get("version") == version]
+    if not metas:
+        raise UserError("no no-show model stored; run `tutorscore model train-no-shows` first")
+    meta = metas[0]
+    if output == "json":
+        console.print_json(json.dumps(meta, default=str))
+        return
+    metrics = meta.get("metrics", {})
+    gate = meta.get("gate", {})
+    table = Table(title=f"no-show model {meta['version']}", show_header=False)
+    table.add_row("trained at", str(meta.get("trained_at")))
+    table.add_row("held-out window", str(meta.get("heldout_window")))
+    table.add_row("held-out AUC model", _auc(metrics.get("heldout_model_auc")))
+    table.add_row("held-out AUC formula", _auc(metrics.get("heldout_formula_auc")))
+    table.add_row(
+        "gate", ("passed: " if gate.get("passed") else "failed: ") + str(gate.get("reason"))
+    )
+    table.add_row("features", ", ".join(meta.get("features", [])))
+    console.print(table)
+    _reliability(meta.get("reliability", []), what="no-show", rows="sessions")
+
+
 def no_shows(
     as_of: str | None = typer.Option(None, "--as-of", help="Now, for the list (default: now)."),
     days: float = typer.Option(7.0, "--days", help="Look this many days ahead."),
@@ -200,13 +274,21 @@ def no_shows(
     when = parse_timestamp(as_of)
     if backtest:
         with transaction(get_engine()) as session:
-            report = no_show.backtest(session, as_of=when, rules=rules, days=days)
+            report = no_show.backtest(
+                session, as_of=when, rules=rules, days=days, settings=get_settings()
+            )
         console.print_json(json.dumps(report))
         return
     threshold = None if show_all else rules.prediction.no_show_alert_probability
     with transaction(get_engine()) as session:
         risks = no_show_risks(
-            session, as_of=when, rules=rules, days=days, min_probability=threshold, limit=limit
+            session,
+            as_of=when,
+            rules=rules,
+            days=days,
+            min_probability=threshold,
+            limit=limit,
+            settings=get_settings(),
         )
     if output == "json":
         console.print_json(json.dumps([r.as_dict() for r in risks]))
@@ -218,7 +300,9 @@ def no_shows(
     for col in ("when (UTC)", "session", "tutor", "student", "p(no-show)", "why"):
         table.add_column(col)
     for r in risks:
-        why = "; ".join(c.text() for c in r.components if c.sessions)
+        why = "; ".join(
+            [f["text"] for f in r.factors] + [c.text() for c in r.components if c.sessions]
+        )
         table.add_row(
             r.scheduled_start_at.strftime("%Y-%m-%d %H:%M"),
             r.session_id,

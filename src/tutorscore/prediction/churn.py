@@ -50,7 +50,7 @@ Array = np.ndarray[Any, Any]
 MODEL_REASON_FLAG = "churn_risk_label"
 MODEL_KIND = "logistic_regression"
 # L2 strengths tried; the grouped CV picks one
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 # snapshots closer together than this are spread evenly instead (short histories)
 SHORT_HISTORY_DAYS = 2.0
 LOG_KINDS = ("count", "days")

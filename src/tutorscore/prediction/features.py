@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -49,15 +49,17 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("rating_change_14d", "rating, last 14 days vs the 14 before", "score_change"),
     FeatureSpec("ai_avg_quality_score", "AI quality score (30 days)", "score"),
     FeatureSpec("ai_score_change_14d", "AI score, last 14 days vs the 14 before", "score_change"),
-    FeatureSpec("first_sessions", "first sessions (30 days)", "count"),
-    FeatureSpec("first_session_dropout_rate", "first-session dropout rate", "rate"),
-    FeatureSpec("first_session_avg_rating", "average first-session rating", "score"),
     FeatureSpec("student_churn_rate", "students who left after a session", "rate"),
     FeatureSpec("tenure_days", "tenure", "days"),
     FeatureSpec("new_tutor", "tenure under 90 days", "flag"),
     FeatureSpec("days_since_last_session", "days since the last completed session", "days"),
     FeatureSpec("no_session_30d", "no completed session in 30 days", "flag"),
 )
+# First-session results are not model inputs: ingest marks a pair's earliest session
+# in the data as its first, so their counts depend on how far a snapshot is from the
+# start of the data (on the 1M synthetic set 9.1 per tutor at day 34, 1.5 at day 90)
+# and adding them cost the model 0.02-0.04 held-out AUC. The rules still use them,
+# and the model sees them through rules_churn_risk.
 NEW_TUTOR_DAYS = 90
 # A session's student_churned_after_session is only known once the student has
 # stayed away for a while: flags on sessions newer than this are not read.
@@ -150,8 +152,8 @@ WINDOW_PERIODS = (LAST, PREV, REST)
 def _combine(by_period: dict[int, Any], tags: list[str]) -> SimpleNamespace:
     """Window and fortnight figures from the per-period sums."""
     empty = SimpleNamespace(
-        total=0, resched=0, no_show=0, completed=0, rated=0, rating_sum=0, firsts=0,
-        dropouts=0, first_rated=0, first_rating_sum=0, student_churn=0, settled=0,
+        total=0, resched=0, no_show=0, completed=0, rated=0, rating_sum=0,
+        student_churn=0, settled=0,
         evaluated=0, q_sum=0, first_seen=None, last_completed=None,
         **{f"tag_{tag}": 0 for tag in tags},
     )  # fmt: skip
@@ -181,9 +183,6 @@ def _combine(by_period: dict[int, Any], tags: list[str]) -> SimpleNamespace:
         ai=_mean(tot("q_sum"), int(tot("evaluated"))),
         ai_14=_mean(tot("q_sum", (LAST,)), int(tot("evaluated", (LAST,)))),
         ai_prev_14=_mean(tot("q_sum", (PREV,)), int(tot("evaluated", (PREV,)))),
-        firsts=tot("firsts"),
-        dropouts=tot("dropouts"),
-        first_rating=_mean(tot("first_rating_sum"), int(tot("first_rated"))),
         settled=tot("settled"),
         student_churn=tot("student_churn"),
         first_seen=min(seen) if seen else None,
@@ -192,6 +191,11 @@ def _combine(by_period: dict[int, Any], tags: list[str]) -> SimpleNamespace:
     for tag in tags:
         setattr(out, f"tag_{tag}", tot(f"tag_{tag}"))
     return out
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _log_ratio(now: float, before: float) -> float:
@@ -224,7 +228,6 @@ def compute_features(
     f1, f2 = as_of - fortnight, as_of - 2 * fortnight
     settled_before = as_of - timedelta(days=STUDENT_CHURN_SETTLE_DAYS)
     horizon_days = 2 * window.total_seconds() / 86400
-    th = rules.thresholds
     tags = risk_tags(rules)
 
     ev = SessionEvaluation
@@ -242,10 +245,8 @@ def compute_features(
     resched = and_(s.status == "rescheduled", s.reschedule_initiator == "tutor")
     no_show = and_(s.status == "no_show", or_(s.no_show_by == "tutor", s.no_show_by.is_(None)))
     rated = and_(completed, s.student_rating.is_not(None))
-    first = and_(completed, s.is_first_session.is_(True))
     settled = and_(completed, t <= settled_before)
     student_left = and_(settled, s.student_churned_after_session.is_(True))
-    dropout = and_(first, or_(student_left, s.student_rating <= th.poor_first_session_max_rating))
 
     def flag(cond: ColumnElement[bool], name: str) -> Any:
         return case((cond, 1), else_=0).label(name)
@@ -263,9 +264,6 @@ def compute_features(
         flag(no_show, "no_show"),
         flag(completed, "completed"),
         case((rated, s.student_rating)).label("rating"),
-        flag(first, "first"),
-        flag(dropout, "dropout"),
-        case((first, s.student_rating)).label("first_rating"),
         flag(student_left, "churned"),
         flag(settled, "settled"),
         case((completed, t)).label("completed_at"),
@@ -282,10 +280,6 @@ def compute_features(
         func.sum(ps.c.completed).label("completed"),
         func.count(ps.c.rating).label("rated"),
         func.sum(ps.c.rating).label("rating_sum"),
-        func.sum(ps.c.first).label("firsts"),
-        func.sum(ps.c.dropout).label("dropouts"),
-        func.count(ps.c.first_rating).label("first_rated"),
-        func.sum(ps.c.first_rating).label("first_rating_sum"),
         func.sum(ps.c.churned).label("student_churn"),
         func.sum(ps.c.settled).label("settled"),
         func.min(ps.c.at).label("first_seen"),
@@ -334,6 +328,11 @@ def compute_features(
         periods.setdefault(row["tutor_id"], {})[period] = SimpleNamespace(**merged)
     agg = {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
 
+    # A comparison with the window before is unknown (NaN), not "grew from zero", when
+    # that window starts before the first session in the database.
+    data_start = session.scalar(select(func.min(s.scheduled_start_at)))
+    prev_complete = data_start is not None and _aware(data_start) <= prev_start
+
     tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
     if tutor_ids is not None:
         tutor_query = tutor_query.where(Tutor.tutor_id.in_(tutor_ids))
@@ -355,7 +354,7 @@ def compute_features(
         tenure = max((as_of.date() - since).days, 0)
         values = {
             "total_sessions": r.total,
-            "volume_change": _log_ratio(r.total, r.prev_total),
+            "volume_change": _log_ratio(r.total, r.prev_total) if prev_complete else math.nan,
             "sessions_14d": r.total_14,
             "sessions_prev_14d": r.prev_14,
             "volume_change_14d": _log_ratio(r.total_14, r.prev_14),
@@ -371,9 +370,6 @@ def compute_features(
             "rating_change_14d": _num(r.rating_14) - _num(r.rating_prev_14),
             "ai_avg_quality_score": _num(r.ai),
             "ai_score_change_14d": _num(r.ai_14) - _num(r.ai_prev_14),
-            "first_sessions": r.firsts,
-            "first_session_dropout_rate": _ratio(r.dropouts, r.firsts),
-            "first_session_avg_rating": _num(r.first_rating),
             "student_churn_rate": _ratio(r.student_churn, r.settled),
             "tenure_days": tenure,
             "new_tutor": 1.0 if tenure < NEW_TUTOR_DAYS else 0.0,

@@ -1,4 +1,5 @@
-"""`/model`: the churn model's gate decision, held-out scores and reliability diagram."""
+"""`/model`: the churn model's gate decision, held-out scores and reliability diagram,
+and the no-show model's gate against the formula."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def model_page(request: Request, state: State, user: CurrentUser) -> HTMLRespons
     """What `tutorscore model show` prints, for the newest stored churn model."""
     from tutorscore.prediction.churn import model_status
     from tutorscore.prediction.model_store import list_models
+    from tutorscore.prediction.no_show_model import no_show_model_status
 
     status = model_status(state.settings)
     versions: list[dict[str, Any]] = list_models(state.settings.data_dir)[:10]
@@ -29,5 +31,6 @@ def model_page(request: Request, state: State, user: CurrentUser) -> HTMLRespons
         "reliability": status.get("reliability") or [],
         "chart": reliability_chart(status.get("reliability") or []),
         "versions": versions,
+        "no_show": no_show_model_status(state.settings),
     }
     return render(request, "model.html", context)
