@@ -384,7 +384,13 @@ async def run_worker_async(
         await warming  # analytics runs inside each job: import first
     flusher = asyncio.create_task(worker.analytics_loop(warming)) if worker.debounce else None
     try:
-        await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
+        if llm is not None and hasattr(heuristic, "evaluate_sync"):
+            # the LLM path as a pipeline (claim + heuristic, calls, batched writes)
+            from tutorscore.evaluation.pipeline import LLMPipeline
+
+            await LLMPipeline(worker, llm, callers=max(1, concurrency)).run(once=once)
+        else:
+            await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
     finally:
         worker.slots_done.set()
         if flusher is not None:
