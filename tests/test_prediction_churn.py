@@ -286,6 +286,13 @@ def test_model_store_versions_and_other_databases(
     )
     versions = [m["version"] for m in list_models(settings.data_dir)]
     assert versions == sorted({first.version, second.version}, reverse=True)
+    # deterministic: the same data and options give the same arrays
+    folder = Path(settings.data_dir) / "models"
+    one, two = (
+        json.loads((folder / f"churn-{v}.model.json").read_text())
+        for v in (first.version, second.version)
+    )
+    assert one == two and one["model"]["coef"]
     stored = load_model(settings.data_dir)
     assert stored is not None and stored.version == versions[0]
     # a model trained elsewhere is never applied to this database
