@@ -201,7 +201,7 @@ def main() -> int:
         table = cli(env, "agreement")
     ours = next(j for j in report["judges"] if j["judge"] == "heuristic")
     theirs = independent(pairs, rules.reviews.bootstrap_seed, rules.reviews.bootstrap_resamples)
-    print(f"{len(dialogues)} MathDial dialogues from {path.name}, backend {args.backend},"
+    print(f"{len(dialogues)} dialogues from {path.name}, backend {args.backend},"
           f" judge {ours['label']}")  # fmt: skip
     print(table)
     width = max(len(k) for k in theirs)

@@ -168,9 +168,13 @@ async def test_queue_api_and_page_roles(engine: Engine, client: httpx.AsyncClien
     r = await client.get("/reviews/next")
     assert r.status_code == 303
     target = r.headers["location"]
-    assert target.startswith("/sessions/") and "queue=" in target and "why=" in target
+    assert target.startswith("/sessions/") and "queue=" in target and "why=" not in target
     page = await client.get(target)
     assert 'id="queue-why"' in page.text and 'id="review-form"' in page.text
+    assert "From the review queue: " in page.text and "judge score in" not in page.text
+    # text from the query string is never shown: only the page's own sentence per stratum
+    page = await client.get(target.split("?")[0] + "?queue=%3Cb%3Ehello")
+    assert 'id="queue-why"' not in page.text and "hello" not in page.text
     overview = (await client.get("/")).text
     assert 'id="reviews-week"' in overview
     assert "reviews in the last 7 days, of 8 sessions by 1 reviewer" in " ".join(overview.split())
