@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import signal
 import sys
@@ -226,13 +225,10 @@ def worker(
 ) -> None:
     """Long-running evaluation worker; run as many copies as you like against Postgres."""
     from tutorscore.evaluation.worker import new_worker_id, run_worker
+    from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+    configure_logging(settings.log_level)  # JSON lines, as `serve` writes them
     stop = threading.Event()
     name = worker_id or new_worker_id()
 

@@ -119,11 +119,11 @@ def _name_prefix(line: str) -> tuple[str, str] | None:
     if match is None:
         return None
     name = _SPACES.sub(" ", match.group("name")).strip()
-    if len(name.split(" ")) > _MAX_NAME_WORDS:
-        return None
     chat = _CHAT_FROM.match(name)
     if chat is not None:
         name = chat.group("name")
+    elif len(name.split(" ")) > _MAX_NAME_WORDS:
+        return None
     return name, (match.group("rest") or "").strip()
 
 
@@ -374,13 +374,14 @@ def _key(name: str) -> str:
 
 
 def _looks_like_name(label: str) -> bool:
-    """Words that start with a capital or a digit ("Ana de la Cruz", "Speaker 2"), or a
+    """Words that do not start lower-case ("Ana de la Cruz", "Speaker 2", "山田"), or a
     Tutor/Teacher/Student label in any case."""
     words = label.split(" ")
     if _literal_role(label) is not None:
         return True
-    return words[0][:1].isupper() and all(
-        w[:1].isupper() or w[:1].isdigit() or w[:1] in "(&" or w in _NAME_PARTICLES for w in words
+    # "not lower-case" rather than "upper-case": names in scripts without case (山田) count
+    return not words[0][:1].islower() and all(
+        not w[:1].islower() or w in _NAME_PARTICLES for w in words
     )
 
 
@@ -409,7 +410,7 @@ def merge_cues(cues: Sequence[Cue], *, joiner: str = " ") -> list[LabelledTurn]:
     turns: list[LabelledTurn] = []
     spelling: dict[str, str] = {}
     for cue in cues:
-        if not cue.text:
+        if not cue.text and cue.speaker is None:
             continue
         if cue.speaker is None:
             if not turns:
@@ -435,7 +436,7 @@ def merge_cues(cues: Sequence[Cue], *, joiner: str = " ") -> list[LabelledTurn]:
                 turn.start_s = cue.start_s
             continue
         turns.append(LabelledTurn(cue.line, speaker, cue.text, cue.start_s))
-    return turns
+    return [t for t in turns if t.text]  # "Name:" with nothing said after it
 
 
 @dataclass
