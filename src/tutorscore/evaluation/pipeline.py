@@ -50,6 +50,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.costs import BufferedLedger, insert_calls, spent_on_day_in
+from tutorscore.evaluation.health import is_database_error
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
 from tutorscore.evaluation.queue import ClaimedJob, claim_jobs, complete_job, extend_lease, fail_job
 from tutorscore.evaluation.service import (
@@ -58,6 +59,7 @@ from tutorscore.evaluation.service import (
     insert_evaluation,
     load_transcript,
 )
+from tutorscore.evaluation.worker import WorkerStopping  # worker imports this module lazily
 
 if TYPE_CHECKING:
     from tutorscore.evaluation.llm_judge import Prepared
@@ -237,12 +239,19 @@ class LLMPipeline:
                     continue
                 try:
                     jobs = await self._db(self._claim_fn, slot, min(CLAIM_BATCH, room))
-                except Exception:
+                except Exception as exc:
                     if once:
                         raise
+                    if is_database_error(exc):  # the worker's shared backoff and health status
+                        try:
+                            await self.worker._wait_for_database(exc)
+                        except WorkerStopping:
+                            break
+                        continue
                     log.exception("claiming jobs failed; retrying")
                     await self.worker._idle()
                     continue
+                self.worker.outage.succeeded()
                 if not jobs:
                     if once:
                         if not self.held:
@@ -269,6 +278,20 @@ class LLMPipeline:
     async def _feed(self, items: list[Item]) -> list[_Fed]:
         """The claim's jobs in one transaction; when it fails, one transaction each, and a
         job that fails on its own fails (back to the queue with backoff)."""
+        while True:
+            try:
+                return await self._db(self._feed_batch, items)
+            except Exception as exc:
+                if self.worker.once or not is_database_error(exc):
+                    break
+                # the database went away: wait for it, then try the same jobs again (a
+                # job whose lease ran out meanwhile is fenced off as lost)
+                try:
+                    await self.worker._wait_for_database(exc)
+                except WorkerStopping:
+                    break
+                for item in items:
+                    item.__dict__.update(Item(item.job).__dict__)
         try:
             return await self._db(self._feed_batch, items)
         except Exception:
@@ -427,6 +450,8 @@ class LLMPipeline:
             try:
                 (outcome,) = await self._db(self._write_batch, [item])
             except Exception as exc:
+                if is_database_error(exc):
+                    self.worker.outage.failed(exc)  # logged once per outage, shown by /healthz
                 if loop.time() > give_up:  # the lease is gone by now: another worker redoes it
                     log.error("job %s: not stored within its lease; left to the queue", item.job.id)
                     self._account(item, "lost")
@@ -438,6 +463,7 @@ class LLMPipeline:
                 await asyncio.sleep(delay)
                 delay = min(WRITE_RETRY_MAX_S, delay * 2)
                 continue
+            self.worker.outage.succeeded()
             self._account(item, outcome)
             return
 
@@ -482,9 +508,10 @@ class LLMPipeline:
                 continue
             try:
                 lost = await self._db(self._renew, items)
-            except Exception:
-                log.exception("renewing %d leases failed", len(items))
-                continue
+            except Exception as exc:
+                if not is_database_error(exc):
+                    log.exception("renewing %d leases failed", len(items))
+                continue  # the outage is logged by whoever waits for the database
             for job_id in lost:
                 item = self.held.get(job_id)
                 if item is not None:
