@@ -20,9 +20,11 @@ on a throwaway database (SQLite file or a fresh Postgres database).
 `tutorscore worker --once` processes drain the queue, each given half the
 limits (150 RPM, 500,000 TPM, 20 in flight).
 
-Shorter variants for iterating: `--transcripts 150` (a quarter of the calls), or
-`--minutes 1` (the worker is stopped with SIGTERM after a minute; it finishes
-the jobs in hand, and lost/duplicates are then counted over the jobs that ran).
+Shorter variants for iterating: `--transcripts 150` (a quarter of the calls, but
+under a minute: it measures the first window's burst, not the rate), or
+`--minutes 1.5` (the jobs are queued by the benchmark and drained by `tutorscore
+worker --once`, stopped with SIGTERM after 1.5 minutes; it finishes the jobs in
+hand, and lost/duplicates are counted over the jobs that ran).
 
 Measures:
 - achieved RPM = requests the provider admitted (answered 200 or 500) / time
@@ -128,10 +130,8 @@ def scenario(args: argparse.Namespace, backend: str, workers: int) -> dict[str, 
             )  # fmt: skip
             engine = make_engine(url)
             cpu_before = _cpu_children()
-            if workers == 1:
-                wall = _run(
-                    [*CLI, "evaluate", "--judge", "llm", "--all"], env, minutes=args.minutes
-                )
+            if workers == 1 and not args.minutes:
+                wall = _run([*CLI, "evaluate", "--judge", "llm", "--all"], env)
             else:
                 rules = load_rules(None, environ={})
                 with transaction(engine) as s:
