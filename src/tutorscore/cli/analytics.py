@@ -15,6 +15,7 @@ from rich.table import Table
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules
 from tutorscore.db.engine import transaction
+from tutorscore.errors import UserError
 
 
 class ReportFormat(StrEnum):
@@ -36,10 +37,25 @@ RISK_STYLE = {"high": "red", "medium": "yellow", "low": "green", "not_enough_dat
 
 def analytics(
     as_of: str | None = typer.Option(None, "--as-of", help="End of the window (default: now)."),
+    repair_current: bool = typer.Option(
+        False,
+        "--repair-current",
+        help="Only re-mark each tutor's current row (the latest at or before now); no recompute.",
+    ),
 ) -> None:
-    """Full recompute of metrics, flags and reasons for every tutor (and churn scores)."""
-    from tutorscore.analytics.service import compute_all
+    """Full recompute of metrics, flags and reasons for every tutor (and churn scores).
 
+    A run at a future --as-of is stored as history but never becomes current.
+    """
+    from tutorscore.analytics.service import compute_all
+    from tutorscore.analytics.service import repair_current as repair
+
+    if repair_current:
+        if as_of is not None:
+            raise UserError("--repair-current takes no --as-of (it marks the latest row <= now)")
+        changed = repair(get_engine())
+        console.print(f"analytics: is_current re-marked, {changed} rows changed")
+        return
     when = parse_timestamp(as_of)
     summary = compute_all(get_engine(), as_of=when, rules=get_rules())
     console.print(f"analytics: {summary}")
