@@ -10,7 +10,7 @@ from tutorscore.db.models import Student, Tutor, TutoringSession
 
 
 def test_migrations_create_every_table_and_index(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     for name in (
@@ -70,7 +70,7 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
                 when = f"2026-11-2{i} 00:00:00"
                 conn.execute(insert, {"t": when, "h": config_hash, "c": json.dumps(config)})
         upgrade(db)
-        assert current_revision(db) == "0002"
+        assert current_revision(db) == head_revision()
         with db.connect() as conn:
             stored = dict(
                 conn.execute(text("SELECT config_hash, config FROM analytics_configs")).all()
