@@ -19,6 +19,7 @@ from tutorscore import __version__
 from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
+from tutorscore.web.body_check import StorableTextMiddleware
 from tutorscore.web.errors import install_error_handlers
 from tutorscore.web.metrics import build_registry
 from tutorscore.web.middleware import RequestContextMiddleware
@@ -154,6 +155,8 @@ def create_app(
     registry, latency = build_registry(state)
     app.state.metrics_registry = registry
     install_error_handlers(app)
+    # innermost: sees the session (for error pages) and a body already capped in size
+    app.add_middleware(StorableTextMiddleware)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.resolved_secret_key(),

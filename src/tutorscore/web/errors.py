@@ -121,7 +121,24 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
 
 async def out_of_range_handler(request: Request, exc: Exception) -> Response:
     """A number the database cannot store (e.g. an id beyond 64 bits) is the caller's mistake."""
+    if "NUL" in str(exc):  # Postgres: text with a NUL character (bodies are checked earlier)
+        return _respond(
+            request,
+            422,
+            "validation_error",
+            "a text value in the request contains a NUL character, which cannot be stored",
+        )
     return _respond(request, 400, "out_of_range", "a value in the request is out of range")
+
+
+async def unstorable_text_handler(request: Request, exc: Exception) -> Response:
+    """A lone surrogate reached the database driver (bodies are checked earlier)."""
+    return _respond(
+        request,
+        422,
+        "validation_error",
+        "a text value in the request contains an unpaired surrogate, which cannot be stored",
+    )
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
@@ -138,4 +155,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DataError, out_of_range_handler)
     app.add_exception_handler(OverflowError, out_of_range_handler)
+    app.add_exception_handler(UnicodeEncodeError, unstorable_text_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
