@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules
+from tutorscore.csvsafe import neutralise
 from tutorscore.db.engine import transaction
 from tutorscore.errors import UserError
 
@@ -100,6 +101,12 @@ def tutors(
     ),
     flag: list[str] = typer.Option([], "--flag", help="Only tutors with this flag (repeatable)."),
     limit: int | None = typer.Option(None, "--limit", min=0, help="At most N tutors."),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="CSV: text cells as they are; by default cells starting with = + - @ tab or CR "
+        "get a leading ' so spreadsheets do not run them",
+    ),
 ) -> None:
     """The per-tutor report (DATA_FORMAT.md): current metrics, or those at --as-of."""
     from tutorscore.analytics.report import tutor_reports
@@ -124,7 +131,10 @@ def tutors(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for item in items:
-            writer.writerow([_csv_value(item, c) for c in CSV_COLUMNS])
+            cells = [_csv_value(item, c) for c in CSV_COLUMNS]
+            if not raw:
+                cells = [neutralise(c) if isinstance(c, str) else c for c in cells]
+            writer.writerow(cells)
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"{len(items)} of {total} tutors")
