@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=4, ge=1, le=200, alias="TUTORSCORE_WEB_THREADS")
     # seconds a cached tutor-report page may be served (web/report_cache.py); 0 = no cache
     report_cache_ttl: float = Field(default=30.0, ge=0, alias="TUTORSCORE_REPORT_CACHE_TTL")
+    # session cookie `Secure`: true/false, or unset = when the request came over https
+    # (uvicorn sets the scheme from X-Forwarded-Proto for trusted proxies)
+    cookie_secure: bool | None = Field(default=None, alias="TUTORSCORE_COOKIE_SECURE")
 
     @property
     def llm_enabled(self) -> bool:

@@ -24,6 +24,7 @@ from tutorscore.web.errors import install_error_handlers
 from tutorscore.web.metrics import build_registry
 from tutorscore.web.middleware import RequestContextMiddleware
 from tutorscore.web.report_cache import ReportCache
+from tutorscore.web.security import SecurityHeadersMiddleware
 from tutorscore.web.state import AppState
 from tutorscore.web.templating import STATIC_DIR
 
@@ -163,7 +164,10 @@ def create_app(
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE,
         same_site="lax",
-        https_only=False,
+        https_only=False,  # Secure is added per request by SecurityHeadersMiddleware
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, cookie_name=SESSION_COOKIE, cookie_secure=settings.cookie_secure
     )
     app.add_middleware(RequestContextMiddleware, latency=latency, max_body_bytes=max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
