@@ -15,7 +15,7 @@ from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 
-# The per-tutor report's names in DATA_FORMAT.md (a contract: outside tools rely on them).
+# The per-tutor report's names in docs/data-format.md (a contract: outside tools rely on them).
 REPORT_CONTRACT_KEYS = {
     "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
     "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",

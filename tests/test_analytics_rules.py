@@ -1,4 +1,4 @@
-"""Every rule of RULES.md at its boundaries, through the SQL, on SQLite and Postgres."""
+"""Every rule of docs/rules.md at its boundaries, through the SQL, on SQLite and Postgres."""
 
 from __future__ import annotations
 

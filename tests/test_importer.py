@@ -1,4 +1,4 @@
-"""`tutorscore import`: every rule of DATA_FORMAT.md "Import rules", on SQLite and Postgres."""
+"""`tutorscore import`: every rule of docs/data-format.md "Import rules", on SQLite and Postgres."""
 
 from __future__ import annotations
 
