@@ -94,7 +94,11 @@ class StorableTextMiddleware:
         chunks: list[bytes] = []
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await receive()
+            except Exception as exc:  # e.g. the body cap (413): the app reports it as before
+                await self.app(scope, _raising(exc), send)
+                return
             if message["type"] != "http.request":  # client went away
                 await self.app(scope, _replay([message], receive), send)
                 return
@@ -113,6 +117,13 @@ class StorableTextMiddleware:
             Request(scope), 422, "validation_error", f"invalid input: {fields}", problems
         )
         await response(scope, receive, send)
+
+
+def _raising(exc: Exception) -> Receive:
+    async def receive() -> Message:
+        raise exc
+
+    return receive
 
 
 def _replay(messages: list[Message], then: Receive) -> Receive:
