@@ -53,9 +53,12 @@ def _stamp(ms: int) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def make_vtt(rng: random.Random, tutor: str, student: str, voice_tags: bool) -> tuple[str, int]:
-    """(file text, number of cues)."""
+def make_vtt(
+    rng: random.Random, tutor: str, student: str, voice_tags: bool
+) -> tuple[str, int, list[dict[str, Any]]]:
+    """(file text, number of cues, the turns it stands for)."""
     lines = ["WEBVTT", "", "NOTE generated for the caption import benchmark", ""]
+    turns: list[dict[str, Any]] = []
     at = 1000
     cues = rng.randint(100, 140)
     speaker = tutor
@@ -64,6 +67,11 @@ def make_vtt(rng: random.Random, tutor: str, student: str, voice_tags: bool) -> 
             speaker = student if speaker == tutor else tutor
         words = rng.randint(6, 22)
         text = " ".join(rng.choice(WORDS) for _ in range(words))
+        role = "tutor" if speaker == tutor else "student"
+        if turns and turns[-1]["speaker"] == role:
+            turns[-1]["text"] += " " + text
+        else:
+            turns.append({"speaker": role, "text": text, "start_s": at / 1000})
         if words > 14:
             cut = text.index(" ", len(text) // 2)
             text = text[:cut] + "\n" + text[cut + 1 :]
@@ -73,7 +81,7 @@ def make_vtt(rng: random.Random, tutor: str, student: str, voice_tags: bool) -> 
         lines.append(f"<v {speaker}>{text}</v>" if voice_tags else f"{speaker}: {text}")
         lines.append("")
         at += length + rng.randint(100, 3000)
-    return "\n".join(lines), cues
+    return "\n".join(lines), cues, turns
 
 
 def write_bundle(root: Path, files: int) -> dict[str, Any]:
@@ -108,10 +116,14 @@ def write_bundle(root: Path, files: int) -> dict[str, Any]:
     with (jsonl_dir / "transcripts.jsonl").open("w", encoding="utf-8") as jsonl:
         for i in range(files):
             tutor = TUTORS[i % len(TUTORS)][1]
-            content, n = make_vtt(rng, tutor, STUDENTS[i % len(STUDENTS)], voice_tags=i % 2 == 0)
+            content, n, turns = make_vtt(
+                rng, tutor, STUDENTS[i % len(STUDENTS)], voice_tags=i % 2 == 0
+            )
             cues += n
             (vtt / f"V{i:05d}.vtt").write_text(content, encoding="utf-8")
-            turns = transcript_turns("vtt", content, session_id=f"V{i:05d}", tutor_name=tutor)
+            if i < 20:  # the generator and the importer agree on what the files say
+                parsed = transcript_turns("vtt", content, session_id="V", tutor_name=tutor)
+                assert parsed == turns, f"V{i:05d}"
             jsonl.write(json.dumps({"session_id": f"V{i:05d}", "turns": turns}) + "\n")
     size = sum(p.stat().st_size for p in vtt.iterdir())
     return {"cues": cues, "vtt_mb": size / 2**20}

@@ -523,6 +523,22 @@ def test_text_times_elapsed_clock_and_past_midnight() -> None:
     ]
 
 
+def test_zoom_chat_exports() -> None:
+    old = (
+        "00:03:12 From  Maria Gonzalez  to  Everyone : Welcome!\n"
+        "00:03:40 From Jordan Smith to Maria Gonzalez (Privately) : hi\n"
+    )
+    assert _turns("text", old) == [
+        {"speaker": "tutor", "text": "Welcome!", "start_s": 192.0},
+        {"speaker": "student", "text": "hi", "start_s": 220.0},
+    ]
+    tabbed = "00:03:12\tFrom Maria Gonzalez to Everyone:\n\tWelcome!\n00:03:40\tJordan:\n\thi\n"
+    assert _turns("text", tabbed) == [
+        {"speaker": "tutor", "text": "Welcome!", "start_s": 192.0},
+        {"speaker": "student", "text": "hi", "start_s": 220.0},
+    ]
+
+
 def test_what_is_not_a_speaker() -> None:
     vtt = (
         "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nMaria Gonzalez: See https://example.org\n\n"

@@ -246,7 +246,7 @@ def test_login_rehashes_a_hash_with_old_parameters(
         assert db.scalar(select(User.password_hash)) == new  # no rehash when current
 
 
-def test_migration_0003_normalises_usernames(engine: Engine) -> None:
+def test_migration_0005_normalises_usernames(engine: Engine) -> None:
     from tutorscore.db.migrate import downgrade, upgrade
     from tutorscore.testing.databases import temporary_database
 
@@ -254,7 +254,7 @@ def test_migration_0003_normalises_usernames(engine: Engine) -> None:
     with temporary_database(backend, label="mig3") as url:
         db = make_engine(url)
         upgrade(db)
-        downgrade(db, "0002")
+        downgrade(db, "0004")
         insert = text(
             "INSERT INTO users (username, password_hash, role, is_active, created_at)"
             " VALUES (:u, 'x', 'viewer', :a, '2026-11-01 00:00:00')"

@@ -119,11 +119,11 @@ def _name_prefix(line: str) -> tuple[str, str] | None:
     if match is None:
         return None
     name = _SPACES.sub(" ", match.group("name")).strip()
-    if len(name.split(" ")) > _MAX_NAME_WORDS:
-        return None
     chat = _CHAT_FROM.match(name)
     if chat is not None:
         name = chat.group("name")
+    elif len(name.split(" ")) > _MAX_NAME_WORDS:
+        return None
     return name, (match.group("rest") or "").strip()
 
 
@@ -409,7 +409,7 @@ def merge_cues(cues: Sequence[Cue], *, joiner: str = " ") -> list[LabelledTurn]:
     turns: list[LabelledTurn] = []
     spelling: dict[str, str] = {}
     for cue in cues:
-        if not cue.text:
+        if not cue.text and cue.speaker is None:
             continue
         if cue.speaker is None:
             if not turns:
@@ -435,7 +435,7 @@ def merge_cues(cues: Sequence[Cue], *, joiner: str = " ") -> list[LabelledTurn]:
                 turn.start_s = cue.start_s
             continue
         turns.append(LabelledTurn(cue.line, speaker, cue.text, cue.start_s))
-    return turns
+    return [t for t in turns if t.text]  # "Name:" with nothing said after it
 
 
 @dataclass

@@ -646,24 +646,31 @@ def _write(
     pairs: set[tuple[str, str]] | None = None
     if session_rows and not check.all_pairs and session_rows <= 10 * FULL_THRESHOLD:
         pairs = set(check.pairs) | _old_pairs(conn, check.ids.get("sessions", {}))
+    if conn.dialect.name == "sqlite":
+        # Take the write lock now (a write that matches nothing): from here on no other
+        # connection commits, so the row counts below are exact. On Postgres others keep
+        # writing; the upsert itself says which rows it inserted.
+        conn.exec_driver_sql("DELETE FROM tutors WHERE 0")
     for kind in KINDS:
         spools = [s for s in check.spools if s[0].kind == kind]
         if not spools:
             continue
         spec = _SPECS[kind]
         before = _count(conn, spec.table)
-        changed = 0
+        count = _upsert.UpsertCount()
         for bundle_file, spool, rows in spools:
-            changed += _upsert.upsert_rows(
+            _upsert.upsert_rows(
                 conn,
                 spec,
                 _batches(spool, bundle_file.label, rows, progress),
                 prepared=True,
                 bulk=before == 0 and rows >= _upsert.BULK_ROWS,
+                count=count,
             )
-        created = _count(conn, spec.table) - before
-        summary[kind].created = created
-        summary[kind].updated = max(changed - created, 0)
+        if count.inserted is None:
+            count.inserted = _count(conn, spec.table) - before
+        summary[kind].created = count.inserted
+        summary[kind].updated = count.changed - count.inserted
     if not session_rows:
         return 0
     return derive_first_sessions(conn, pairs)
