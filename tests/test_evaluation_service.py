@@ -1,7 +1,5 @@
 """Evaluation storage and cache: same transcript + judge = no second judge call."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import pytest
@@ -19,7 +17,7 @@ from tutorscore.evaluation.service import (
     get_evaluation,
     list_evaluations,
 )
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 
 def test_cache_hit_makes_no_judge_call(engine: Engine, rules: RulesConfig) -> None:

@@ -1,6 +1,4 @@
 """Playbook mapping, the intervention lifecycle with roles and audit, the board and tutor panel."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +20,7 @@ from tutorscore.db.models import (
 )
 from tutorscore.errors import Conflict, ValidationFailed
 from tutorscore.interventions import playbook, service
-from web_support import app, bearer, client, login, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer, login
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from conftest_llm import TRANSCRIPT, add_session
+from llm_support import TRANSCRIPT, add_session
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models.evaluation import LLMCall
@@ -20,8 +20,6 @@ from tutorscore.evaluation.limiter import RateLimiter
 from tutorscore.evaluation.llm_judge import LLMJudge, RetryPolicy, retry_after_seconds
 from tutorscore.ingest.transcript_format import Turn
 from tutorscore.testing.fake_llm import FakeServerProcess, evaluate_transcript
-
-pytest_plugins = ("conftest_llm",)
 
 
 class RecordingSleep:

@@ -1,6 +1,4 @@
 """The model / no-shows / interventions / alerts commands and the churn-model endpoint."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import json
@@ -14,7 +12,7 @@ from typer.testing import CliRunner
 from test_prediction_churn import END, populate
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.errors import Conflict, UserError
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 
 @pytest.fixture

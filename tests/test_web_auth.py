@@ -1,7 +1,5 @@
 """Authentication, roles, CSRF, throttling and structured errors over the ASGI app."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import re
@@ -17,15 +15,7 @@ from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import make_engine, transaction
 from tutorscore.db.models import ApiToken, AuditLog, LoginFailure
 from tutorscore.web.app import create_app
-from web_support import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    app,
-    bearer,
-    client,
-    login,
-    make_user,
-    web_settings,
-)
+from web_support import PASSWORD, bearer, login, make_user
 
 
 def _error(r: httpx.Response, status: int, code: str) -> dict[str, object]:

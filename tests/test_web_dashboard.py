@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import re
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.web.charts import trend_chart
 from tutorscore.web.dashboard.views import highlight_turns
-from web_support import app, bearer, client, login, web_settings  # noqa: F401
+from web_support import login
 
 EVIL = '<script>alert("x")</script>'
 

@@ -7,7 +7,6 @@ bounds the run: about 5 s per backend on the 2-core CI machine.
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 from datetime import timedelta
 
 import schemathesis
@@ -18,7 +17,7 @@ from sqlalchemy import Engine
 
 from tutorscore.analytics.service import compute_all
 from tutorscore.config import RulesConfig
-from web_support import AS_OF, add_people, app, bearer, web_settings  # noqa: F401
+from web_support import AS_OF, add_people, bearer
 
 MAX_EXAMPLES = 20
 # Heavy or destructive operations are covered by their own tests, not fuzzed here; login

@@ -26,8 +26,6 @@ from tutorscore.evaluation.worker import evaluate_pending, run_worker
 from tutorscore.testing.fake_llm import FakeServerProcess
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")  # the engine fixture decides the database
-pytest_plugins = ("conftest_llm",)
-
 
 def fast(rules: RulesConfig, **evaluation: object) -> RulesConfig:
     """Rules with a short poll and no analytics debounce wait (tests stay quick)."""
