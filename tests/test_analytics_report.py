@@ -103,7 +103,7 @@ def test_sorting_filters_and_paging(world: Engine) -> None:
         assert n == 4 and [i["tutor_id"] for i in page] == ["NEW", "OK"]
         for bad in ({"sort": "nope"}, {"risk": "extreme"}, {"flags": ["x"]}):
             with pytest.raises(UserError):
-                tutor_reports(session, as_of=AS_OF, **bad)  # type: ignore[arg-type]
+                tutor_reports(session, as_of=AS_OF, **bad)
 
 
 def test_report_computes_a_missing_as_of(engine: Engine, rules: RulesConfig) -> None:

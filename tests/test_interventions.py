@@ -157,6 +157,7 @@ def test_lifecycle_transitions_and_audit(engine: Engine, rules: RulesConfig) -> 
         ("intervention.update", "coach1"),
         ("intervention.update", "coach2"),
     ]
+    assert audits[1].before is not None and audits[1].after is not None
     assert audits[1].before["status"] == "open" and audits[1].after["status"] == "in_progress"
     assert audits[1].after["owner"] == "bo"
 

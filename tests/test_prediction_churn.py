@@ -214,6 +214,7 @@ def test_trained_model_beats_rules_is_used_and_explained(
     scored = [r for r in rows if r.churn_probability is not None]
     assert len(scored) == applied.scored
     for r in scored:
+        assert r.churn_probability is not None
         assert r.churn_risk_label == churn.probability_label(r.churn_probability, rules)
         model_reasons = [x for x in r.reasons if x.get("source") == "model"]
         assert len(model_reasons) == 1
@@ -268,6 +269,7 @@ def test_model_store_versions_and_other_databases(
         engine, as_of=END, rules=rules, settings=settings, candidates=lr
     )
     versions = [m["version"] for m in list_models(settings.data_dir)]
+    assert first.version is not None and second.version is not None
     assert versions == sorted({first.version, second.version}, reverse=True)
     stored = load_model(settings.data_dir)
     assert stored is not None and stored.version == versions[0]

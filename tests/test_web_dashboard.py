@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -149,7 +150,7 @@ async def test_viewer_cannot_log_out_others_or_act_without_csrf(
 
 
 def test_trend_chart_breaks_lines_at_gaps() -> None:
-    points = [
+    points: list[dict[str, Any]] = [
         {"label": "a", "avg_rating": 4.0, "avg_ai_score": None},
         {"label": "b", "avg_rating": None, "avg_ai_score": 3.0},
         {"label": "c", "avg_rating": 5.0, "avg_ai_score": 3.5},
