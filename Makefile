@@ -76,6 +76,7 @@ bench: install postgres
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/ingest_rate.py
 	$(BIN)/python benchmarks/prediction.py
+	$(BIN)/python benchmarks/caption_import.py
 
 screenshots: install chromium
 	$(BIN)/python scripts/screenshots.py

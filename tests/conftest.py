@@ -114,6 +114,12 @@ def fake_server() -> Iterator[FakeServerProcess]:
 def fake(fake_server: FakeServerProcess) -> FakeServerProcess:
     """The module's server with counters, script and rates reset for this test."""
     fake_server.control(
-        reset=True, rpm=10_000, tpm=50_000_000, latency_ms=0, error_rate=0, malformed_rate=0
+        reset=True,
+        rpm=10_000,
+        tpm=50_000_000,
+        latency_ms=0,
+        latency_max_ms=0,
+        error_rate=0,
+        malformed_rate=0,
     )
     return fake_server

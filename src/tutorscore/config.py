@@ -13,7 +13,7 @@ import tomllib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +89,9 @@ class EvaluationConfig(BaseModel):
     poll_seconds: float = 0.5
     worker_concurrency: int = 4
     analytics_debounce_seconds: float = 1.0
+    db_retry_base_seconds: float = Field(default=0.5, gt=0)
+    db_retry_max_seconds: float = Field(default=5.0, gt=0)
+    done_job_retention_days: float = Field(default=30.0, ge=0)
     heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
 
 
@@ -142,6 +145,14 @@ class Settings(BaseSettings):
     llm_budget_usd: float = Field(default=10.0, alias="TUTORSCORE_LLM_BUDGET_USD")
     llm_timeout_s: float = Field(default=60.0, alias="TUTORSCORE_LLM_TIMEOUT_S")
     llm_batch_backlog: bool = Field(default=False, alias="TUTORSCORE_LLM_BATCH_BACKLOG")
+    # how the provider's limiter counts a request's tokens: "estimate" (OpenAI: characters / 4
+    # plus max_tokens, fixed when the request arrives) or "usage" (the tokens the answer used)
+    llm_token_counting: Literal["estimate", "usage"] = Field(
+        default="estimate", alias="TUTORSCORE_LLM_TOKEN_COUNTING"
+    )
+    # worker processes sharing the account, each given RPM/TPM divided by this: the backlog
+    # estimate multiplies the limits back
+    llm_workers: int = Field(default=1, ge=1, alias="TUTORSCORE_LLM_WORKERS")
     alert_webhook_url: str | None = Field(default=None, alias="TUTORSCORE_ALERT_WEBHOOK_URL")
     log_level: str = Field(default="INFO", alias="TUTORSCORE_LOG_LEVEL")
     # threads per web process running sync handlers (docs/web.md "Performance")

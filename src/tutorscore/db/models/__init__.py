@@ -11,11 +11,12 @@ from tutorscore.db.models.core import (
     Tutor,
     TutoringSession,
 )
-from tutorscore.db.models.evaluation import Job, LLMCall, SessionEvaluation
+from tutorscore.db.models.evaluation import QUEUED_EVALUATION, Job, LLMCall, SessionEvaluation
 from tutorscore.db.models.interventions import Alert, Intervention
 
 __all__ = [
     "PARTIES",
+    "QUEUED_EVALUATION",
     "ROLES",
     "SESSION_STATUSES",
     "Alert",

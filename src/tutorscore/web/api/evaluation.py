@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from tutorscore.errors import Conflict, NotFound
+from tutorscore.evaluation.backlog import llm_backlog
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations, queue_stats
 from tutorscore.evaluation.service import evaluate_session, evaluation_to_dict, get_evaluation
@@ -113,6 +114,7 @@ def session_evaluation(session_id: str, db: DbSession, user: CurrentUser) -> dic
 
 
 @router.get("/evaluation-queue")
-def evaluation_queue(db: DbSession, user: CurrentUser) -> dict[str, Any]:
-    """Backlog: queued by priority, oldest queued age, running, done, dead."""
-    return queue_stats(db)
+def evaluation_queue(db: DbSession, state: State, user: CurrentUser) -> dict[str, Any]:
+    """Backlog: queued by priority, oldest queued age, running, done, dead; `llm`: how long
+    the backlog takes at the LLM limits (null when the LLM judge is off)."""
+    return {**queue_stats(db), "llm": llm_backlog(db, state.settings)}
