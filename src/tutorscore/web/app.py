@@ -50,6 +50,7 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "model",
     "reviews",
 )
 

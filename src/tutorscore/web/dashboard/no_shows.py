@@ -31,11 +31,18 @@ def no_shows_page(
 ) -> HTMLResponse:
     """Same list as `tutorscore no-shows`: threshold from rules, riskiest first."""
     from tutorscore.prediction.no_show import no_show_risks
+    from tutorscore.prediction.no_show_model import no_show_model_status
 
     when = checked_as_of(as_of) or utcnow()
     threshold = state.rules.prediction.no_show_alert_probability
     risks = no_show_risks(
-        db, as_of=when, rules=state.rules, days=days, min_probability=threshold, limit=MAX_ROWS
+        db,
+        as_of=when,
+        rules=state.rules,
+        days=days,
+        min_probability=threshold,
+        limit=MAX_ROWS,
+        settings=state.settings,
     )
     tutor_ids = {r.tutor_id for r in risks}
     names: dict[str, str] = {}
@@ -49,5 +56,6 @@ def no_shows_page(
         "days": days,
         "threshold": threshold,
         "limit": MAX_ROWS,
+        "model": no_show_model_status(state.settings),
     }
     return render(request, "no_shows.html", context)
