@@ -1,6 +1,5 @@
 """Issue 14: security headers, a Secure session cookie behind https, HEAD on pages."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from sqlalchemy import Engine
 
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.web.app import create_app
-from web_support import PASSWORD, app, bearer, client, make_user, web_settings  # noqa: F401
+from web_support import PASSWORD, bearer, make_user
 
 
 async def test_every_response_carries_the_security_headers(

@@ -3,7 +3,6 @@
 Extreme as_of offsets, NUL and lone surrogates in JSON bodies, forms and import files,
 ids that cannot be part of a URL path."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 
 from __future__ import annotations
 
@@ -20,16 +19,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import Tutor, TutoringSession
 from tutorscore.ingest.importer import ImportFailed, import_bundle
 from tutorscore.web.body_check import body_problems
-from web_support import (  # noqa: F401  (fixtures)
-    AS_OF,
-    TRANSCRIPT,
-    add_people,
-    app,
-    bearer,
-    client,
-    session_record,
-    web_settings,
-)
+from web_support import AS_OF, TRANSCRIPT, add_people, bearer, session_record
 
 EXTREME = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-11-24T00:00:00"]
 

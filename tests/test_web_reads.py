@@ -4,7 +4,6 @@ never becomes current (with the repair path for databases where one did)."""
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import Student, Tutor, TutoringSession, TutorMetrics
 from tutorscore.web.computed_reports import ComputedReports
 from tutorscore.web.errors import TooManyRequests
-from web_support import app, bearer, client, web_settings  # noqa: F401
+from web_support import bearer
 
 FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -241,7 +240,7 @@ def _current(engine: Engine) -> dict[str, datetime]:
             select(TutorMetrics.tutor_id, TutorMetrics.as_of).where(TutorMetrics.is_current)
         ).all()
     assert len(rows) == len({t for t, _ in rows}), "one current row per tutor"
-    return dict(rows)  # type: ignore[arg-type]
+    return {row.tutor_id: row.as_of for row in rows}
 
 
 def test_a_future_run_never_becomes_current(engine: Engine, rules: RulesConfig) -> None:

@@ -1,7 +1,6 @@
 """Issue 14: usernames normalised once, an atomic throttle, sessions that end server-side,
 token revocation and user deactivation (CLI and API, audited), argon2 rehash on login."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 
 from __future__ import annotations
 
@@ -17,15 +16,7 @@ from typer.testing import CliRunner
 from tutorscore.auth import passwords
 from tutorscore.db.engine import make_engine, transaction
 from tutorscore.db.models import ApiToken, AuditLog, User
-from web_support import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    app,
-    bearer,
-    client,
-    login,
-    make_user,
-    web_settings,
-)
+from web_support import PASSWORD, bearer, login, make_user
 
 
 def _actions(engine: Engine) -> list[tuple[str, str, str | None]]:
@@ -225,7 +216,7 @@ def test_login_rehashes_a_hash_with_old_parameters(
 
     make_user(engine, "olga", "viewer")  # hashed with the tests' cheapest profile
     with transaction(engine) as db:
-        old = db.scalar(select(User.password_hash))
+        old = db.scalars(select(User.password_hash)).one()
     stronger = PasswordHasher.from_parameters(profiles.CHEAPEST)
     stronger = PasswordHasher(
         time_cost=stronger.time_cost + 1,
@@ -239,7 +230,7 @@ def test_login_rehashes_a_hash_with_old_parameters(
     with transaction(engine) as db:
         assert authenticate(db, "olga", PASSWORD) is not None
     with transaction(engine) as db:
-        new = db.scalar(select(User.password_hash))
+        new = db.scalars(select(User.password_hash)).one()
         assert new != old and not passwords.needs_rehash(new)
         assert authenticate(db, "olga", PASSWORD) is not None
     with transaction(engine) as db:
@@ -264,7 +255,8 @@ def test_migration_0005_normalises_usernames(engine: Engine) -> None:
                 conn.execute(insert, {"u": name, "a": True})
         upgrade(db)
         with db.connect() as conn:
-            rows = dict(conn.execute(text("SELECT username, session_version FROM users")).all())
+            result = conn.execute(text("SELECT username, session_version FROM users"))
+            rows: dict[str, int] = {r[0]: r[1] for r in result}
         db.dispose()
     # ERIN would collide with erin: left as it was
     assert rows == {"carol": 0, "dave": 0, "erin": 0, "ERIN": 0}
