@@ -415,3 +415,44 @@ def test_the_worker_prunes_done_jobs_by_the_configured_days(
         stop.set()
         thread.join(timeout=30)
     assert sorted(j.session_id or "" for j in jobs(engine)) == ["S0001", "S0002"]
+
+
+# -- LISTEN/NOTIFY wake-ups ---------------------------------------------------------------
+
+
+def test_an_idle_worker_on_postgres_is_woken_by_the_enqueue(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    """With both poll intervals at an hour, only the enqueue's NOTIFY can wake the
+    worker; it then finishes the job, and after the listener lost its connection
+    (an outage) it listens again."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite workers poll (no LISTEN/NOTIFY)")
+    add_sessions(engine, 2)
+    rules = quick(rules, poll_seconds=3600, listen_poll_seconds=3600)
+    stop = threading.Event()
+    status = WorkerStatus()
+    weng = worker_engine(engine)
+    thread = threading.Thread(
+        target=run_worker,
+        args=(weng, SETTINGS, rules),
+        kwargs={"stop_event": stop, "status": status},
+    )
+    thread.start()
+    try:
+        wait_until(lambda: status.snapshot()["state"] == health.RUNNING, 60, "the worker")
+        time.sleep(1.0)  # its slots made their first (empty) claims and went idle
+        with transaction(engine) as s:
+            enqueue_evaluations(s, session_ids=["S0000"], rules=rules)
+        wait_until(lambda: done_jobs(engine) == 1, 60, "the notified job")
+        with database_outage(engine):  # the listener's connection is terminated too
+            time.sleep(0.5)
+        time.sleep(2.0)  # the listener reconnects (backoff 0.5 s, then 1 s)
+        with transaction(engine) as s:
+            enqueue_evaluations(s, session_ids=["S0001"], rules=rules)
+        wait_until(lambda: done_jobs(engine) == 2, 60, "the job notified after the outage")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        weng.dispose()
+    assert not thread.is_alive()
