@@ -43,6 +43,7 @@ from tutorscore.evaluation.health import (
     STOPPED,
     DatabaseOutage,
     WorkerStatus,
+    WorkerStopping,
     is_database_error,
     short_error,
 )
@@ -77,10 +78,6 @@ T = TypeVar("T")
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired): roll back and drop it."""
-
-
-class WorkerStopping(Exception):
-    """Asked to stop while waiting for the database: leave the job to its lease."""
 
 
 @dataclass
