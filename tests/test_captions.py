@@ -539,6 +539,17 @@ def test_zoom_chat_exports() -> None:
     ]
 
 
+def test_names_in_other_scripts() -> None:
+    srt = (
+        "1\n00:00:01,000 --> 00:00:02,000\n山田 花子: こんにちは\n\n"
+        "2\n00:00:02,000 --> 00:00:03,000\nÉlodie: Bonjour !\n"
+    )
+    assert _turns("srt", srt, tutor="山田 花子") == [
+        {"speaker": "tutor", "text": "こんにちは", "start_s": 1.0},
+        {"speaker": "student", "text": "Bonjour !", "start_s": 2.0},
+    ]
+
+
 def test_what_is_not_a_speaker() -> None:
     vtt = (
         "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nMaria Gonzalez: See https://example.org\n\n"

@@ -29,6 +29,7 @@ def test_migrations_create_every_table_and_index(engine: Engine) -> None:
         "audit_log",
         "analytics_configs",
         "login_failures",
+        "reviews",
     ):
         assert name in tables
     indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("sessions")}
@@ -195,3 +196,22 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
 
     with pytest.raises(StatementError, match="naive datetime"), transaction(engine) as s:
         s.add(Tutor(tutor_id="T1", name="Ada", subjects=[], created_at=datetime(2026, 1, 1)))
+
+
+def test_0004_reviews_upgrade_and_downgrade(engine: Engine) -> None:
+    """0004 adds the reviews table to a 0003 database and takes it away again."""
+    from tutorscore.db.engine import make_engine
+    from tutorscore.testing.databases import temporary_database
+
+    backend = "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    with temporary_database(backend, label="mig3") as url:
+        db = make_engine(url)
+        downgrade(db, "0003")
+        assert "reviews" not in inspect(db).get_table_names()
+        upgrade(db)
+        assert current_revision(db) == "0004"
+        insp = inspect(db)
+        assert "reviews" in insp.get_table_names()
+        uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("reviews")}
+        assert ("session_id", "reviewer") in uniques
+        db.dispose()

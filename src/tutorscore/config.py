@@ -78,6 +78,13 @@ class HeuristicConfig(BaseModel):
     structure_window_turns: int = 3
 
 
+class CountedConfig(BaseModel):
+    """Which evaluation counts for a session (metrics, reports, the tutor page)."""
+
+    rule: Literal["latest_llm", "best_agreement"] = "latest_llm"
+    min_reviewed: int = Field(default=30, ge=2)
+
+
 class EvaluationConfig(BaseModel):
     priority_first_session: int = 0
     priority_high_risk_tutor: int = 10
@@ -94,6 +101,19 @@ class EvaluationConfig(BaseModel):
     db_retry_max_seconds: float = Field(default=5.0, gt=0)
     done_job_retention_days: float = Field(default=30.0, ge=0)
     heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
+    counted: CountedConfig = Field(default_factory=CountedConfig)
+
+
+class ReviewsConfig(BaseModel):
+    """Human reviews: agreement statistics and the review queue (docs/reviews.md)."""
+
+    bootstrap_seed: int = 17
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000)
+    queue_band_share: float = Field(default=0.6, ge=0)
+    queue_disagreement_share: float = Field(default=0.25, ge=0)
+    queue_first_session_share: float = Field(default=0.15, ge=0)
+    # judge-score bands of the stratified share: [1, 2), [2, 3), [3, 4), [4, 5]
+    queue_band_edges: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0])
 
 
 class InterventionsConfig(BaseModel):
@@ -120,6 +140,7 @@ class RulesConfig(BaseModel):
     prediction: PredictionConfig = Field(default_factory=PredictionConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     interventions: InterventionsConfig = Field(default_factory=InterventionsConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
     playbook: dict[str, PlaybookEntry] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:

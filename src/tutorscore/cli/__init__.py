@@ -39,6 +39,7 @@ def _register() -> None:
         "web",
         "prediction",
         "interventions",
+        "reviews",
         "demo",
     ):
         try:

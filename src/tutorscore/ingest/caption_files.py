@@ -40,7 +40,7 @@ SPEAKERS = "speakers"
 CAPTION_KIND = "transcripts"
 _BATCH = 500
 _DB_CHUNK = 500
-_PROGRESS_EVERY = 200
+_PROGRESS_EVERY = 25
 _SPEAKER_COLUMNS = ("session_id", "speaker", "role")
 
 

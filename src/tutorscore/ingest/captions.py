@@ -374,13 +374,14 @@ def _key(name: str) -> str:
 
 
 def _looks_like_name(label: str) -> bool:
-    """Words that start with a capital or a digit ("Ana de la Cruz", "Speaker 2"), or a
+    """Words that do not start lower-case ("Ana de la Cruz", "Speaker 2", "山田"), or a
     Tutor/Teacher/Student label in any case."""
     words = label.split(" ")
     if _literal_role(label) is not None:
         return True
-    return words[0][:1].isupper() and all(
-        w[:1].isupper() or w[:1].isdigit() or w[:1] in "(&" or w in _NAME_PARTICLES for w in words
+    # "not lower-case" rather than "upper-case": names in scripts without case (山田) count
+    return not words[0][:1].islower() and all(
+        not w[:1].islower() or w in _NAME_PARTICLES for w in words
     )
 
 

@@ -39,6 +39,7 @@ API_MODULES = (
     "llm",
     "interventions",
     "prediction",
+    "reviews",
 )
 DASHBOARD_MODULES = (
     "auth",
@@ -47,6 +48,7 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "reviews",
 )
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.

@@ -104,10 +104,12 @@ def evaluate_batch(
     "/sessions/{session_id}/evaluation",
     responses={404: {"description": "no such session or not evaluated yet"}},
 )
-def session_evaluation(session_id: str, db: DbSession, user: CurrentUser) -> dict[str, Any]:
-    """The session's evaluation (latest LLM one when present, else heuristic), all judges'
-    evaluations under `evaluations`."""
-    found = get_evaluation(db, session_id)
+def session_evaluation(
+    session_id: str, db: DbSession, state: State, user: CurrentUser
+) -> dict[str, Any]:
+    """The session's evaluation that counts (`[evaluation.counted]`: by default the latest
+    LLM one when present, else heuristic), all judges' evaluations under `evaluations`."""
+    found = get_evaluation(db, session_id, rules=state.rules)
     if found is None:
         raise NotFound(f"session {session_id!r} has no evaluation")
     return found

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from tutorscore.db.models import TutorMetrics
 from tutorscore.evaluation.backlog import llm_backlog
+from tutorscore.reviews.service import reviews_since
 from tutorscore.web.dashboard import views
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.templating import render
@@ -34,5 +35,6 @@ def overview(request: Request, db: DbSession, state: State, user: CurrentUser) -
             "llm_backlog": llm_backlog(db, state.settings),
             "evaluated": views.evaluated_count(db),
             "llm": llm,
+            "reviews": reviews_since(db, days=7),
         },
     )
