@@ -17,7 +17,8 @@ that `tutorscore agreement` says what an independent computation says.
 
 The data: MathDial train split (Macina et al., Findings of EMNLP 2023; CC BY-SA 4.0), as
 processed by github.com/fareya/dialogue-kt. Read from the repository's copy when there is
-one (`src/tutorscore/evaluation/data/` or `data/`), else from `--data`.
+one (`corpora/tutoring-dialogues/`, `src/tutorscore/evaluation/data/` or `data/`), else
+from `--data`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "mathdial_train_moves.jsonl"
 CANDIDATES = (
+    ROOT / "corpora/tutoring-dialogues" / NAME,
     ROOT / "src/tutorscore/evaluation/data" / NAME,
     ROOT / "data" / NAME,
     ROOT.parent / "shared/data/tutoring-dialogues" / NAME,
@@ -201,7 +203,7 @@ def main() -> int:
         table = cli(env, "agreement")
     ours = next(j for j in report["judges"] if j["judge"] == "heuristic")
     theirs = independent(pairs, rules.reviews.bootstrap_seed, rules.reviews.bootstrap_resamples)
-    print(f"{len(dialogues)} MathDial dialogues from {path.name}, backend {args.backend},"
+    print(f"{len(dialogues)} dialogues from {path.name}, backend {args.backend},"
           f" judge {ours['label']}")  # fmt: skip
     print(table)
     width = max(len(k) for k in theirs)

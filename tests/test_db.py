@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select, text
@@ -74,7 +75,7 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
         upgrade(db, "0002")
         assert current_revision(db) == "0002"
         with db.connect() as conn:
-            stored = dict(
+            stored: dict[str, Any] = dict(
                 conn.execute(text("SELECT config_hash, config FROM analytics_configs")).all()
             )
             hashes = list(conn.scalars(text("SELECT config_hash FROM analytics_runs ORDER BY id")))

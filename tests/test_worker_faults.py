@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.engine import make_url
 
 from evaluation_support import add_sessions, count, jobs
@@ -380,7 +380,7 @@ def test_done_jobs_past_the_retention_are_deleted(engine: Engine, rules: RulesCo
     with transaction(engine) as s:
         for sid, days in ages.items():
             s.execute(
-                Job.__table__.update()
+                update(Job)
                 .where(Job.session_id == sid)
                 .values(
                     status="dead" if sid == "S0002" else "done",
@@ -399,7 +399,7 @@ def test_the_worker_prunes_done_jobs_by_the_configured_days(
     with transaction(engine) as s:
         enqueue_evaluations(s, rules=rules)
         s.execute(
-            Job.__table__.update()
+            update(Job)
             .where(Job.session_id == "S0000")
             .values(status="done", finished_at=utcnow() - timedelta(days=3))
         )

@@ -54,8 +54,9 @@ class PredictionConfig(BaseModel):
     horizon_days: int = 30
     no_show_alert_probability: float = 0.15
     training_snapshots: int = 8
-    snapshot_step_days: float = 0.0
-    min_snapshot_history_days: float = 2.0
+    snapshot_step_days: float = 14.0
+    min_snapshot_history_days: float = 28.0
+    short_window_days: int = 14
     top_features: int = 3
     no_show_prior_strength: float = 10.0
     no_show_history_days: int = 90

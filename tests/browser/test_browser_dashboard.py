@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from browser_support import PASSWORD, Server
 from playwright.sync_api import Browser, Page, expect
 
+from browser.browser_support import PASSWORD, Server
 from tutorscore.db.base import utcnow
 
 pytestmark = pytest.mark.browser

@@ -48,6 +48,7 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "model",
     "reviews",
 )
 

@@ -34,6 +34,13 @@ router = APIRouter(include_in_schema=False)
 
 Coach = Annotated[Principal, Depends(require_role("coach"))]
 
+# why the review queue picked the session, as the session page says it (`?queue=`)
+QUEUE_REASONS = {
+    "band": "a stratified random sample across judge-score bands",
+    "disagreement": "one of the sessions where the judge versions disagree most",
+    "first_session": "a random first session",
+}
+
 
 def review_context(
     db: Session, session_id: str, user: Principal, *, show_ai: bool
@@ -55,6 +62,7 @@ def review_context(
         "show_ai": show_ai,
         "tag_names": RISK_TAGS,
         "rubric_keys": RUBRIC_KEYS,
+        "queue_reasons": QUEUE_REASONS,
     }
 
 
@@ -156,5 +164,7 @@ def next_review_page(request: Request, db: DbSession, state: State, user: Coach)
     found = next_for_review(db, user.username, state.rules)
     if found is None:
         return render(request, "reviews_done.html", {})
-    query = urlencode({"queue": found.stratum, "why": found.reason})
+    # only the stratum travels in the URL: the page words it itself (no text from the
+    # query string is shown) and never names the band, which would hint at the AI score
+    query = urlencode({"queue": found.stratum})
     return RedirectResponse(f"/sessions/{quote(found.session_id, safe='')}?{query}#reviews", 303)
