@@ -33,6 +33,7 @@ from tutorscore.evaluation.health import WorkerStatus, assess
 from tutorscore.evaluation.queue import enqueue_evaluations, prune_done_jobs
 from tutorscore.evaluation.worker import run_worker
 from tutorscore.testing.databases import allow_connections, refuse_connections
+from tutorscore.testing.fake_llm import FakeServerProcess
 from tutorscore.web.app import create_app
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")
@@ -456,3 +457,57 @@ def test_an_idle_worker_on_postgres_is_woken_by_the_enqueue(
         thread.join(timeout=30)
         weng.dispose()
     assert not thread.is_alive()
+
+
+def test_worker_with_the_llm_judge_rides_out_a_database_outage(
+    engine: Engine, rules: RulesConfig, fake: FakeServerProcess
+) -> None:
+    """The LLM path (claim, heuristic, calls, batched writes) through the same outage:
+    the worker stays up and every session ends with one evaluation per judge."""
+    n = 40
+    add_sessions(engine, n)
+    rules = quick(rules)
+    with transaction(engine) as s:
+        enqueue_evaluations(s, rules=rules)
+    fake.control(latency_ms=100, latency_max_ms=200)  # calls in flight when it happens
+    settings = Settings(
+        DATABASE_URL="sqlite://",
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o-mini",
+        TUTORSCORE_LLM_RPM=10_000,
+        TUTORSCORE_LLM_TPM=50_000_000,
+        TUTORSCORE_LLM_MAX_CONCURRENCY=4,
+    )
+    status = WorkerStatus()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    weng = worker_engine(engine)
+
+    def target() -> None:
+        try:
+            run_worker(weng, settings, rules, stop_event=stop, status=status)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: done_jobs(engine) >= 3, 90, "the first jobs")
+        with database_outage(engine):
+            for _ in range(40):
+                time.sleep(0.05)
+                assert thread.is_alive(), errors
+        wait_until(lambda: done_jobs(engine) == n, 120, "the queue to drain after the outage")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        weng.dispose()
+    assert not errors, errors
+    assert status.snapshot()["state"] == health.STOPPED
+    with transaction(engine) as s:
+        per = s.execute(
+            select(SessionEvaluation.judge, func.count(), func.count(func.distinct(
+                SessionEvaluation.session_id
+            ))).group_by(SessionEvaluation.judge)
+        ).all()  # fmt: skip
+    assert sorted(tuple(r) for r in per) == [("heuristic", n, n), ("llm", n, n)]
