@@ -95,6 +95,7 @@ class EvaluationConfig(BaseModel):
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 900.0
     poll_seconds: float = 0.5
+    listen_poll_seconds: float = Field(default=5.0, gt=0)
     worker_concurrency: int = 4
     analytics_debounce_seconds: float = 1.0
     db_retry_base_seconds: float = Field(default=0.5, gt=0)

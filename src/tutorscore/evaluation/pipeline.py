@@ -50,6 +50,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.costs import BufferedLedger, insert_calls, spent_on_day_in
+from tutorscore.evaluation.health import WorkerStopping, is_database_error
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
 from tutorscore.evaluation.queue import ClaimedJob, claim_jobs, complete_job, extend_lease, fail_job
 from tutorscore.evaluation.service import (
@@ -236,12 +237,19 @@ class LLMPipeline:
                     continue
                 try:
                     jobs = await self._db(self._claim_fn, slot, min(CLAIM_BATCH, room))
-                except Exception:
+                except Exception as exc:
                     if once:
                         raise
+                    if is_database_error(exc):  # back off; one log line per outage
+                        try:
+                            await self.worker._wait_for_database(exc)
+                        except WorkerStopping:
+                            return
+                        continue
                     log.exception("claiming jobs failed; retrying")
                     await self.worker._idle()
                     continue
+                self.worker.outage.succeeded()
                 if not jobs:
                     if once:
                         if not self.held:
