@@ -24,7 +24,6 @@ means y = [3, 3, 4.5, 3.5] (a tie; S1 has three reviewers: 2, 3, 4; S2 two: 3, 3
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import json
 from datetime import timedelta
 
@@ -46,7 +45,7 @@ from tutorscore.reviews.agreement import (
     compare_versions,
     round_half_up,
 )
-from web_support import app, bearer, client, login, web_settings  # noqa: F401
+from web_support import bearer, login
 
 RUBRIC = {"clarity": 3, "pacing": 3, "engagement": 3, "goal_alignment": 3}
 

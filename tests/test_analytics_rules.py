@@ -7,15 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from analytics_support import (  # noqa: F401  (autouse fixture)
-    AS_OF,
-    Data,
-    _private_data_dir,
-    compute,
-    metrics_row,
-    reason,
-    rules_with,
-)
+from analytics_support import AS_OF, Data, compute, metrics_row, reason, rules_with
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 
 def _mixed(d: Data, tutor: str, total: int, **kinds: int) -> None:

@@ -4,7 +4,6 @@ re-import and the export round trip, on SQLite and Postgres."""
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import json
 import os
 import subprocess
@@ -26,16 +25,7 @@ from tutorscore.ingest.captions import (
 from tutorscore.ingest.exporter import export_bundle
 from tutorscore.ingest.importer import ImportFailed, import_bundle
 from tutorscore.testing.databases import truncate_all
-from web_support import (  # noqa: F401  (fixtures)
-    AS_OF,
-    TRANSCRIPT,
-    add_people,
-    app,
-    bearer,
-    client,
-    session_record,
-    web_settings,
-)
+from web_support import AS_OF, TRANSCRIPT, add_people, bearer, session_record
 
 DATA = Path(__file__).parent / "data" / "captions"
 TUTORS = "tutor_id,name,subjects\nT1,Maria Gonzalez,Algebra;Chemistry\nT2,Sam Okafor,Physics\n"
@@ -144,12 +134,12 @@ def caption_bundle(
     folder.mkdir(exist_ok=True)
     if transcripts is None:
         transcripts = {target: sample(source) for target, (source, _) in SAMPLES.items()}
-    for name, content in transcripts.items():
+    for name, data in transcripts.items():
         path = folder / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
         else:
-            path.write_text(content, encoding="utf-8", newline="")
+            path.write_text(data, encoding="utf-8", newline="")
     return directory
 
 

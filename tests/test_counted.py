@@ -8,7 +8,6 @@ heuristic where it exists and the LLM for S5. On SQLite and Postgres.
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 from datetime import timedelta
 
 import httpx
@@ -26,7 +25,7 @@ from tutorscore.db.models import Review, SessionEvaluation, Student, Tutor, Tuto
 from tutorscore.evaluation.service import get_evaluation, list_evaluations
 from tutorscore.reviews.counted import choose_counted
 from tutorscore.web.app import create_app
-from web_support import login, web_settings  # noqa: F401
+from web_support import login
 
 RUBRIC = {"clarity": 3, "pacing": 3, "engagement": 3, "goal_alignment": 3}
 LLM = {"S1": 4.0, "S2": 3.0, "S3": 2.0, "S4": 1.0, "S5": 2.0}

@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select, text
@@ -74,7 +75,7 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
         upgrade(db, "0002")
         assert current_revision(db) == "0002"
         with db.connect() as conn:
-            stored = dict(
+            stored: dict[str, Any] = dict(
                 conn.execute(text("SELECT config_hash, config FROM analytics_configs")).all()
             )
             hashes = list(conn.scalars(text("SELECT config_hash FROM analytics_runs ORDER BY id")))
@@ -208,7 +209,7 @@ def test_0004_reviews_upgrade_and_downgrade(engine: Engine) -> None:
         db = make_engine(url)
         downgrade(db, "0003")
         assert "reviews" not in inspect(db).get_table_names()
-        upgrade(db)
+        upgrade(db, "0004")
         assert current_revision(db) == "0004"
         insp = inspect(db)
         assert "reviews" in insp.get_table_names()

@@ -262,7 +262,8 @@ BAD_CELLS = [
         'is_first_session_for_student: expected a boolean (true/false/1/0/yes/no), got "maybe"',
     ),
     ("duration_minutes", "-5", 'duration_minutes: expected an integer >= 0, got "-5"'),
-    ("session_id", "X" * 65, "session_id: expected an id of 1-64 characters, got"),
+    ("session_id", "X" * 65,
+     "session_id: expected an id of 1-64 characters without '/' or control characters, got"),
     ("subject", "", "subject: expected a subject of at most 200 characters, got nothing"),
     ("tutor_id", "T404", 'tutor_id: expected a tutor in the bundle or the database, got "T404"'),
     (
@@ -381,14 +382,12 @@ def test_unknown_columns_are_warned_once_each(engine: Engine, tmp_path: Path) ->
 
 
 def test_bom_and_crlf_are_accepted(engine: Engine, tmp_path: Path) -> None:
-    bundle(
-        tmp_path,
-        **{
-            "tutors.csv": b"\xef\xbb\xbf" + TUTORS.replace("\n", "\r\n").encode(),
-            "students.csv": STUDENTS.replace("\n", "\r\n"),
-            "sessions.csv": b"\xef\xbb\xbf" + SESSIONS.replace("\n", "\r\n").encode(),
-        },
-    )
+    files: dict[str, str | bytes] = {
+        "tutors.csv": b"\xef\xbb\xbf" + TUTORS.replace("\n", "\r\n").encode(),
+        "students.csv": STUDENTS.replace("\n", "\r\n"),
+        "sessions.csv": b"\xef\xbb\xbf" + SESSIONS.replace("\n", "\r\n").encode(),
+    }
+    bundle(tmp_path, **files)
     write(
         tmp_path,
         "transcripts.jsonl",

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
-from conftest_llm import TRANSCRIPT
 from evaluation_support import add_sessions, count, evaluations, jobs
+from llm_support import TRANSCRIPT
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
@@ -35,8 +35,6 @@ from tutorscore.evaluation.queue import enqueue_evaluations
 from tutorscore.evaluation.worker import run_worker
 from tutorscore.ingest.transcript_format import Turn
 from tutorscore.testing.fake_llm import FakeServerProcess, limiter_tokens
-
-pytest_plugins = ("conftest_llm",)
 
 
 def fast(rules: RulesConfig, **evaluation: object) -> RulesConfig:

@@ -226,6 +226,7 @@ def test_trained_model_beats_rules_is_used_and_explained(
     scored = [r for r in rows if r.churn_probability is not None]
     assert len(scored) == applied.scored
     for r in scored:
+        assert r.churn_probability is not None
         assert r.churn_risk_label == churn.probability_label(r.churn_probability, rules)
         model_reasons = [x for x in r.reasons if x.get("source") == "model"]
         assert len(model_reasons) == 1
@@ -285,6 +286,7 @@ def test_model_store_versions_and_other_databases(
         engine, as_of=END, rules=rules, settings=settings, candidates=lr, labels_until=LABELS_UNTIL
     )
     versions = [m["version"] for m in list_models(settings.data_dir)]
+    assert first.version is not None and second.version is not None
     assert versions == sorted({first.version, second.version}, reverse=True)
     # deterministic: the same data and options give the same arrays
     folder = Path(settings.data_dir) / "models"
@@ -364,7 +366,7 @@ def _baseline_auc(data: churn.Dataset, v: churn.Validation, engine: Engine) -> f
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from prediction_baseline import baseline_features
+    from prediction_baseline import baseline_features  # type: ignore[import-not-found]
 
     assert v.heldout is not None
     with transaction(engine) as s:

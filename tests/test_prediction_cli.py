@@ -1,9 +1,8 @@
 """The model / no-shows / interventions / alerts commands and the churn-model endpoint."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,11 +14,11 @@ from typer.testing import CliRunner
 from test_prediction_churn import END, populate
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.errors import Conflict, UserError
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 
 @pytest.fixture
-def cli(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     import tutorscore.cli.interventions as iv_module
     import tutorscore.cli.prediction as pred_module
 

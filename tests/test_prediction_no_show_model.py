@@ -1,12 +1,11 @@
 """The trained no-show model: gated against the formula on a time-ordered backtest."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,7 +18,7 @@ from tutorscore.db.models import Student, Tutor, TutoringSession
 from tutorscore.errors import UserError
 from tutorscore.prediction import no_show_model as nm
 from tutorscore.prediction.no_show import formula_risks, no_show_risks
-from web_support import app, bearer, client, login, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer, login
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -31,7 +30,7 @@ def history(engine: Engine, *, days: int = 70, seed: int = 5) -> None:
     rng = random.Random(seed)
     tutors = [f"T{i:02d}" for i in range(25)]
     students = [f"S{i:03d}" for i in range(150)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     start = END - timedelta(days=days)
     n = 0
     for d in range(days + 7):

@@ -5,7 +5,6 @@ Every test runs on SQLite and on Postgres (the `engine` fixture).
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import json
 import re
 from datetime import timedelta
@@ -21,7 +20,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import AuditLog, Review, Student, Tutor, TutoringSession
 from tutorscore.ingest.importer import ImportFailed
 from tutorscore.reviews.files import export_reviews, import_reviews
-from web_support import app, bearer, client, login, web_settings  # noqa: F401
+from web_support import bearer, login
 
 
 def _sessions(engine: Engine, ids: list[str]) -> None:
@@ -258,9 +257,9 @@ async def test_review_form_hides_the_ai_until_submitted(
                 turns=TRANSCRIPT,
                 raw_text=render_text(TRANSCRIPT),  # type: ignore[arg-type]
                 turn_count=len(TRANSCRIPT),
-                content_hash=content_hash(TRANSCRIPT),
+                content_hash=content_hash(TRANSCRIPT),  # type: ignore[arg-type]
             )
-        )  # type: ignore[arg-type]
+        )
         db.flush()
         evaluate_session(db, "A", HeuristicJudge(), update_analytics=False)
     # another reviewer was first

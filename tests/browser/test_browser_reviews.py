@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from browser_support import PASSWORD, Server
 from playwright.sync_api import Browser, Page, expect
+
+from browser.browser_support import PASSWORD, Server
 
 pytestmark = pytest.mark.browser
 

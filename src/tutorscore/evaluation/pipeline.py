@@ -50,7 +50,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.costs import BufferedLedger, insert_calls, spent_on_day_in
-from tutorscore.evaluation.health import is_database_error
+from tutorscore.evaluation.health import WorkerStopping, is_database_error
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
 from tutorscore.evaluation.queue import ClaimedJob, claim_jobs, complete_job, extend_lease, fail_job
 from tutorscore.evaluation.service import (
@@ -59,7 +59,6 @@ from tutorscore.evaluation.service import (
     insert_evaluation,
     load_transcript,
 )
-from tutorscore.evaluation.worker import WorkerStopping  # worker imports this module lazily
 
 if TYPE_CHECKING:
     from tutorscore.evaluation.llm_judge import Prepared
@@ -242,11 +241,11 @@ class LLMPipeline:
                 except Exception as exc:
                     if once:
                         raise
-                    if is_database_error(exc):  # the worker's shared backoff and health status
+                    if is_database_error(exc):  # back off; one log line per outage
                         try:
                             await self.worker._wait_for_database(exc)
                         except WorkerStopping:
-                            break
+                            return
                         continue
                     log.exception("claiming jobs failed; retrying")
                     await self.worker._idle()
