@@ -381,3 +381,47 @@ def test_cli_seed_prints_a_summary(engine: Engine, monkeypatch: pytest.MonkeyPat
         assert s.scalar(select(func.count()).select_from(TutoringSession)) == 300
     bad = CliRunner().invoke(app, ["seed", "--as-of", "yesterday"])
     assert bad.exit_code != 0
+
+
+def test_cli_seed_recomputes_metrics_for_every_tutor_with_sessions(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reseed leaves a current metrics row for every seeded tutor, none stale or missing."""
+    import tutorscore.cli.ingest as module
+    from tutorscore.cli import app
+
+    monkeypatch.setattr(module, "get_engine", lambda: engine)
+    base = ["seed", "--tutors", "12", "--students", "150", "--sessions", "300",
+            "--transcripts", "0", "--as-of", "2026-11-24T00:00:00Z"]  # fmt: skip
+    first = CliRunner().invoke(app, [*base, "--seed", "8"])
+    assert first.exit_code == 0, first.output
+    # a reseed with another seed replaces the tutors: all of them get fresh metrics again
+    result = CliRunner().invoke(app, [*base, "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert "analytics recomputed: 12 tutors at 2026-11-24T00:00:00Z" in result.stdout
+    with transaction(engine) as s:
+        with_sessions = set(s.scalars(select(TutoringSession.tutor_id).distinct()))
+        current = {
+            m.tutor_id: m
+            for m in s.scalars(select(TutorMetrics).where(TutorMetrics.is_current.is_(True)))
+        }
+    assert len(with_sessions) == 12
+    assert with_sessions <= set(current)
+    assert {m.as_of.replace(tzinfo=UTC) for m in current.values()} == {AS_OF}
+    assert all(m.total_sessions > 0 for t, m in current.items() if t in with_sessions)
+
+
+def test_cli_seed_no_analytics_says_what_to_run_next(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tutorscore.cli.ingest as module
+    from tutorscore.cli import app
+
+    monkeypatch.setattr(module, "get_engine", lambda: engine)
+    args = ["seed", "--tutors", "12", "--students", "150", "--sessions", "300",
+            "--transcripts", "0", "--no-analytics", "--as-of", "2026-11-24T00:00:00Z"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "run `tutorscore analytics` next" in result.stdout
+    with transaction(engine) as s:
+        assert s.scalar(select(func.count()).select_from(TutorMetrics)) == 0

@@ -146,9 +146,19 @@ def seed(
     transcripts: int = typer.Option(120, "--transcripts", help="sessions with a transcript"),
     seed_value: int = typer.Option(42, "--seed", help="random seed: same seed + as-of, same data"),
     as_of: str | None = typer.Option(None, "--as-of", help="end of the history (default: now)"),
+    analytics: bool = typer.Option(
+        True,
+        "--analytics/--no-analytics",
+        help="recompute every tutor's metrics at --as-of afterwards (as `tutorscore analytics`)",
+    ),
 ) -> None:
-    """Replace the synthetic data with a fresh, deterministic data set (imported rows stay)."""
+    """Replace the synthetic data with a fresh, deterministic data set (imported rows stay).
+
+    Then recomputes metrics for every tutor, so no tutor is left without a current row.
+    """
+    from tutorscore.analytics.service import compute_all
     from tutorscore.cli.common import parse_timestamp
+    from tutorscore.config import get_rules
     from tutorscore.ingest.synthetic import seed as seed_data
 
     when = parse_timestamp(as_of)
@@ -175,6 +185,14 @@ def seed(
     removed = sum(summary.deleted.values())
     if removed:
         console.print(f"replaced {removed:,} earlier synthetic rows", highlight=False)
+    if analytics:
+        result = compute_all(get_engine(), as_of=summary.as_of, rules=get_rules())
+        console.print(f"analytics recomputed: {result}", highlight=False)
+    else:
+        console.print(
+            "metrics not recomputed (--no-analytics): run `tutorscore analytics` next",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
