@@ -1,4 +1,4 @@
-"""Commands `analytics`, `tutors` and `first-sessions` (the work is in tutorscore.analytics)."""
+"""Commands analytics, tutors, first-sessions, risk-history (work in tutorscore.analytics)."""
 
 from __future__ import annotations
 
@@ -210,7 +210,41 @@ def first_sessions(
     console.print(tags)
 
 
+def risk_history(
+    weeks: int = typer.Option(12, "--weeks", min=1, max=520, help="Weeks to count (1..520)."),
+    fmt: str = typer.Option("table", "--format", help="json or table."),
+    as_of: str | None = typer.Option(None, "--as-of", help="End of the last week (default: now)."),
+) -> None:
+    """Per week: tutors at each churn-risk level and with each flag, from stored metrics."""
+    from tutorscore.analytics.history import HISTORY_FLAGS, RISK_LEVELS
+    from tutorscore.analytics.history import risk_history as history
+
+    if fmt not in ("json", "table"):
+        raise UserError(f"--format: expected json or table, got {fmt!r}")
+    with transaction(get_engine()) as session:
+        result = history(session, as_of=parse_timestamp(as_of), weeks=weeks)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"Risk over {weeks} weeks to {result['as_of']}")
+    table.add_column("week ending", no_wrap=True)
+    table.add_column("tutors", justify="right")
+    for level in RISK_LEVELS:
+        table.add_column(level.replace("_", " "), justify="right")
+    for flag in HISTORY_FLAGS:
+        table.add_column(flag.removesuffix("_flag").replace("_", " "), justify="right")
+    for week in result["weeks"]:
+        table.add_row(
+            week["week_end"],
+            str(week["tutors"]),
+            *(str(week["risk"][level]) for level in RISK_LEVELS),
+            *(str(week["flags"][flag]) for flag in HISTORY_FLAGS),
+        )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("analytics")(analytics)
     app.command("tutors")(tutors)
     app.command("first-sessions")(first_sessions)
+    app.command("risk-history")(risk_history)

@@ -1,4 +1,4 @@
-"""POST /api/run-analytics, GET /api/analytics/configs/{hash}, GET /api/first-sessions."""
+"""POST /api/run-analytics; GET /api/analytics/configs/{hash}, first-sessions, risk-history."""
 
 from __future__ import annotations
 
@@ -73,6 +73,22 @@ def first_sessions(
     from tutorscore.analytics.first_sessions import first_session_patterns
 
     return first_session_patterns(db, as_of=_aware(as_of), rules=state.rules)
+
+
+@router.get("/risk-history")
+def risk_history(
+    db: DbSession,
+    user: CurrentUser,
+    weeks: Annotated[int, Query(ge=1, le=520, description="weeks to count")] = 12,
+    as_of: Annotated[datetime | None, Query(description="end of the last week (now)")] = None,
+) -> dict[str, Any]:
+    """Per week, oldest first: tutors at each churn-risk level and with each flag.
+
+    Each tutor counts by its latest stored metrics row at or before the week's end.
+    """
+    from tutorscore.analytics.history import risk_history as history
+
+    return history(db, as_of=_aware(as_of), weeks=weeks)
 
 
 class AnalyticsConfigOut(BaseModel):
