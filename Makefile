@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 export DATABASE_URL ?= sqlite:///./data/tutorscore.db
 
-.PHONY: install run demo serve test lint typecheck pytest bench chromium postgres screenshots clean migration
+.PHONY: install run demo serve test lint typecheck pytest bench chromium postgres screenshots clean migration judge-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: install postgres
 	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/ingest_rate.py
 	$(BIN)/python benchmarks/prediction.py
+	$(BIN)/python benchmarks/judge_validity.py
+
+## make judge-model: retrain the offline judge's tutor-move model from corpora/ (deterministic)
+judge-model: install
+	$(BIN)/tutorscore judge train
 
 screenshots: install chromium
 	$(BIN)/python scripts/screenshots.py

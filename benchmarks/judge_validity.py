@@ -8,9 +8,10 @@ Prints one table:
 - MathDial, grouped cross-validation (folds by problem_id; every number comes from a model
   that never saw the dialogue's problem): turn accuracy and macro-F1 per move, and per
   dialogue the Spearman between the labelled scaffolding share (focus + probing over
-  focus + probing + telling, from the teachers' labels) and (a) the model's expected share,
-  (b) the judge's share after give-away turns count as telling, (c) the judge's
-  quality_score; plus how often answer_giveaway fires.
+  focus + probing + telling, from the teachers' labels) and (a) the model's expected
+  ratio, (b) its 1 - mean P(telling), (c) the judge's 1 - mean P(telling) after give-away
+  turns count as telling, (d) the judge's quality_score; plus how often answer_giveaway
+  fires.
 - Bridge (out of domain: real chat tutoring, the bundled model trained on all of MathDial):
   is the expert's revised response told apart as asking (ask_question, simplify_question)
   vs telling (explain_concept, provide_correction, provide_strategy)?
@@ -83,13 +84,12 @@ def mathdial(folds: int) -> list[tuple[str, str, str, str]]:
         base_p[test], _ = baseline_proba(table.texts, labels, train, test)
         for d in np.unique(table.dialogue[test]):
             result = evaluate_turns(dialogues[d].turns, cfg, model=fold_model)
-            share = result.features.get("scaffolding_share")
-            judge_share[int(d)] = 0.5 if share is None else float(share)
+            judge_share[int(d)] = float(result.features.get("non_telling") or 0.0)
             judge_quality[int(d)] = result.quality_score
             giveaway[int(d)] = "answer_giveaway" in result.risk_tags
     m = mt.move_metrics(table, model_p)
     b = mt.move_metrics(table, base_p)
-    labelled, _ = mt.session_scaffolding(labels, table.dialogue, model_p)
+    labelled, _, _ = mt.session_scaffolding(labels, table.dialogue, model_p)
     kept = [
         int(d)
         for d in np.unique(table.dialogue)
@@ -107,11 +107,17 @@ def mathdial(folds: int) -> list[tuple[str, str, str, str]]:
         ("MathDial CV", "F1 focus / probing / telling / generic", f1, bf1),
         (
             "MathDial CV",
-            "session scaffolding share, Spearman (model)",
+            "session share, Spearman: expected (F+P)/(F+P+T)",
+            f"{m['session_ratio_spearman']:.3f}",
+            f"{b['session_ratio_spearman']:.3f}",
+        ),
+        (
+            "MathDial CV",
+            "session share, Spearman: 1 - mean P(telling) (model)",
             f"{m['session_scaffolding_spearman']:.3f}",
             f"{b['session_scaffolding_spearman']:.3f}",
         ),
-        ("MathDial CV", "session scaffolding share, Spearman (judge)", f"{js:.3f}", "-"),
+        ("MathDial CV", "session share, Spearman: 1 - mean P(telling) (judge)", f"{js:.3f}", "-"),
         ("MathDial CV", "session quality_score vs labelled share, Spearman", f"{jq:.3f}", "-"),
         ("MathDial CV", "answer_giveaway fires on (share of dialogues)", f"{rate:.3f}", "-"),
         ("MathDial CV", "size", n, ""),

@@ -72,7 +72,8 @@ class HeuristicConfig(BaseModel):
     min_questions_for_closed_tag: int = 3
     strong_uptake_turns: int = 3
     strong_uptake_score: float = 0.45
-    weak_uptake_score: float = 0.2
+    strong_uptake_share: float = 0.4
+    weak_uptake_share: float = 0.2
     strong_scaffolding_share: float = 0.6
     telling_share_area: float = 0.3
     giveaway_min_telling: float = 0.5

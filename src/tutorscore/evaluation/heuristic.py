@@ -301,6 +301,12 @@ class _Moves:
         return s / den if den > 0.5 else None
 
     @property
+    def non_telling(self) -> float:
+        """1 - the mean chance that a tutor turn tells (the scaffolding term of the score)."""
+        n = len(self.predictions)
+        return 1.0 - self.expected["telling"] / n if n else 0.5
+
+    @property
     def codes(self) -> str:
         return "".join(_MOVE_CODES[m.move] for m in self.predictions)
 
@@ -403,9 +409,8 @@ def score(a: _Analysis, mv: _Moves, cfg: HeuristicConfig) -> _Scores:
     share = a.student_word_share or 0.0
     if a.student_time_share is not None:
         share = (share + a.student_time_share) / 2
-    scaffolding = mv.scaffolding_share
     c = {
-        "scaffolding": 0.5 if scaffolding is None else scaffolding,
+        "scaffolding": mv.non_telling,
         "uptake": _clamp01(a.mean_uptake / cfg.strong_uptake_score),
         "no_giveaway": 1 - _clamp01(len(mv.giveaways) / 2),
         "checks": _clamp01(len(a.checks) / 2),
@@ -560,14 +565,15 @@ def _report_uptake(b: _Builder, a: _Analysis, cfg: HeuristicConfig) -> None:
     if not a.uptake_eligible:
         return
     strong = [i for i, s in a.uptake_scores if s >= cfg.strong_uptake_score]
-    if len(strong) >= cfg.strong_uptake_turns and a.mean_uptake >= cfg.strong_uptake_score:
+    share = len(strong) / a.uptake_eligible
+    if len(strong) >= cfg.strong_uptake_turns and share >= cfg.strong_uptake_share:
         b.tag("strong_uptake")
         for i in strong[:_MAX_EVIDENCE_PER_KIND]:
             b.cite(i, "builds on the student's words")
         b.strengths.append(
             f"Built on the student's own words in {len(strong)} of {a.uptake_eligible} replies"
         )
-    elif a.uptake_eligible >= 3 and a.mean_uptake < cfg.weak_uptake_score:
+    elif a.uptake_eligible >= 3 and share < cfg.weak_uptake_share:
         b.areas.append(
             f"Took up the student's words in only {len(strong)} of {a.uptake_eligible} "
             "replies; build on what the student says (repeat it, ask about it)"
@@ -666,6 +672,7 @@ def _features(a: _Analysis, mv: _Moves, s: _Scores) -> dict[str, float | int | s
         "moves_telling": mv.counts["telling"],
         "moves_generic": mv.counts["generic"],
         "scaffolding_share": None if share is None else round(share, 4),
+        "non_telling": round(mv.non_telling, 4),
         "move_model": mv_model_id(),
         "questions": a.questions,
         "open_questions": a.open_questions,

@@ -176,15 +176,19 @@ def fit_payload(
 
 def session_scaffolding(
     labels: NDArray[np.int64], dialogue: NDArray[np.int64], proba: NDArray[np.float64]
-) -> tuple[list[float], list[float]]:
-    """Per dialogue: labelled vs predicted (expected) scaffolding share.
+) -> tuple[list[float], list[float], list[float]]:
+    """Per dialogue: labelled share, predicted ratio, predicted non-telling rate.
 
-    Share = (focus + probing) / (focus + probing + telling); dialogues whose labels
-    have no content move (only generic) are skipped.
+    Labelled share = (focus + probing) / (focus + probing + telling) of the teachers'
+    labels; dialogues with no content move (only generic) are skipped. The model's
+    two estimates: the same ratio of expected counts, and 1 - mean P(telling) over
+    all tutor turns (what the judge scores: it ranks dialogues better, because a
+    dialogue with few content turns is not pushed to 0 or 1 by one of them).
     """
     f, p, t = MOVES.index("focus"), MOVES.index("probing"), MOVES.index("telling")
     labelled: list[float] = []
-    predicted: list[float] = []
+    ratio: list[float] = []
+    non_telling: list[float] = []
     for d in np.unique(dialogue):
         m = dialogue == d
         lab = labels[m]
@@ -195,8 +199,9 @@ def session_scaffolding(
         pr = proba[m]
         s = float(pr[:, f].sum() + pr[:, p].sum())
         labelled.append(scaff / den)
-        predicted.append(s / (s + float(pr[:, t].sum())))
-    return labelled, predicted
+        ratio.append(s / (s + float(pr[:, t].sum())))
+        non_telling.append(1.0 - float(pr[:, t].mean()))
+    return labelled, ratio, non_telling
 
 
 def cross_validate(table: TurnTable, c: float = DEFAULT_C) -> tuple[dict[str, Any], Any]:
@@ -214,8 +219,7 @@ def cross_validate(table: TurnTable, c: float = DEFAULT_C) -> tuple[dict[str, An
 def move_metrics(table: TurnTable, proba: NDArray[np.float64]) -> dict[str, Any]:
     pred = proba.argmax(axis=1)
     per_move = f1_score(table.labels, pred, average=None, labels=list(range(len(MOVES))))
-    labelled, predicted = session_scaffolding(table.labels, table.dialogue, proba)
-    rho = spearmanr(predicted, labelled).statistic
+    labelled, ratio, non_telling = session_scaffolding(table.labels, table.dialogue, proba)
     return {
         "folds": FOLDS,
         "grouped_by": "problem_id",
@@ -224,7 +228,8 @@ def move_metrics(table: TurnTable, proba: NDArray[np.float64]) -> dict[str, Any]
         "macro_f1": round(float(f1_score(table.labels, pred, average="macro")), 4),
         "f1": {m: round(float(v), 4) for m, v in zip(MOVES, per_move, strict=True)},
         "sessions": len(labelled),
-        "session_scaffolding_spearman": round(float(rho), 4),
+        "session_scaffolding_spearman": round(float(spearmanr(non_telling, labelled)[0]), 4),
+        "session_ratio_spearman": round(float(spearmanr(ratio, labelled)[0]), 4),
     }
 
 
