@@ -1,271 +1,329 @@
-"""Evaluation throughput: the LLM pipeline against the fake provider, and the heuristic judge.
+"""LLM pipeline throughput in the issue-13 scenario, and the heuristic judge's speed.
 
-Usage: python benchmarks/evaluation.py [--sessions 330] [--rpm 300] [--latency-ms 800]
-       [--error-rate 0.02] [--backend sqlite|postgres] [--heuristic-n 3000]
+Usage: python benchmarks/evaluation.py [--backend sqlite|postgres|both] [--workers 1|2]
+       [--transcripts 600] [--minutes M] [--heuristic-n 3000] [--json]
 
-LLM part: a throwaway database gets `--sessions` sessions with generated
-transcripts (names, emails and phone numbers included), all queued for the LLM
-judge; the real worker (`run_worker(once=True)`) drains the queue through the
-fake OpenAI-compatible server started as a subprocess with the given RPM limit,
-latency and rate of injected 500s. The client-side limits are the same RPM and a
-TPM high enough that requests per minute is the binding limit.
+The scenario, as a new user would run it:
 
-Achieved RPM = requests the provider admitted / time between the first and the
-last admitted request. The run takes a little over sessions / rpm minutes.
+    tutorscore seed --seed 3 --tutors 60 --students 600 --sessions 1500 --transcripts 600
+    TUTORSCORE_LLM_RPM=300 TUTORSCORE_LLM_TPM=1000000 TUTORSCORE_LLM_MAX_CONCURRENCY=40 \\
+        tutorscore evaluate --judge llm --all
+
+against the bundled fake OpenAI-compatible server (`tutorscore.testing.fake_llm`,
+a subprocess) at 300 RPM and 1,000,000 TPM, counting each request's tokens as
+OpenAI's limiter does (characters of all message contents / 4, plus
+max_completion_tokens), latency uniform 400-1,200 ms, 2% HTTP 500, 1% malformed
+JSON, x-ratelimit-* headers on every answer. Both commands run as subprocesses
+on a throwaway database (SQLite file or a fresh Postgres database).
+
+`--workers 2` (Postgres): the benchmark queues the same jobs itself, then two
+`tutorscore worker --once` processes drain the queue, each given half the
+limits (150 RPM, 500,000 TPM, 20 in flight).
+
+Shorter variants for iterating: `--transcripts 150` (a quarter of the calls), or
+`--minutes 1` (the worker is stopped with SIGTERM after a minute; it finishes
+the jobs in hand, and lost/duplicates are then counted over the jobs that ran).
+
+Measures:
+- achieved RPM = requests the provider admitted (answered 200 or 500) / time
+  between the first and the last admitted one, and as % of the limit;
+- max requests and max tokens the provider counted in any 60 s window, 429s;
+- lost = transcripts without an LLM evaluation of their current text after the
+  run; duplicates = successful calls beyond one per session (ledger) and
+  LLM evaluations beyond one per session;
+- call latency p50/p95 (ledger, as the client saw it);
+- CPU seconds per call = user+system CPU of the evaluating process(es) / calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
+import resource
+import signal
+import subprocess
+import sys
+import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from tutorscore.config import Settings, load_rules
+from tutorscore.config import load_rules
 from tutorscore.db.engine import make_engine, transaction
-from tutorscore.db.models import (
-    Job,
-    LLMCall,
-    SessionEvaluation,
-    SessionTranscript,
-    Student,
-    Tutor,
-    TutoringSession,
-)
+from tutorscore.db.models import Job, LLMCall, SessionEvaluation, SessionTranscript
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.queue import enqueue_evaluations
-from tutorscore.evaluation.worker import run_worker
-from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
 from tutorscore.ingest.transcripts import generate_transcript
 from tutorscore.testing.databases import temporary_database
 from tutorscore.testing.fake_llm import start_fake_server
 
-FIRST = ["Maya", "Liam", "Sofia", "Noah", "Aisha", "Mateo", "Chloe", "Kenji", "Olivia", "Ravi"]
-LAST = ["Garcia", "Chen", "Okafor", "Novak", "Haddad", "Silva", "Kim", "Mensah", "Ivanova"]
+CLI = [sys.executable, "-m", "tutorscore"]
 
 
-def transcripts(n: int, seed: int) -> list[tuple[str, str, list[Turn]]]:
-    """(tutor name, student name, turns) from the synthetic transcript generator."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        tutor = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-        student = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-        generated = generate_transcript(
-            rng,
-            subject=rng.choice(["Algebra", "Chemistry", "SAT Math"]),
-            tutor_name=tutor,
-            student_name=student,
-            quality=rng.random(),
-            first_session=rng.random() < 0.2,
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(args: list[str], env: dict[str, str], *, minutes: float | None = None) -> float:
+    """Run a CLI command to the end (SIGTERM after `minutes`); its wall seconds."""
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    timer = None
+    if minutes:
+        timer = threading.Timer(minutes * 60, lambda: proc.send_signal(signal.SIGTERM))
+        timer.start()
+    _, err = proc.communicate()
+    if timer is not None:
+        timer.cancel()
+    if proc.returncode not in (0, -signal.SIGTERM):
+        raise RuntimeError(
+            f"{' '.join(args[2:])} failed ({proc.returncode}): {err.decode()[-2000:]}"
         )
-        out.append((tutor, student, generated.turns))
-    return out
+    return time.monotonic() - started
 
 
-def load(engine: Any, data: list[tuple[str, str, list[Turn]]]) -> list[str]:
-    now = datetime.now(UTC)
-    tutors = {name: f"T{i:03d}" for i, name in enumerate(sorted({t for t, _, _ in data}))}
-    ids = [f"S{i:05d}" for i in range(len(data))]
-    with transaction(engine) as s:
-        s.execute(
-            insert(Tutor),
-            [
-                {"tutor_id": tid, "name": name, "subjects": ["Algebra"]}
-                for name, tid in tutors.items()
-            ],
-        )
-        s.execute(insert(Student), [{"student_id": f"ST{i:05d}"} for i in range(len(data))])
-        s.execute(
-            insert(TutoringSession),
-            [
-                {
-                    "session_id": sid,
-                    "tutor_id": tutors[tutor],
-                    "student_id": f"ST{i:05d}",
-                    "subject": "Algebra",
-                    "scheduled_start_at": now - timedelta(hours=i + 1),
-                    "actual_start_at": now - timedelta(hours=i + 1),
-                    "duration_minutes": 50,
-                    "status": "completed",
-                }
-                for i, (sid, (tutor, _, _)) in enumerate(zip(ids, data, strict=True))
-            ],
-        )
-        s.execute(
-            insert(SessionTranscript),
-            [
-                {
-                    "session_id": sid,
-                    "turns": [dict(t) for t in turns],
-                    "raw_text": render_text(turns),
-                    "turn_count": len(turns),
-                    "content_hash": content_hash(turns),
-                }
-                for sid, (_, _, turns) in zip(ids, data, strict=True)
-            ],
-        )
-    return ids
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def llm_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    rules = load_rules(None, environ={})
-    data = transcripts(args.sessions, args.seed)
+def scenario(args: argparse.Namespace, backend: str, workers: int) -> dict[str, Any]:
     server = start_fake_server(
         rpm=args.rpm,
-        tpm=20_000_000,
+        tpm=args.tpm,
         latency_ms=args.latency_ms,
+        latency_max_ms=args.latency_max_ms,
         error_rate=args.error_rate,
+        malformed_rate=args.malformed_rate,
         seed=args.seed,
     )
     try:
-        with temporary_database(args.backend, label="bench_llm") as url:
+        with temporary_database(backend, label="bench_llm") as url:
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("TUTORSCORE_")},
+                "DATABASE_URL": url,
+                "TUTORSCORE_LLM_BASE_URL": server.base_url,
+                "TUTORSCORE_LLM_MODEL": args.model,
+                "TUTORSCORE_LLM_RPM": str(args.rpm // workers),
+                "TUTORSCORE_LLM_TPM": str(args.tpm // workers),
+                "TUTORSCORE_LLM_MAX_CONCURRENCY": str(max(1, args.concurrency // workers)),
+                "TUTORSCORE_LLM_BUDGET_USD": "1000",
+                "TUTORSCORE_LOG_LEVEL": "warning",
+            }
+            _run(
+                [*CLI, "seed", "--seed", str(args.seed), "--tutors", "60", "--students", "600",
+                 "--sessions", str(args.sessions), "--transcripts", str(args.transcripts)],
+                env,
+            )  # fmt: skip
             engine = make_engine(url)
-            ids = load(engine, data)
-            settings = Settings(
-                DATABASE_URL=url,
-                TUTORSCORE_LLM_BASE_URL=server.base_url,
-                TUTORSCORE_LLM_MODEL=args.model,
-                TUTORSCORE_LLM_RPM=args.rpm,
-                TUTORSCORE_LLM_TPM=10_000_000,
-                TUTORSCORE_LLM_BUDGET_USD=100.0,
-            )
-            with transaction(engine) as s:
-                queued = enqueue_evaluations(s, judge="llm", session_ids=ids, rules=rules)
-            started = time.monotonic()
-            run_worker(engine, settings, rules, once=True, use_llm=True)
-            wall = time.monotonic() - started
+            cpu_before = _cpu_children()
+            if workers == 1:
+                wall = _run(
+                    [*CLI, "evaluate", "--judge", "llm", "--all"], env, minutes=args.minutes
+                )
+            else:
+                rules = load_rules(None, environ={})
+                with transaction(engine) as s:
+                    ids = list(s.scalars(select(SessionTranscript.session_id)))
+                    enqueue_evaluations(s, judge="llm", session_ids=ids, rules=rules)
+                started = time.monotonic()
+                threads = [
+                    threading.Thread(
+                        target=_run,
+                        args=([*CLI, "worker", "--once", "--worker-id", f"w{k}"], env),
+                        kwargs={"minutes": args.minutes},
+                    )
+                    for k in range(workers)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                wall = time.monotonic() - started
+            cpu = _cpu_children() - cpu_before
             stats = server.stats()
-            leaked = [p for p in server.recent_prompts() if "@example.com" in p or "555-01" in p]
-            with engine.connect() as conn:
-                evaluated = conn.execute(
-                    select(func.count(func.distinct(SessionEvaluation.session_id))).where(
-                        SessionEvaluation.judge == "llm"
-                    )
-                ).scalar_one()
-                by_status = dict(
-                    conn.execute(
-                        select(LLMCall.status, func.count()).group_by(LLMCall.status)
-                    ).all()
-                )
-                cost = conn.execute(select(func.sum(LLMCall.cost_usd))).scalar_one() or 0.0
-                tokens = conn.execute(
-                    select(func.avg(LLMCall.tokens_in), func.avg(LLMCall.tokens_out)).where(
-                        LLMCall.status == "ok"
-                    )
-                ).one()
-                dead = conn.execute(
-                    select(func.count()).where(Job.kind == "evaluate", Job.status == "dead")
-                ).scalar_one()
-                dropped = (
-                    conn.execute(
-                        select(SessionEvaluation.features).where(SessionEvaluation.judge == "llm")
-                    )
-                    .scalars()
-                    .all()
-                )
+            result = _measure(engine, stats, args, backend, workers, wall, cpu)
             engine.dispose()
     finally:
         server.stop()
+    return result
+
+
+def _measure(
+    engine: Any,
+    stats: dict[str, Any],
+    args: argparse.Namespace,
+    backend: str,
+    workers: int,
+    wall: float,
+    cpu: float,
+) -> dict[str, Any]:
+    with engine.connect() as conn:
+        transcripts = conn.execute(select(func.count()).select_from(SessionTranscript)).scalar_one()
+        evaluated = conn.execute(
+            select(func.count(func.distinct(SessionEvaluation.session_id)))
+            .join(
+                SessionTranscript,
+                (SessionTranscript.session_id == SessionEvaluation.session_id)
+                & (SessionTranscript.content_hash == SessionEvaluation.transcript_hash),
+            )
+            .where(SessionEvaluation.judge == "llm")
+        ).scalar_one()
+        eval_rows = conn.execute(
+            select(func.count()).where(SessionEvaluation.judge == "llm")
+        ).scalar_one()
+        ok_per_session = (
+            conn.execute(
+                select(func.count()).where(LLMCall.status == "ok").group_by(LLMCall.session_id)
+            )
+            .scalars()
+            .all()
+        )
+        by_status = dict(
+            conn.execute(select(LLMCall.status, func.count()).group_by(LLMCall.status)).all()
+        )
+        latencies = [float(x) for x in conn.execute(select(LLMCall.latency_ms)).scalars()]
+        jobs = dict(
+            conn.execute(
+                select(Job.status, func.count()).where(Job.kind == "evaluate").group_by(Job.status)
+            ).all()
+        )
     admitted = stats.get("ok", 0) + sum(v for k, v in stats.items() if k.startswith("http_5"))
     span = stats["accepted_span_s"]
+    achieved = (admitted - 1) / span * 60 if span else 0.0
+    # with --minutes, only the jobs that ran count: queued ones were never tried
+    ran = transcripts - int(jobs.get("queued", 0)) if args.minutes else transcripts
     return {
-        "queued": queued,
+        "backend": backend,
+        "workers": workers,
+        "transcripts": transcripts,
+        "jobs": jobs,
         "evaluated": evaluated,
-        "dead_jobs": dead,
-        "wall_s": wall,
+        "lost": ran - evaluated,
+        "duplicate_calls": sum(n - 1 for n in ok_per_session if n > 1),
+        "duplicate_evaluations": eval_rows - evaluated,
         "admitted": admitted,
-        "achieved_rpm": (admitted - 1) / span * 60 if span else 0.0,
-        "max_requests_in_60s_at_provider": stats["max_window_requests"],
+        "achieved_rpm": achieved,
+        "achieved_pct": achieved / args.rpm * 100,
+        "max_requests_60s": stats["max_window_requests"],
+        "max_tokens_60s": stats["max_window_tokens"],
         "http_429": stats.get("http_429", 0),
         "http_500": sum(v for k, v in stats.items() if k.startswith("http_5")),
+        "malformed": stats.get("malformed", 0),
+        "max_in_flight": stats.get("max_in_flight", 0),
         "ledger": by_status,
-        "cost_usd": float(cost),
-        "avg_tokens_in": float(tokens[0] or 0),
-        "avg_tokens_out": float(tokens[1] or 0),
-        "quotes_dropped": sum(int((f or {}).get("quotes_dropped", 0)) for f in dropped),
-        "quotes_verified": sum(int((f or {}).get("quotes_verified", 0)) for f in dropped),
-        "prompts_with_pii": len(leaked),
+        "latency_p50_ms": _percentile(latencies, 0.50),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_s_per_call": cpu / max(1, admitted),
     }
 
 
 def heuristic(n: int, seed: int) -> dict[str, float]:
     rules = load_rules(None, environ={})
     judge = HeuristicJudge(rules.evaluation.heuristic)
-    data = [turns for _, _, turns in transcripts(n, seed + 1)]
-    started = time.perf_counter()
+    rng = random.Random(seed)
+    data = [
+        generate_transcript(
+            rng, subject="Algebra", tutor_name="Maya Chen", student_name="Liam Novak",
+            quality=rng.random(), first_session=rng.random() < 0.2,
+        ).turns
+        for _ in range(n)
+    ]  # fmt: skip
+    started = time.process_time()
     for turns in data:
         judge.evaluate_sync(turns)
-    elapsed = time.perf_counter() - started
-    return {"transcripts": n, "seconds": elapsed, "per_second": n / elapsed}
+    elapsed = time.process_time() - started
+    return {"transcripts": n, "cpu_seconds": elapsed, "per_cpu_second": n / elapsed}
+
+
+def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    def row(name: str, fmt: Any) -> str:
+        return f"| {name} | " + " | ".join(fmt(r) for r in results) + " |"
+
+    head = " | ".join(
+        f"{r['backend']}" + (f", {r['workers']} workers" if r["workers"] > 1 else "")
+        for r in results
+    )
+    lines = [
+        f"| measure | {head} |",
+        "|---" * (len(results) + 1) + "|",
+        row("achieved requests/min",
+            lambda r: f"{r['achieved_rpm']:.1f} ({r['achieved_pct']:.1f}% of {args.rpm})"),
+        row("max requests / tokens in any 60 s at the provider",
+            lambda r: f"{r['max_requests_60s']} / {r['max_tokens_60s']:,}"),
+        row("429s", lambda r: str(r["http_429"])),
+        row("sessions evaluated / transcripts", lambda r: f"{r['evaluated']} / {r['transcripts']}"),
+        row("lost", lambda r: str(r["lost"])),
+        row("duplicate calls / duplicate evaluations",
+            lambda r: f"{r['duplicate_calls']} / {r['duplicate_evaluations']}"),
+        row("500s / malformed (retried)", lambda r: f"{r['http_500']} / {r['malformed']}"),
+        row("call latency p50 / p95",
+            lambda r: f"{r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} ms"),
+        row("max in flight at the provider", lambda r: str(r["max_in_flight"])),
+        row("CPU seconds per call (evaluating processes)", lambda r: f"{r['cpu_s_per_call']:.4f}"),
+        row("wall time", lambda r: f"{r['wall_s']:.1f} s"),
+    ]  # fmt: skip
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=330)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--workers", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--sessions", type=int, default=1500)
+    parser.add_argument("--transcripts", type=int, default=600)
+    parser.add_argument("--minutes", type=float, default=None, help="stop the worker after M")
     parser.add_argument("--rpm", type=int, default=300)
-    parser.add_argument("--latency-ms", type=float, default=800)
+    parser.add_argument("--tpm", type=int, default=1_000_000)
+    parser.add_argument("--concurrency", type=int, default=40)
+    parser.add_argument("--latency-ms", type=float, default=400)
+    parser.add_argument("--latency-max-ms", type=float, default=1200)
     parser.add_argument("--error-rate", type=float, default=0.02)
+    parser.add_argument("--malformed-rate", type=float, default=0.01)
     parser.add_argument("--model", default="gpt-4o")
-    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--heuristic-n", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
     args = parser.parse_args()
 
-    llm = llm_pipeline(args)
-    heur = heuristic(args.heuristic_n, args.seed)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.workers > 1 and "sqlite" in backends:
+        parser.error("--workers 2 needs --backend postgres")
+    results = [scenario(args, b, args.workers) for b in backends]
+    heur = heuristic(args.heuristic_n, args.seed) if args.heuristic_n else None
     if args.json:
-        print(json.dumps({"llm": llm, "heuristic": heur}, indent=2))
+        print(json.dumps({"llm": results, "heuristic": heur}, indent=2))
         return
-    target = 0.9 * args.rpm
-    rows = [
-        (
-            "provider (fake)",
-            f"{args.rpm} RPM, {args.latency_ms:.0f} ms latency, "
-            f"{args.error_rate:.0%} injected 500s, {args.backend}",
-        ),
-        (
-            "achieved requests/min",
-            f"{llm['achieved_rpm']:.1f} (target >= {target:.0f}: "
-            f"{'met' if llm['achieved_rpm'] >= target else 'MISSED'})",
-        ),
-        ("max requests in any 60 s at the provider", f"{llm['max_requests_in_60s_at_provider']}"),
-        (
-            "sessions evaluated / queued",
-            f"{llm['evaluated']} / {llm['queued']} "
-            f"({llm['evaluated'] / max(1, llm['queued']):.0%}), "
-            f"dead jobs {llm['dead_jobs']}",
-        ),
-        ("429s received", str(llm["http_429"])),
-        ("500s received (retried)", str(llm["http_500"])),
-        ("ledger rows by status", ", ".join(f"{k} {v}" for k, v in sorted(llm["ledger"].items()))),
-        (
-            "cost",
-            f"${llm['cost_usd']:.4f} ({args.model} prices; "
-            f"${llm['cost_usd'] / max(1, llm['evaluated']):.5f} per session)",
-        ),
-        (
-            "avg tokens per call in / out",
-            f"{llm['avg_tokens_in']:.0f} / {llm['avg_tokens_out']:.0f}",
-        ),
-        ("quotes verified / dropped", f"{llm['quotes_verified']} / {llm['quotes_dropped']}"),
-        ("last 50 prompts containing an email or phone", str(llm["prompts_with_pii"])),
-        ("LLM run wall time", f"{llm['wall_s']:.1f} s"),
-        (
-            "heuristic judge, one core",
-            f"{heur['per_second']:.0f} transcripts/s "
-            f"({heur['transcripts']} in {heur['seconds']:.2f} s)",
-        ),
-    ]
-    print("| measure | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    load = os.getloadavg()
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+    )
+    print(
+        f"provider (fake): {args.rpm} RPM, {args.tpm:,} TPM (characters / 4 + max tokens), "
+        f"latency {args.latency_ms:.0f}-{args.latency_max_ms:.0f} ms, "
+        f"{args.error_rate:.0%} 500s, {args.malformed_rate:.0%} malformed; "
+        f"seed --seed {args.seed} --sessions {args.sessions} --transcripts {args.transcripts}"
+        + (f"; stopped after {args.minutes} min" if args.minutes else "")
+    )
+    print()
+    print(_table(results, args))
+    if heur:
+        print()
+        print(
+            f"heuristic judge: {heur['per_cpu_second']:.0f} transcripts per CPU-second "
+            f"({heur['transcripts']} in {heur['cpu_seconds']:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

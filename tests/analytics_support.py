@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from tutorscore.analytics.service import compute_all
-from tutorscore.config import RulesConfig, get_settings, load_rules
+from tutorscore.config import RulesConfig, load_rules
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 
-# The per-tutor report's names in DATA_FORMAT.md (a contract: outside tools rely on them).
+# The per-tutor report's names in docs/data-format.md (a contract: outside tools rely on them).
 REPORT_CONTRACT_KEYS = {
     "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
     "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
@@ -106,15 +105,6 @@ class Data:
                 if rows:
                     conn.execute(insert(model), rows)
         self.tutors, self.students, self.sessions, self.evaluations = [], [], [], []
-
-
-@pytest.fixture(autouse=True)
-def _private_data_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """No churn model from a developer's ./data leaks into these tests."""
-    monkeypatch.setenv("TUTORSCORE_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def rules_with(**overrides: Any) -> RulesConfig:

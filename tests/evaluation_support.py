@@ -18,7 +18,7 @@ from tutorscore.db.models import (
     TutoringSession,
     TutorMetrics,
 )
-from tutorscore.evaluation.judge import EvaluationResult, JudgeUnavailable, Rubric
+from tutorscore.evaluation.judge import EvaluationResult, Evidence, JudgeUnavailable, Rubric
 from tutorscore.ingest.transcript_format import Turn, content_hash, parse_text, render_text
 
 DATA = Path(__file__).parent / "data" / "evaluation"
@@ -142,5 +142,5 @@ class CountingJudge:
             rubric=Rubric(clarity=4, pacing=4, engagement=4, goal_alignment=4),
             strengths=["fake strength"],
             risk_tags=[],
-            evidence=[{"turn": 0, "quote": turns[0]["text"], "note": "first turn"}],  # type: ignore[list-item]
+            evidence=[Evidence(turn=0, quote=turns[0]["text"], note="first turn")],
         )

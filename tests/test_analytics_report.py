@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,18 +13,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from analytics_support import (  # noqa: F401  (autouse fixture)
-    AS_OF,
-    REPORT_CONTRACT_KEYS,
-    Data,
-    _private_data_dir,
-    compute,
-)
+from analytics_support import AS_OF, REPORT_CONTRACT_KEYS, Data, compute
 from tutorscore.analytics.first_sessions import first_session_patterns
 from tutorscore.analytics.report import tutor_detail, tutor_reports
 from tutorscore.config import RulesConfig
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.errors import NotFound, UserError
+from web_support import bearer
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 REASON_KEYS = {"flag", "value", "threshold", "numerator", "denominator", "text"}
 
@@ -108,7 +103,7 @@ def test_sorting_filters_and_paging(world: Engine) -> None:
         assert n == 4 and [i["tutor_id"] for i in page] == ["NEW", "OK"]
         for bad in ({"sort": "nope"}, {"risk": "extreme"}, {"flags": ["x"]}):
             with pytest.raises(UserError):
-                tutor_reports(session, as_of=AS_OF, **bad)  # type: ignore[arg-type]
+                tutor_reports(session, as_of=AS_OF, **bad)
 
 
 def test_report_computes_a_missing_as_of(engine: Engine, rules: RulesConfig) -> None:
@@ -234,35 +229,6 @@ def test_cli_analytics_and_first_sessions(cli: CliRunner, world: Engine) -> None
 
 
 # -- API --
-
-
-@pytest.fixture
-async def client(
-    engine: Engine, rules: RulesConfig, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
-    from tutorscore.config import Settings
-    from tutorscore.web.app import create_app
-
-    web_settings = Settings(
-        DATABASE_URL=engine.url.render_as_string(hide_password=False),
-        TUTORSCORE_SECRET_KEY="analytics-test-secret-" * 3,
-        TUTORSCORE_DATA_DIR=str(tmp_path),
-    )
-    transport = httpx.ASGITransport(app=create_app(web_settings, rules, engine))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-def bearer(engine: Engine, username: str, role: str) -> dict[str, str]:
-    from tutorscore.auth.users import create_token, create_user
-    from tutorscore.db.engine import transaction
-
-    with transaction(engine) as db:
-        create_user(db, username=username, password="analytics-pass-123", role=role,
-                    actor="test")
-    with transaction(engine) as db:
-        token = create_token(db, username=username, actor="test")
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_api_run_analytics_needs_coach(client: httpx.AsyncClient, engine: Engine) -> None:

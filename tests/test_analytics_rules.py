@@ -1,4 +1,4 @@
-"""Every rule of RULES.md at its boundaries, through the SQL, on SQLite and Postgres."""
+"""Every rule of docs/rules.md at its boundaries, through the SQL, on SQLite and Postgres."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from analytics_support import (  # noqa: F401  (autouse fixture)
-    AS_OF,
-    Data,
-    _private_data_dir,
-    compute,
-    metrics_row,
-    reason,
-    rules_with,
-)
+from analytics_support import AS_OF, Data, compute, metrics_row, reason, rules_with
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 
 def _mixed(d: Data, tutor: str, total: int, **kinds: int) -> None:

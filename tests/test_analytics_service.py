@@ -13,19 +13,15 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from analytics_support import (  # noqa: F401  (autouse fixture)
-    AS_OF,
-    Data,
-    _private_data_dir,
-    compute,
-    metrics_row,
-)
+from analytics_support import AS_OF, Data, compute, metrics_row
 from tutorscore.analytics.service import compute_all, live_as_of, stored_config, update_tutor
 from tutorscore.config import RulesConfig
 from tutorscore.db.models.analytics import AnalyticsConfig, AnalyticsRun, TutorMetrics
 from tutorscore.db.models.core import Student, Tutor, TutoringSession
 from tutorscore.db.models.evaluation import SessionEvaluation
 from tutorscore.errors import NotFound
+
+pytestmark = pytest.mark.usefixtures("private_data_dir")
 
 # is_current: whether a later row exists, not a metric of the row itself
 VOLATILE = {"id", "run_id", "computed_at", "is_current"}

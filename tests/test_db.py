@@ -1,8 +1,10 @@
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from tutorscore.db.engine import transaction
 from tutorscore.db.migrate import current_revision, downgrade, head_revision, upgrade
@@ -10,7 +12,7 @@ from tutorscore.db.models import Student, Tutor, TutoringSession
 
 
 def test_migrations_create_every_table_and_index(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() is not None
     insp = inspect(engine)
     tables = set(insp.get_table_names())
     for name in (
@@ -28,6 +30,7 @@ def test_migrations_create_every_table_and_index(engine: Engine) -> None:
         "audit_log",
         "analytics_configs",
         "login_failures",
+        "reviews",
     ):
         assert name in tables
     indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("sessions")}
@@ -69,10 +72,10 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
             ):
                 when = f"2026-11-2{i} 00:00:00"
                 conn.execute(insert, {"t": when, "h": config_hash, "c": json.dumps(config)})
-        upgrade(db)
+        upgrade(db, "0002")
         assert current_revision(db) == "0002"
         with db.connect() as conn:
-            stored = dict(
+            stored: dict[str, Any] = dict(
                 conn.execute(text("SELECT config_hash, config FROM analytics_configs")).all()
             )
             hashes = list(conn.scalars(text("SELECT config_hash FROM analytics_runs ORDER BY id")))
@@ -86,6 +89,67 @@ def test_0002_moves_each_run_config_into_analytics_configs(engine: Engine) -> No
                 for v in conn.scalars(text("SELECT config FROM analytics_runs ORDER BY id"))
             ]
         assert back == [config_a, config_a, config_b]
+        db.dispose()
+
+
+def test_0003_moves_the_judge_to_a_column_and_merges_duplicate_queued_jobs(
+    engine: Engine,
+) -> None:
+    """Queued evaluation jobs unique per (session, judge) after 0003; older rows keep
+    their judge (from the payload) and duplicates fold into the oldest, most urgent kept."""
+    from tutorscore.db.engine import make_engine
+    from tutorscore.testing.databases import temporary_database
+
+    backend = "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    with temporary_database(backend, label="mig3") as url:
+        db = make_engine(url)
+        downgrade(db, "0002")
+        insert = text(
+            "INSERT INTO jobs (kind, session_id, payload, priority, status, attempts,"
+            " max_attempts, run_after, created_at, updated_at)"
+            " VALUES (:k, :s, :p, :prio, :st, 0, 5, :t, :t, :t)"
+        )
+        rows = [
+            ("evaluate", "S1", {"judge": "heuristic"}, 20, "queued"),
+            ("evaluate", "S1", {"judge": "heuristic"}, 0, "queued"),  # duplicate, more urgent
+            ("evaluate", "S1", {"judge": "llm"}, 20, "queued"),
+            ("evaluate", "S1", {"judge": "heuristic"}, 20, "done"),
+            ("evaluate", "S2", {}, 20, "queued"),  # no judge in the payload: heuristic
+            ("batch", None, {"batch_id": "b1"}, 20, "waiting"),
+        ]
+        with db.begin() as conn:
+            for kind, sid, payload, prio, status in rows:
+                conn.execute(
+                    insert,
+                    {
+                        "k": kind, "s": sid, "p": json.dumps(payload), "prio": prio,
+                        "st": status, "t": "2026-11-20 00:00:00",
+                    },
+                )  # fmt: skip
+        upgrade(db, "0003")
+        with db.connect() as conn:
+            got = conn.execute(
+                text("SELECT id, kind, session_id, judge, priority, status FROM jobs ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in got] == [
+            (1, "evaluate", "S1", "heuristic", 0, "queued"),
+            (3, "evaluate", "S1", "llm", 20, "queued"),
+            (4, "evaluate", "S1", "heuristic", 20, "done"),
+            (5, "evaluate", "S2", "heuristic", 20, "queued"),
+            (6, "batch", None, None, 20, "waiting"),
+        ]
+        with pytest.raises(IntegrityError), db.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (kind, session_id, judge, payload, priority, status,"
+                    " attempts, max_attempts, run_after, created_at, updated_at) VALUES"
+                    " ('evaluate', 'S2', 'heuristic', '{}', 20, 'queued', 0, 5, :t, :t, :t)"
+                ),
+                {"t": "2026-11-20 00:00:00"},
+            )
+        downgrade(db, "0002")
+        with db.connect() as conn:
+            assert "judge" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
         db.dispose()
 
 
@@ -133,3 +197,22 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
 
     with pytest.raises(StatementError, match="naive datetime"), transaction(engine) as s:
         s.add(Tutor(tutor_id="T1", name="Ada", subjects=[], created_at=datetime(2026, 1, 1)))
+
+
+def test_0004_reviews_upgrade_and_downgrade(engine: Engine) -> None:
+    """0004 adds the reviews table to a 0003 database and takes it away again."""
+    from tutorscore.db.engine import make_engine
+    from tutorscore.testing.databases import temporary_database
+
+    backend = "postgres" if engine.dialect.name == "postgresql" else "sqlite"
+    with temporary_database(backend, label="mig3") as url:
+        db = make_engine(url)
+        downgrade(db, "0003")
+        assert "reviews" not in inspect(db).get_table_names()
+        upgrade(db)
+        assert current_revision(db) == "0004"
+        insp = inspect(db)
+        assert "reviews" in insp.get_table_names()
+        uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("reviews")}
+        assert ("session_id", "reviewer") in uniques
+        db.dispose()

@@ -1,9 +1,8 @@
 """Evaluation storage and cache: same transcript + judge = no second judge call."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -19,7 +18,7 @@ from tutorscore.evaluation.service import (
     get_evaluation,
     list_evaluations,
 )
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 
 def test_cache_hit_makes_no_judge_call(engine: Engine, rules: RulesConfig) -> None:
@@ -91,7 +90,7 @@ def test_missing_session_or_transcript(engine: Engine, rules: RulesConfig) -> No
 # -- HTTP API -------------------------------------------------------------------------------
 
 
-async def test_api_evaluate_session_then_read_it(engine: Engine, client) -> None:
+async def test_api_evaluate_session_then_read_it(engine: Engine, client: httpx.AsyncClient) -> None:
     (sid,) = add_sessions(engine, 1)
     coach = bearer(engine, "coach1", "coach")
     viewer = bearer(engine, "viewer1", "viewer")
@@ -131,7 +130,7 @@ async def test_api_evaluate_session_then_read_it(engine: Engine, client) -> None
     assert r.status_code == 409  # no LLM configured in the test settings
 
 
-async def test_api_evaluate_batch_queues_jobs(engine: Engine, client) -> None:
+async def test_api_evaluate_batch_queues_jobs(engine: Engine, client: httpx.AsyncClient) -> None:
     add_sessions(engine, 3, first={1})
     coach = bearer(engine, "coach1", "coach")
     r = await client.post("/api/evaluate-batch", json={}, headers=coach)

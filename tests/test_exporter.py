@@ -41,7 +41,7 @@ words = st.text(
 ).filter(lambda s: s == s.strip() and s != "")
 # Feedback keeps its inner line breaks and quotes.
 feedback = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=40
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=40
 ).filter(lambda s: s.strip() != "")
 instants = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)

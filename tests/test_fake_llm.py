@@ -9,12 +9,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from conftest_llm import TRANSCRIPT
+from llm_support import TRANSCRIPT
 from tutorscore.evaluation.prompts import LLMEvaluation, build_messages, parse_transcript
 from tutorscore.ingest.transcript_format import Turn
 from tutorscore.testing.fake_llm import FakeServerProcess, evaluate_transcript, start_fake_server
-
-pytest_plugins = ("conftest_llm",)
 
 
 def _body(turns: list[Turn] = TRANSCRIPT) -> dict[str, object]:

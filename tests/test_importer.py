@@ -1,4 +1,4 @@
-"""`tutorscore import`: every rule of DATA_FORMAT.md "Import rules", on SQLite and Postgres."""
+"""`tutorscore import`: every rule of docs/data-format.md "Import rules", on SQLite and Postgres."""
 
 from __future__ import annotations
 
@@ -381,14 +381,12 @@ def test_unknown_columns_are_warned_once_each(engine: Engine, tmp_path: Path) ->
 
 
 def test_bom_and_crlf_are_accepted(engine: Engine, tmp_path: Path) -> None:
-    bundle(
-        tmp_path,
-        **{
-            "tutors.csv": b"\xef\xbb\xbf" + TUTORS.replace("\n", "\r\n").encode(),
-            "students.csv": STUDENTS.replace("\n", "\r\n"),
-            "sessions.csv": b"\xef\xbb\xbf" + SESSIONS.replace("\n", "\r\n").encode(),
-        },
-    )
+    files: dict[str, str | bytes] = {
+        "tutors.csv": b"\xef\xbb\xbf" + TUTORS.replace("\n", "\r\n").encode(),
+        "students.csv": STUDENTS.replace("\n", "\r\n"),
+        "sessions.csv": b"\xef\xbb\xbf" + SESSIONS.replace("\n", "\r\n").encode(),
+    }
+    bundle(tmp_path, **files)
     write(
         tmp_path,
         "transcripts.jsonl",

@@ -1,6 +1,4 @@
 """Playbook mapping, the intervention lifecycle with roles and audit, the board and tutor panel."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +20,7 @@ from tutorscore.db.models import (
 )
 from tutorscore.errors import Conflict, ValidationFailed
 from tutorscore.interventions import playbook, service
-from web_support import app, bearer, client, login, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer, login
 
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -159,6 +157,7 @@ def test_lifecycle_transitions_and_audit(engine: Engine, rules: RulesConfig) -> 
         ("intervention.update", "coach1"),
         ("intervention.update", "coach2"),
     ]
+    assert audits[1].before is not None and audits[1].after is not None
     assert audits[1].before["status"] == "open" and audits[1].after["status"] == "in_progress"
     assert audits[1].after["owner"] == "bo"
 

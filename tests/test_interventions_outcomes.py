@@ -99,7 +99,7 @@ def test_before_after_and_difference_in_differences(
     engine: Engine, rules: RulesConfig, example: int
 ) -> None:
     with transaction(engine) as s:
-        out = intervention_outcome(s, s.get(Intervention, example), rules=rules, as_of=AS_OF)
+        out = intervention_outcome(s, s.get_one(Intervention, example), rules=rules, as_of=AS_OF)
     assert out["status"] == "ok"
     m = {row["metric"]: row for row in out["metrics"]}
     resched = m["tutor_reschedule_rate"]
@@ -129,7 +129,7 @@ def test_after_window_cut_at_as_of_and_summary_per_type(
     engine: Engine, rules: RulesConfig, example: int
 ) -> None:
     with transaction(engine) as s:
-        iv = s.get(Intervention, example)
+        iv = s.get_one(Intervention, example)
         early = intervention_outcome(s, iv, rules=rules, as_of=COMPLETED + timedelta(days=3))
         pending = intervention_outcome(s, iv, rules=rules, as_of=COMPLETED)
         summary = outcome_summary(s, rules=rules, as_of=AS_OF)

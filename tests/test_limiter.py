@@ -37,7 +37,7 @@ events = st.lists(
         st.floats(min_value=0.0, max_value=5.0),  # gap before the next request
         st.integers(min_value=1, max_value=400),  # its estimated tokens
         st.floats(min_value=0.3, max_value=1.0),  # actual / estimate when settled
-        st.sampled_from(["none", "headers", "pause"]),
+        st.sampled_from(["none", "headers", "pause", "release"]),
     ),
     min_size=1,
     max_size=120,
@@ -69,6 +69,10 @@ def test_never_exceeds_limits_and_always_progresses(
             clock.now += result
         else:
             raise AssertionError("the limiter never granted the request")
+        if extra == "release":  # refused by the provider: its tokens come back at once
+            limiter.release(result)
+            grants.append((clock.now, 0))
+            continue
         actual = max(1, int(tokens * ratio))
         limiter.settle(result, actual)
         grants.append((clock.now, actual))
@@ -180,3 +184,51 @@ def test_parse_reset_formats() -> None:
     assert parse_reset("2.5") == 2.5
     assert parse_reset("soon") is None
     assert parse_reset(None) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rpm=st.integers(min_value=2, max_value=30),
+    tpm=st.integers(min_value=4000, max_value=20000),
+    sizes=st.lists(st.integers(min_value=100, max_value=4000), min_size=1, max_size=60),
+    refused=st.sets(st.integers(min_value=0, max_value=59)),
+)
+def test_async_waiters_are_served_in_order_within_the_limits(
+    rpm: int, tpm: int, sizes: list[int], refused: set[int]
+) -> None:
+    """Coroutines of provider-sized requests (some refused and released) are granted in
+    the order they asked, and the window never holds more than the limits."""
+    clock = VirtualClock()
+    limiter = RateLimiter(rpm, tpm, clock=clock, sleep=clock.sleep)
+    order: list[int] = []
+    grants: list[tuple[float, int]] = []
+
+    async def one(k: int, tokens: int) -> None:
+        reservation = await limiter.acquire(tokens)
+        order.append(k)
+        if k in refused:
+            limiter.release(reservation)
+            grants.append((reservation.granted_at, 0))
+        else:
+            grants.append((reservation.granted_at, tokens))
+
+    async def main() -> None:
+        tasks = []
+        for k, tokens in enumerate(sizes):
+            tasks.append(asyncio.create_task(one(k, tokens)))
+            await asyncio.sleep(0)  # each starts waiting before the next is created
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert order == list(range(len(sizes)))
+    _assert_within_limits(grants, rpm, tpm)
+
+
+def test_released_tokens_are_available_at_once() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(100, 1000, burst_s=60.0, clock=clock)
+    first = limiter.reserve(900)
+    assert isinstance(first, Reservation)
+    assert not isinstance(limiter.reserve(900), Reservation)  # the window is full
+    limiter.release(first)  # refused by the provider
+    assert isinstance(limiter.reserve(900), Reservation)  # no wait for the window to pass

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from conftest_llm import TRANSCRIPT, add_session
+from llm_support import TRANSCRIPT, add_session
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models.evaluation import LLMCall
@@ -20,8 +20,6 @@ from tutorscore.evaluation.limiter import RateLimiter
 from tutorscore.evaluation.llm_judge import LLMJudge, RetryPolicy, retry_after_seconds
 from tutorscore.ingest.transcript_format import Turn
 from tutorscore.testing.fake_llm import FakeServerProcess, evaluate_transcript
-
-pytest_plugins = ("conftest_llm",)
 
 
 class RecordingSleep:
@@ -299,8 +297,8 @@ def test_from_settings_uses_the_database_and_the_shared_limiter(
     assert a.limiter is b.limiter
     assert isinstance(a.ledger, DbLedger)
     add_session(engine, "S9", TRANSCRIPT, tutor_name="Ingeborg Vasquez")
-    turns = [{"speaker": "tutor", "text": "Ingeborg here, shall we start?"}]
-    asyncio.run(a.evaluate(turns, session_id="S9"))  # type: ignore[list-item]
+    turns: list[Turn] = [{"speaker": "tutor", "text": "Ingeborg here, shall we start?"}]
+    asyncio.run(a.evaluate(turns, session_id="S9"))
     assert "Ingeborg" not in json.dumps(fake.recent_prompts())
     with pytest.raises(JudgeUnavailable, match="TUTORSCORE_LLM_BASE_URL"):
         LLMJudge.from_settings(Settings(), engine)
@@ -343,9 +341,9 @@ def test_batch_path_submits_collects_and_stores_at_half_price(
     assert split_for_batch(priorities, off, rules) == (list(priorities), [])
 
     for i, sid in enumerate(["B1", "B2", "B3"]):
-        turns = [dict(t) for t in TRANSCRIPT]
+        turns = [Turn(**t) for t in TRANSCRIPT]
         turns[2]["text"] += f" (problem {i})"
-        add_session(engine, sid, turns)  # type: ignore[arg-type]
+        add_session(engine, sid, turns)
     judge = LLMJudge.from_settings(settings, engine)
     batch_id = submit_batch(engine, settings, rules, ["B1", "B2", "B3"], judge=judge)
     assert batch_id is not None
@@ -547,9 +545,9 @@ def _urgent_and_backlog(engine: Engine, *backlog_ids: str) -> None:
     """A first session "U1" (urgent) and backlog sessions, each with its own transcript text."""
     add_session(engine, "U1", TRANSCRIPT, first=True)
     for sid in backlog_ids:
-        turns = [dict(t) for t in TRANSCRIPT]
+        turns = [Turn(**t) for t in TRANSCRIPT]
         turns[0]["text"] += f" ({sid})"
-        add_session(engine, sid, turns)  # type: ignore[arg-type]
+        add_session(engine, sid, turns)
 
 
 def test_backlog_leaves_the_queue_for_a_batch_and_urgent_jobs_stay(
@@ -610,7 +608,7 @@ def test_backlog_jobs_return_to_the_queue_when_submission_fails(
         send_backlog_to_batch(engine, settings, rules)
     with engine.connect() as conn:
         status, error = conn.execute(select(Job.status, Job.last_error)).one()
-    assert status == "queued" and "batch submission failed" in error
+    assert status == "queued" and "batch submission failed" in (error or "")
 
 
 def test_worker_sends_the_backlog_to_a_batch_and_evaluates_urgent_jobs_in_real_time(

@@ -1,9 +1,9 @@
 """The model / no-shows / interventions / alerts commands and the churn-model endpoint."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from test_prediction_churn import END, populate
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.errors import Conflict, UserError
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 
 @pytest.fixture
-def cli(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     import tutorscore.cli.interventions as iv_module
     import tutorscore.cli.prediction as pred_module
 
@@ -39,7 +39,14 @@ def test_model_commands(cli: CliRunner, engine: Engine) -> None:
     populate(engine, tutors=50, days=45)
     result = cli.invoke(cli_app, ["model", "show"])
     assert isinstance(result.exception, UserError)  # nothing trained yet
-    result = cli.invoke(cli_app, ["model", "train", "--as-of", END.isoformat(), "--format", "json"])
+    result = cli.invoke(cli_app, ["model", "train", "--as-of", "2026-09-20"])
+    assert isinstance(result.exception, UserError)  # no outcome observed that early
+    assert "--labels-until" in str(result.exception)
+    until = (END + timedelta(days=30)).isoformat()
+    result = cli.invoke(
+        cli_app,
+        ["model", "train", "--as-of", END.isoformat(), "--labels-until", until, "--format", "json"],
+    )
     assert result.exit_code == 0, result.output
     trained = json.loads(result.stdout)
     assert trained["heldout_model_auc"] is not None and trained["heldout_rules_auc"] is not None
@@ -54,8 +61,11 @@ def test_model_commands(cli: CliRunner, engine: Engine) -> None:
     evaluated = json.loads(result.stdout)
     assert evaluated["snapshots"][0]["as_of"] == trained["heldout_snapshot"]
     assert evaluated["snapshots"][0]["rules_auc"] is not None
+    assert evaluated["reliability"] and shown["reliability"] == trained["reliability"]
     result = cli.invoke(cli_app, ["model", "show"])  # table output
     assert result.exit_code == 0 and "held-out AUC rules" in result.stdout
+    assert "churn reliability on the held-out rows" in result.stdout
+    assert "observed rate" in result.stdout
 
 
 def test_no_shows_interventions_and_alerts_commands(
@@ -94,7 +104,8 @@ def test_no_shows_interventions_and_alerts_commands(
 async def test_churn_model_endpoint_says_who_decides(
     engine: Engine, rules: RulesConfig, tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
-    from tutorscore.prediction.churn import make_candidates, train_churn_model
+    from tutorscore.prediction.churn import train_churn_model
+    from tutorscore.prediction.logit import WindowedLogit
 
     h = bearer(engine, "viewer", "viewer")
     r = await client.get("/api/churn-model", headers=h)
@@ -109,7 +120,8 @@ async def test_churn_model_endpoint_says_who_decides(
         as_of=END,
         rules=five,
         settings=Settings(TUTORSCORE_DATA_DIR=str(tmp_path)),
-        candidates={"logistic_regression": make_candidates()["logistic_regression"]},
+        candidates={"lr": WindowedLogit(C=0.1)},
+        labels_until=END + timedelta(days=30),
     )
     r = await client.get("/api/churn-model", headers=h)
     status = r.json()["status"]
@@ -117,3 +129,5 @@ async def test_churn_model_endpoint_says_who_decides(
     assert status["used"] is result.gate_passed
     assert status["heldout_model_auc"] == result.heldout_model_auc
     assert status["heldout_rules_auc"] == result.heldout_rules_auc
+    assert status["reliability"] == result.reliability
+    assert status["calibration"]["method"] == "platt"

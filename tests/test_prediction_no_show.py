@@ -1,6 +1,4 @@
 """No-show risk: the smoothed-rate formula on a hand-checked history, and the ops list."""
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import math
@@ -14,7 +12,7 @@ from tutorscore.config import RulesConfig
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Student, Tutor, TutoringSession
 from tutorscore.prediction.no_show import no_show_risks
-from web_support import app, bearer, client, web_settings  # noqa: F401  (fixtures)
+from web_support import bearer
 
 AS_OF = datetime(2026, 11, 24, 12, tzinfo=UTC)
 

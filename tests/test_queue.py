@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -12,6 +12,7 @@ from tutorscore.config import RulesConfig
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.evaluation.queue import (
+    ClaimedJob,
     backoff_seconds,
     claim_jobs,
     complete_job,
@@ -24,7 +25,14 @@ from tutorscore.evaluation.queue import (
 )
 
 
-def claim(engine: Engine, worker: str = "w1", *, limit: int = 1, lease: float = 60, now=None):
+def claim(
+    engine: Engine,
+    worker: str = "w1",
+    *,
+    limit: int = 1,
+    lease: float = 60,
+    now: datetime | None = None,
+) -> list[ClaimedJob]:
     with transaction(engine) as s:
         return claim_jobs(s, worker, limit=limit, lease_seconds=lease, now=now)
 

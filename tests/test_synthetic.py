@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -43,7 +44,9 @@ def test_default_seed_has_the_required_distributions(engine: Engine) -> None:
 
     past = [r for r in rows if r.status != "scheduled"]
     upcoming = [r for r in rows if r.status == "scheduled"]
-    share = lambda rs, pred: sum(1 for r in rs if pred(r)) / len(rs)  # noqa: E731
+    def share(rs: list[Any], pred: Callable[[Any], bool]) -> float:
+        return sum(1 for r in rs if pred(r)) / len(rs)
+
     assert 0.20 <= share(past, lambda r: r.is_first_session) <= 0.30
     assert 0.20 <= share(rows, lambda r: r.is_first_session) <= 0.30
     assert 0.05 <= share(past, lambda r: r.status == "rescheduled") <= 0.15
@@ -180,7 +183,7 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def test_same_seed_and_as_of_give_identical_rows_and_reseeding_is_idempotent(
     engine: Engine,
 ) -> None:
-    sizes = {"tutors": 25, "students": 500, "sessions": 800, "transcripts": 15}
+    sizes: dict[str, Any] = {"tutors": 25, "students": 500, "sessions": 800, "transcripts": 15}
     first = seed(engine, seed=123, as_of=AS_OF, **sizes)
     before = _snapshot(engine)
     again = seed(engine, seed=123, as_of=AS_OF, **sizes)
@@ -257,9 +260,9 @@ def test_reseed_keeps_imported_rows_and_drops_synthetic_dependents(engine: Engin
     assert summary.deleted["session_evaluations"] == 1 and summary.deleted["jobs"] == 1
     assert summary.deleted["tutor_metrics"] == 1 and summary.deleted["interventions"] == 1
     with transaction(engine) as s:
-        count = lambda model, *where: s.scalar(  # noqa: E731
-            select(func.count()).select_from(model).where(*where)
-        )
+        def count(model: Any, *where: Any) -> int | None:
+            return s.scalar(select(func.count()).select_from(model).where(*where))
+
         assert count(Tutor, Tutor.is_synthetic.is_(False)) == 1
         assert count(Tutor, Tutor.is_synthetic.is_(True)) == 10
         assert count(Student, Student.is_synthetic.is_(True)) == 100

@@ -90,7 +90,7 @@ def test_behaviours_show_in_the_text_as_a_judge_would_see_them() -> None:
     assert weak_text.count("The answer is") + weak_text.count("it's ") > 5
 
     def tutor_word_share(t: GeneratedTranscript) -> float:
-        words = Counter()
+        words: Counter[str] = Counter()
         for turn in t.turns:
             words[turn["speaker"]] += len(turn["text"].split())
         return words["tutor"] / (words["tutor"] + words["student"])

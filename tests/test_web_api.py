@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 from datetime import timedelta
 from typing import Any
 
@@ -13,16 +12,7 @@ from analytics_support import REPORT_CONTRACT_KEYS
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import AuditLog, Job, SessionTranscript, TutoringSession, TutorMetrics
-from web_support import (  # noqa: F401  (fixtures)
-    AS_OF,
-    TRANSCRIPT,
-    add_people,
-    app,
-    bearer,
-    client,
-    session_record,
-    web_settings,
-)
+from web_support import AS_OF, TRANSCRIPT, add_people, bearer, session_record
 
 
 def _people(engine: Engine) -> None:

@@ -1,11 +1,11 @@
 """Authentication, roles, CSRF, throttling and structured errors over the ASGI app."""
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
-
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -17,18 +17,10 @@ from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import make_engine, transaction
 from tutorscore.db.models import ApiToken, AuditLog, LoginFailure
 from tutorscore.web.app import create_app
-from web_support import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    app,
-    bearer,
-    client,
-    login,
-    make_user,
-    web_settings,
-)
+from web_support import PASSWORD, bearer, login, make_user
 
 
-def _error(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
     assert set(body) == {"error"}
@@ -222,7 +214,7 @@ async def test_user_creation_codes_and_audit(client: httpx.AsyncClient, engine: 
     err = _error(
         await client.post("/api/users", json=bad_role, headers=headers), 422, "validation_error"
     )
-    assert [d["field"] for d in err["details"]] == ["role"]  # type: ignore[index, union-attr]
+    assert [d["field"] for d in err["details"]] == ["role"]
     with transaction(engine) as db:
         rows = db.scalars(
             select(AuditLog).where(AuditLog.action == "user.create", AuditLog.entity_id == "ivy")
@@ -241,7 +233,7 @@ async def test_structured_404_405_422(client: httpx.AsyncClient, engine: Engine)
         422,
         "validation_error",
     )
-    fields = sorted(d["field"] for d in err["details"])  # type: ignore[union-attr]
+    fields = sorted(d["field"] for d in err["details"])
     assert fields == ["limit", "risk"]
     err = _error(
         await client.post(
@@ -260,7 +252,7 @@ async def test_oversized_body_is_413(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         _error(await c.post("/api/login", content=b"x" * 2000), 413, "payload_too_large")
 
-        async def chunks():  # no Content-Length: counted while streaming
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while streaming
             for _ in range(5):
                 yield b"y" * 500
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -16,7 +16,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.web.charts import trend_chart
 from tutorscore.web.dashboard.views import highlight_turns
-from web_support import app, bearer, client, login, web_settings  # noqa: F401
+from web_support import login
 
 EVIL = '<script>alert("x")</script>'
 
@@ -150,7 +150,7 @@ async def test_viewer_cannot_log_out_others_or_act_without_csrf(
 
 
 def test_trend_chart_breaks_lines_at_gaps() -> None:
-    points = [
+    points: list[dict[str, Any]] = [
         {"label": "a", "avg_rating": 4.0, "avg_ai_score": None},
         {"label": "b", "avg_rating": None, "avg_ai_score": 3.0},
         {"label": "c", "avg_rating": 5.0, "avg_ai_score": 3.5},

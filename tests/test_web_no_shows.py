@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# ruff: noqa: F811  (fixtures imported from web_support are redefined as arguments)
 import re
 from datetime import datetime, timedelta
 
@@ -14,7 +13,7 @@ from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Student, Tutor, TutoringSession
 from tutorscore.prediction.no_show import no_show_risks
-from web_support import app, client, login, web_settings  # noqa: F401
+from web_support import login
 
 EVIL = '<script>alert("x")</script>'
 

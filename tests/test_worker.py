@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select, update
 
 from evaluation_support import CountingJudge, add_sessions, count, evaluations, jobs
 from tutorscore.config import RulesConfig, Settings
@@ -20,14 +20,13 @@ from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Job, LLMCall, SessionEvaluation, TutorMetrics
 from tutorscore.evaluation.heuristic import HeuristicJudge
+from tutorscore.evaluation.judge import Judge
 from tutorscore.evaluation.queue import enqueue_evaluations
 from tutorscore.evaluation.service import get_evaluation
 from tutorscore.evaluation.worker import evaluate_pending, run_worker
 from tutorscore.testing.fake_llm import FakeServerProcess
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")  # the engine fixture decides the database
-pytest_plugins = ("conftest_llm",)
-
 
 def fast(rules: RulesConfig, **evaluation: object) -> RulesConfig:
     """Rules with a short poll and no analytics debounce wait (tests stay quick)."""
@@ -72,7 +71,7 @@ def test_second_judge_runs_after_the_heuristic_and_is_cached(
     ids = add_sessions(engine, 5)
     queue_all(engine, rules)
     llm = CountingJudge()
-    judges = [HeuristicJudge(), llm]
+    judges: list[Judge] = [HeuristicJudge(), llm]
     stats = run_worker(engine, SETTINGS, rules, once=True, judges=judges, concurrency=2)
     assert stats.done == 5 and stats.evaluated == 10
     assert sorted(c or "" for c in llm.calls) == sorted(ids)
@@ -122,10 +121,10 @@ def test_missing_transcript_is_dead_at_once(engine: Engine, rules: RulesConfig) 
     (sid,) = add_sessions(engine, 1)
     queue_all(engine, rules)
     with transaction(engine) as s:
-        s.execute(SessionEvaluation.__table__.delete())
+        s.execute(delete(SessionEvaluation))
         from tutorscore.db.models import SessionTranscript
 
-        s.execute(SessionTranscript.__table__.delete())
+        s.execute(delete(SessionTranscript))
     stats = run_worker(engine, SETTINGS, rules, once=True)
     (job,) = jobs(engine)
     assert stats.dead == 1 and job.status == "dead"
@@ -200,7 +199,7 @@ def test_llm_outage_keeps_heuristic_results_and_requeues(
         ledger=MemoryLedger(),
         retry=RetryPolicy(max_attempts=1),
     )
-    judges = [HeuristicJudge(), llm]
+    judges: list[Judge] = [HeuristicJudge(), llm]
     fake.control(error_rate=1.0)
     before = utcnow()
     stats = run_worker(engine, SETTINGS, rules, once=True, concurrency=2, judges=judges)
@@ -211,7 +210,7 @@ def test_llm_outage_keeps_heuristic_results_and_requeues(
     assert all(j.run_after >= before + timedelta(seconds=60) for j in jobs(engine))
     fake.control(error_rate=0.0)
     with transaction(engine) as s:  # make the retry due now
-        s.execute(Job.__table__.update().values(run_after=utcnow()))
+        s.execute(update(Job).values(run_after=utcnow()))
     again = run_worker(engine, SETTINGS, rules, once=True, judges=judges)
     assert again.done == 2 and again.cached == 2 and again.evaluated == 2
 

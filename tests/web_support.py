@@ -1,51 +1,19 @@
-"""Fixtures and helpers shared by the web tests (imported by tests/test_web_*.py)."""
+"""Helpers shared by the web tests; the web fixtures (web_settings, app, client) are in conftest."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from argon2 import PasswordHasher, profiles
-from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from tutorscore.auth import passwords
 from tutorscore.auth.users import create_token, create_user
-from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
-from tutorscore.web.app import create_app
 
 PASSWORD = "correct-horse-battery"
 
-# Tests hash many passwords; argon2's cheapest profile keeps them fast. Production
-# keeps argon2-cffi's default (RFC 9106 low-memory) parameters.
-passwords._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
 AS_OF = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-@pytest.fixture
-def web_settings(tmp_path: Path, engine: Engine) -> Settings:
-    return Settings(
-        DATABASE_URL=engine.url.render_as_string(hide_password=False),
-        TUTORSCORE_SECRET_KEY="test-secret-key-" * 3,
-        TUTORSCORE_DATA_DIR=str(tmp_path),
-    )
-
-
-@pytest.fixture
-def app(engine: Engine, rules: RulesConfig, web_settings: Settings) -> FastAPI:
-    return create_app(web_settings, rules, engine)
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
 
 
 def make_user(engine: Engine, username: str, role: str, password: str = PASSWORD) -> None:

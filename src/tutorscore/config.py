@@ -13,7 +13,7 @@ import tomllib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,8 +54,9 @@ class PredictionConfig(BaseModel):
     horizon_days: int = 30
     no_show_alert_probability: float = 0.15
     training_snapshots: int = 8
-    snapshot_step_days: float = 0.0
-    min_snapshot_history_days: float = 2.0
+    snapshot_step_days: float = 14.0
+    min_snapshot_history_days: float = 28.0
+    short_window_days: int = 14
     top_features: int = 3
     no_show_prior_strength: float = 10.0
     no_show_history_days: int = 90
@@ -83,6 +84,13 @@ class HeuristicConfig(BaseModel):
     structure_window_turns: int = 3
 
 
+class CountedConfig(BaseModel):
+    """Which evaluation counts for a session (metrics, reports, the tutor page)."""
+
+    rule: Literal["latest_llm", "best_agreement"] = "latest_llm"
+    min_reviewed: int = Field(default=30, ge=2)
+
+
 class EvaluationConfig(BaseModel):
     priority_first_session: int = 0
     priority_high_risk_tutor: int = 10
@@ -94,7 +102,23 @@ class EvaluationConfig(BaseModel):
     poll_seconds: float = 0.5
     worker_concurrency: int = 4
     analytics_debounce_seconds: float = 1.0
+    db_retry_base_seconds: float = Field(default=0.5, gt=0)
+    db_retry_max_seconds: float = Field(default=5.0, gt=0)
+    done_job_retention_days: float = Field(default=30.0, ge=0)
     heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
+    counted: CountedConfig = Field(default_factory=CountedConfig)
+
+
+class ReviewsConfig(BaseModel):
+    """Human reviews: agreement statistics and the review queue (docs/reviews.md)."""
+
+    bootstrap_seed: int = 17
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000)
+    queue_band_share: float = Field(default=0.6, ge=0)
+    queue_disagreement_share: float = Field(default=0.25, ge=0)
+    queue_first_session_share: float = Field(default=0.15, ge=0)
+    # judge-score bands of the stratified share: [1, 2), [2, 3), [3, 4), [4, 5]
+    queue_band_edges: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0])
 
 
 class InterventionsConfig(BaseModel):
@@ -121,6 +145,7 @@ class RulesConfig(BaseModel):
     prediction: PredictionConfig = Field(default_factory=PredictionConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     interventions: InterventionsConfig = Field(default_factory=InterventionsConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
     playbook: dict[str, PlaybookEntry] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -147,6 +172,14 @@ class Settings(BaseSettings):
     llm_budget_usd: float = Field(default=10.0, alias="TUTORSCORE_LLM_BUDGET_USD")
     llm_timeout_s: float = Field(default=60.0, alias="TUTORSCORE_LLM_TIMEOUT_S")
     llm_batch_backlog: bool = Field(default=False, alias="TUTORSCORE_LLM_BATCH_BACKLOG")
+    # how the provider's limiter counts a request's tokens: "estimate" (OpenAI: characters / 4
+    # plus max_tokens, fixed when the request arrives) or "usage" (the tokens the answer used)
+    llm_token_counting: Literal["estimate", "usage"] = Field(
+        default="estimate", alias="TUTORSCORE_LLM_TOKEN_COUNTING"
+    )
+    # worker processes sharing the account, each given RPM/TPM divided by this: the backlog
+    # estimate multiplies the limits back
+    llm_workers: int = Field(default=1, ge=1, alias="TUTORSCORE_LLM_WORKERS")
     alert_webhook_url: str | None = Field(default=None, alias="TUTORSCORE_ALERT_WEBHOOK_URL")
     log_level: str = Field(default="INFO", alias="TUTORSCORE_LOG_LEVEL")
     # threads per web process running sync handlers (docs/web.md "Performance")

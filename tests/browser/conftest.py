@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import PASSWORD, Server
+
+from browser.browser_support import PASSWORD, Server
 
 CHROMIUM = shutil.which("chromium")
 

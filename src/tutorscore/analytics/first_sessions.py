@@ -59,7 +59,13 @@ def first_session_patterns(
     t = rules.thresholds
     cfg = rules.analytics
     window = Window.build(as_of, cfg.window_days)
-    params = {**window_params(window, rules), "min_first": t.min_first_sessions}
+    from tutorscore.reviews.counted import counted_params
+
+    params = {
+        **window_params(window, rules),
+        **counted_params(session, rules),
+        "min_first": t.min_first_sessions,
+    }
     where = f"{IN_WINDOW} AND {FIRST_SESSION}"
     failed = f"SUM(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END)"
 

@@ -5,8 +5,11 @@ count the rules need; Python only adds up a handful of buckets per tutor. All
 rates and means are then computed in Python from integer counts (and one float
 sum, rounded), so both backends give identical numbers.
 
-Which evaluation counts for a session: the latest `llm` judge evaluation when
-there is one, else the latest evaluation of any other judge (the heuristic).
+Which evaluation counts for a session follows `[evaluation.counted]`
+(`tutorscore.reviews.counted`): the latest evaluation by the preferred judge version
+(bound as :counted_judge, :counted_model, :counted_prompt_version; none by default),
+else the latest `llm` judge evaluation, else the latest of any other judge (the
+heuristic).
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def statement(sql: str, params: Mapping[str, Any]) -> TextClause:
 def chosen_evaluations_cte(session_filter: str) -> str:
     """CTE `chosen(session_id, tutor_id, scheduled_start_at, evaluation_id, judge, ...)`.
 
-    One evaluation per session: the latest `llm` one, else the latest other one.
+    One evaluation per session: the latest by the preferred judge version (binds
+    from `reviews.counted.counted_params`, which every caller passes), else the
+    latest `llm` one, else the latest other one.
     """
     return f"""chosen AS (
   SELECT session_id, tutor_id, subject, scheduled_start_at, evaluation_id, judge,
@@ -69,7 +74,9 @@ def chosen_evaluations_cte(session_filter: str) -> str:
            e.judge, e.quality_score, e.risk_tags,
            ROW_NUMBER() OVER (
              PARTITION BY e.session_id
-             ORDER BY CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC
+             ORDER BY CASE WHEN e.judge = :counted_judge AND e.model = :counted_model
+                             AND e.prompt_version = :counted_prompt_version THEN 0 ELSE 1 END,
+                      CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC
            ) AS rn
     FROM session_evaluations e JOIN sessions s ON s.session_id = e.session_id
     WHERE {session_filter}
@@ -268,7 +275,11 @@ def window_params(window: Window, rules: RulesConfig) -> dict[str, Any]:
 
 
 def aggregate(
-    conn: Connection, window: Window, rules: RulesConfig, tutor_ids: Iterable[str], *,
+    conn: Connection,
+    window: Window,
+    rules: RulesConfig,
+    tutor_ids: Iterable[str],
+    *,
     only: str | None = None,
 ) -> dict[str, TutorCounts]:
     """Counts for every tutor in `tutor_ids` (zeros when a tutor has no sessions).
@@ -276,7 +287,9 @@ def aggregate(
     `only` restricts the SQL to one tutor (the incremental path); the statement is
     otherwise the same one the full recompute runs.
     """
-    base = window_params(window, rules)
+    from tutorscore.reviews.counted import counted_params
+
+    base = {**window_params(window, rules), **counted_params(conn, rules)}
     tutor_filter = ""
     if only is not None:
         tutor_filter = " AND s.tutor_id = :tutor_id"
@@ -352,7 +365,9 @@ GROUP BY s.tutor_id, s.subject"""
         if counts is not None:
             counts.subjects.append(
                 SubjectFirstSessions(
-                    row["subject"], row["first_sessions"], row["dropouts"] or 0,
+                    row["subject"],
+                    row["first_sessions"],
+                    row["dropouts"] or 0,
                     row["failed_ids"],
                 )
             )

@@ -340,7 +340,14 @@ SELECT s.session_id, s.student_id, s.subject, s.scheduled_start_at, s.status, s.
 FROM sessions s JOIN recent r ON r.session_id = s.session_id
 LEFT JOIN chosen c ON c.session_id = s.session_id
 ORDER BY s.scheduled_start_at DESC, s.session_id"""
-    params = {"tutor_id": tutor_id, "as_of": row.as_of, "limit": limit}
+    from tutorscore.reviews.counted import counted_params
+
+    params = {
+        "tutor_id": tutor_id,
+        "as_of": row.as_of,
+        "limit": limit,
+        **counted_params(session, rules),
+    }
     max_rating = rules.thresholds.poor_first_session_max_rating
     out = []
     typed = statement(sql, params).columns(

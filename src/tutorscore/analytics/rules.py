@@ -127,7 +127,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not sessions_ok:
         reasons.append(
             Reason(
-                "insufficient_data", w.total_sessions, t.min_sessions, w.total_sessions, None,
+                "insufficient_data",
+                w.total_sessions,
+                t.min_sessions,
+                w.total_sessions,
+                None,
                 f"Not enough data: {sessions_text} in the last {days} days"
                 f" (needs {t.min_sessions}) to judge reschedules and no-shows",
                 kind=NOT_ENOUGH_DATA,
@@ -140,8 +144,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.high_rescheduler_flag = True
         reasons.append(
             Reason(
-                "high_rescheduler_flag", r_rate, t.high_rescheduler_rate,
-                w.tutor_reschedules, w.total_sessions,
+                "high_rescheduler_flag",
+                r_rate,
+                t.high_rescheduler_rate,
+                w.tutor_reschedules,
+                w.total_sessions,
                 f"{w.tutor_reschedules} of {sessions_text} rescheduled by the tutor"
                 f" ({pct(r_rate, t.high_rescheduler_rate)} > {pct(t.high_rescheduler_rate)})",
                 evidence="tutor_reschedule",
@@ -154,24 +161,31 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not sessions_ok:
         reasons.append(
             Reason(
-                "no_show_risk_label", w.total_sessions, t.min_sessions, w.total_sessions, None,
+                "no_show_risk_label",
+                w.total_sessions,
+                t.min_sessions,
+                w.total_sessions,
+                None,
                 f"Too few sessions to judge no-show risk: {sessions_text} in the last"
                 f" {days} days (needs {t.min_sessions}); shown as low",
-                kind=NOT_ENOUGH_DATA, extra={"label": "low"},
+                kind=NOT_ENOUGH_DATA,
+                extra={"label": "low"},
             )
         )
     elif ns_rate is not None:
-        missed = (
-            f"{w.tutor_no_shows} of {sessions_text} missed by the tutor"
-        )
+        missed = f"{w.tutor_no_shows} of {sessions_text} missed by the tutor"
         if ns_rate > t.no_show_high_rate:
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label", ns_rate, t.no_show_high_rate,
-                    w.tutor_no_shows, w.total_sessions,
+                    "no_show_risk_label",
+                    ns_rate,
+                    t.no_show_high_rate,
+                    w.tutor_no_shows,
+                    w.total_sessions,
                     f"{missed} ({pct(ns_rate, t.no_show_high_rate)} > {pct(t.no_show_high_rate)})",
-                    evidence="tutor_no_show", extra={"label": "high"},
+                    evidence="tutor_no_show",
+                    extra={"label": "high"},
                 )
             )
         if (
@@ -183,8 +197,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label", r_rate, t.no_show_high_combo_reschedule_rate,
-                    w.tutor_reschedules, w.total_sessions,
+                    "no_show_risk_label",
+                    r_rate,
+                    t.no_show_high_combo_reschedule_rate,
+                    w.tutor_reschedules,
+                    w.total_sessions,
                     f"{w.tutor_reschedules} of {sessions_text} rescheduled by the tutor"
                     f" ({pct(r_rate, t.no_show_high_combo_reschedule_rate)} >"
                     f" {pct(t.no_show_high_combo_reschedule_rate)}) with an average rating of"
@@ -211,9 +228,15 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 evidence, kind, threshold = None, SUMMARY, t.no_show_medium_rate
             reasons.append(
                 Reason(
-                    "no_show_risk_label", ns_rate, threshold,
-                    w.tutor_no_shows, w.total_sessions, text,
-                    kind=kind, evidence=evidence, extra={"label": a.no_show_risk_label},
+                    "no_show_risk_label",
+                    ns_rate,
+                    threshold,
+                    w.tutor_no_shows,
+                    w.total_sessions,
+                    text,
+                    kind=kind,
+                    evidence=evidence,
+                    extra={"label": a.no_show_risk_label},
                 )
             )
 
@@ -224,8 +247,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not first_ok:
         reasons.append(
             Reason(
-                "poor_first_session_flag", w.first_sessions, t.min_first_sessions,
-                w.first_sessions, None,
+                "poor_first_session_flag",
+                w.first_sessions,
+                t.min_first_sessions,
+                w.first_sessions,
+                None,
                 f"Not enough data for first sessions: {plural(w.first_sessions, 'first session')}"
                 f" in the last {days} days (needs {t.min_first_sessions})",
                 kind=NOT_ENOUGH_DATA,
@@ -235,8 +261,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.poor_first_session_flag = True
         reasons.append(
             Reason(
-                "poor_first_session_flag", f_rate, t.poor_first_session_rate,
-                w.first_session_dropouts, w.first_sessions,
+                "poor_first_session_flag",
+                f_rate,
+                t.poor_first_session_rate,
+                w.first_session_dropouts,
+                w.first_sessions,
                 f"{w.first_session_dropouts} of {w.first_sessions} first sessions {failed_words}"
                 f" ({pct(f_rate, t.poor_first_session_rate)} > {pct(t.poor_first_session_rate)})",
                 evidence="first_session_failed",
@@ -260,12 +289,16 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         if s_flag and s_rate is not None:
             reasons.append(
                 Reason(
-                    "poor_first_session_flag", s_rate, t.poor_first_session_rate,
-                    subj.dropouts, subj.first_sessions,
+                    "poor_first_session_flag",
+                    s_rate,
+                    t.poor_first_session_rate,
+                    subj.dropouts,
+                    subj.first_sessions,
                     f"In {subj.subject}, {subj.dropouts} of {subj.first_sessions} first sessions"
                     f" {failed_words} ({pct(s_rate, t.poor_first_session_rate)} >"
                     f" {pct(t.poor_first_session_rate)})",
-                    evidence="first_session_failed", subject=subj.subject,
+                    evidence="first_session_failed",
+                    subject=subj.subject,
                 )
             )
 
@@ -273,7 +306,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not ratings_ok:
         reasons.append(
             Reason(
-                "low_rating_flag", w.rated_sessions, t.min_ratings, w.rated_sessions, None,
+                "low_rating_flag",
+                w.rated_sessions,
+                t.min_ratings,
+                w.rated_sessions,
+                None,
                 f"Not enough data for ratings: {plural(w.rated_sessions, 'rated session')}"
                 f" in the last {days} days (needs {t.min_ratings})",
                 kind=NOT_ENOUGH_DATA,
@@ -283,7 +320,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.low_rating_flag = True
         reasons.append(
             Reason(
-                "low_rating_flag", avg_rating, t.low_rating, w.rating_sum, w.rated_sessions,
+                "low_rating_flag",
+                avg_rating,
+                t.low_rating,
+                w.rating_sum,
+                w.rated_sessions,
                 f"Average student rating {num(avg_rating)} over"
                 f" {plural(w.rated_sessions, 'rated session')} (< {num(t.low_rating)})",
                 evidence="low_rating",
@@ -293,8 +334,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not evals_ok:
         reasons.append(
             Reason(
-                "low_ai_quality_flag", w.evaluated_sessions, t.min_evaluations,
-                w.evaluated_sessions, None,
+                "low_ai_quality_flag",
+                w.evaluated_sessions,
+                t.min_evaluations,
+                w.evaluated_sessions,
+                None,
                 f"Not enough data for AI quality:"
                 f" {plural(w.evaluated_sessions, 'evaluated session')} in the last {days} days"
                 f" (needs {t.min_evaluations})",
@@ -305,7 +349,10 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.low_ai_quality_flag = True
         reasons.append(
             Reason(
-                "low_ai_quality_flag", ai, t.low_ai_quality, round(w.quality_sum, 6),
+                "low_ai_quality_flag",
+                ai,
+                t.low_ai_quality,
+                round(w.quality_sum, 6),
                 w.evaluated_sessions,
                 f"Average AI quality score {num(ai)} over"
                 f" {plural(w.evaluated_sessions, 'evaluated session')}"
@@ -327,7 +374,11 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 falling.append(name)
                 reasons.append(
                     Reason(
-                        name, trend, -t.falling_trend_drop, None, None,
+                        name,
+                        trend,
+                        -t.falling_trend_drop,
+                        None,
+                        None,
                         f"{label} fell from {num(a1)} to {num(a2)} between the first and second"
                         f" half of the last {days} days ({num(trend)}; a fall of"
                         f" {num(t.falling_trend_drop)} or more counts)",
@@ -364,7 +415,12 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         )
     reasons.append(
         Reason(
-            "churn_risk_label", n, threshold, n, len(signals), text,
+            "churn_risk_label",
+            n,
+            threshold,
+            n,
+            len(signals),
+            text,
             kind=SUMMARY,
             extra={"label": a.churn_risk_label, "signals": raised, "source": "rules"},
         )

@@ -40,6 +40,7 @@ def _register() -> None:
         "web",
         "prediction",
         "interventions",
+        "reviews",
         "demo",
     ):
         try:

@@ -75,9 +75,7 @@ def tutors(
         None, "--as-of", help="Read the computation at this time (computed if missing)."
     ),
     sort: str = typer.Option("risk", "--sort", help="risk, reschedule_rate, no_show_rate, ..."),
-    risk: str | None = typer.Option(
-        None, "--risk", help="high, medium, low or not_enough_data."
-    ),
+    risk: str | None = typer.Option(None, "--risk", help="high, medium, low or not_enough_data."),
     subject: str | None = typer.Option(None, "--subject", help="Only tutors of this subject."),
     min_sessions: int | None = typer.Option(
         None, "--min-sessions", min=0, help="Only tutors with at least N sessions."

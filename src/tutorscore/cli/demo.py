@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import typer
 
@@ -38,9 +38,11 @@ def demo(
     try:
         from tutorscore.prediction.churn import train_and_apply
 
-        console.print(
-            f"[bold]5/5[/bold] churn model: {train_and_apply(engine, as_of=when, rules=rules)}"
-        )
+        # The generator draws each leaver's churned_on after `when`: those outcomes are
+        # known, so the demo trains on them (a real history uses --labels-until = as_of).
+        known = when + timedelta(days=rules.prediction.horizon_days)
+        trained = train_and_apply(engine, as_of=when, rules=rules, labels_until=known)
+        console.print(f"[bold]5/5[/bold] churn model: {trained}")
     except ImportError:
         console.print("[bold]5/5[/bold] churn model: not available, rules decide churn risk")
     from tutorscore.interventions.alerts import deliver_pending

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import signal
 import sys
@@ -96,13 +95,16 @@ def evaluate(
 ) -> None:
     """Queue evaluations and process them in-process until the queue is drained."""
     from tutorscore.evaluation import queue
+    from tutorscore.evaluation.backlog import backlog_sentence, llm_backlog
     from tutorscore.evaluation.worker import run_worker
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
     if dead or stats:
         with transaction(engine) as s:
             if stats:
-                console.print_json(json.dumps(queue.queue_stats(s)))
+                out = queue.queue_stats(s)
+                out["llm"] = llm_backlog(s, settings)
+                console.print_json(json.dumps(out))
             if dead:
                 items = queue.list_jobs(s, status="dead", limit=limit or 100)
                 _print_jobs(items, f"dead-lettered evaluation jobs ({len(items)} shown)")
@@ -125,8 +127,11 @@ def evaluate(
             rules=rules,
         )
         before = queue.queue_stats(s)
+        backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     total = before["queued_due"] + before["running"]
     console.print(f"queued {queued} sessions for the {judge.value} judge ({total} jobs to run)")
+    if backlog is not None:
+        console.print(backlog_sentence(backlog), highlight=False)
     with Progress(
         TextColumn("[bold]evaluating[/bold]"),
         BarColumn(),
@@ -157,6 +162,7 @@ def evaluate(
         )
     with transaction(engine) as s:
         after = queue.queue_stats(s)
+        backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     console.print(
         f"done {result.done} jobs: {result.evaluated} new evaluations, {result.cached} cached, "
         f"{result.retried} sent back for retry, {result.dead} dead"
@@ -166,6 +172,8 @@ def evaluate(
             f"[yellow]{after['queued']} jobs wait for a retry later[/yellow] "
             "(`tutorscore worker` picks them up)"
         )
+        if backlog is not None:
+            console.print(backlog_sentence(backlog), highlight=False)
     if after["dead"]:
         console.print(f"[red]{after['dead']} dead jobs[/red]: see `tutorscore evaluate --dead`")
 
@@ -217,13 +225,10 @@ def worker(
 ) -> None:
     """Long-running evaluation worker; run as many copies as you like against Postgres."""
     from tutorscore.evaluation.worker import new_worker_id, run_worker
+    from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+    configure_logging(settings.log_level)  # JSON lines, as `serve` writes them
     stop = threading.Event()
     name = worker_id or new_worker_id()
 

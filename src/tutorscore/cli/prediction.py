@@ -24,13 +24,23 @@ def train(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Last training snapshot (default: now)."
     ),
+    labels_until: str | None = typer.Option(
+        None,
+        "--labels-until",
+        help="Churn outcomes are known up to here (default: --as-of). Later than --as-of "
+        "only for a history whose future is recorded (a backtest or the demo).",
+    ),
     output: str = typer.Option("table", "--format", help="table | json"),
 ) -> None:
-    """Train on as_of snapshots, pick LR or GBM by time-based CV, gate on held-out AUC."""
+    """Train on fortnightly snapshots, choose C by grouped CV, calibrate, gate on held-out AUC."""
     from tutorscore.prediction.churn import result_dict, train_churn_model
 
     result = train_churn_model(
-        get_engine(), as_of=parse_timestamp(as_of), rules=get_rules(), settings=get_settings()
+        get_engine(),
+        as_of=parse_timestamp(as_of),
+        rules=get_rules(),
+        settings=get_settings(),
+        labels_until=parse_timestamp(labels_until) if labels_until else None,
     )
     if output == "json":
         console.print_json(json.dumps(result_dict(result), default=str))
@@ -47,10 +57,80 @@ def train(
     table.add_row(
         "snapshots", f"{len(result.snapshots)}: {result.snapshots[0]} .. {result.snapshots[-1]}"
     )
+    table.add_row("outcomes known until", str(result.labels_until))
     verdict = "[green]model used[/green]" if result.gate_passed else "[yellow]rules decide[/yellow]"
     table.add_row("quality gate", f"{verdict}: {result.gate_reason}")
     console.print(table)
+    _reliability(result.reliability)
     console.print("Run `tutorscore analytics` to score tutors with it.")
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _reliability(
+    table_rows: list[dict[str, Any]], what: str = "churn", rows: str = "tutors"
+) -> None:
+    """Predicted decile vs observed rate on the held-out snapshot (or window)."""
+    if not table_rows:
+        console.print("[dim]no reliability table (no held-out snapshot)[/dim]")
+        return
+    table = Table(title=f"{what} reliability on the held-out rows (calibrated probabilities)")
+    for col in ("decile", rows, "predicted range", "mean predicted", "observed rate"):
+        table.add_column(col, justify="right")
+    for b in table_rows:
+        table.add_row(
+            str(b["bin"]),
+            str(b["rows"]),
+            f"{b['predicted_low']:.1%}-{b['predicted_high']:.1%}",
+            f"{b['mean_predicted']:.1%}",
+            f"{b['observed_rate']:.1%} ({b['positives']})",
+        )
+    console.print(table)
+
+
+@model_app.command("train-no-shows")
+def train_no_shows(
+    as_of: str | None = typer.Option(None, "--as-of", help="End of the held-out window."),
+    days: float = typer.Option(7.0, "--days", help="Length of each backtest window."),
+    windows: int = typer.Option(6, "--windows", help="Windows ending at --as-of."),
+    output: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Train the no-show model on time-ordered windows; gate it against the formula."""
+    from dataclasses import asdict
+
+    from tutorscore.prediction.no_show_model import train_no_show_model
+
+    result = train_no_show_model(
+        get_engine(),
+        as_of=parse_timestamp(as_of),
+        rules=get_rules(),
+        settings=get_settings(),
+        days=days,
+        windows=windows,
+    )
+    if output == "json":
+        console.print_json(json.dumps(asdict(result), default=str))
+        return
+    table = Table(title=f"no-show model {result.version}", show_header=False)
+    table.add_row("chosen", f"C={result.chosen_c:g}")
+    for name, value in result.cv_auc.items():
+        table.add_row(f"CV AUC {name}", _auc(value))
+    table.add_row("held-out window", result.heldout_window)
+    table.add_row(
+        "held-out sessions", f"{result.heldout_sessions} ({result.heldout_no_shows} no-shows)"
+    )
+    table.add_row("held-out AUC model", _auc(result.model_auc))
+    table.add_row("held-out AUC formula", _auc(result.formula_auc))
+    table.add_row(
+        "held-out Brier",
+        f"model {_num(result.model_brier, '.4f')}, formula {_num(result.formula_brier, '.4f')}",
+    )
+    verdict = "[green]model used[/green]" if result.gate_passed else "[yellow]formula[/yellow]"
+    table.add_row("quality gate", f"{verdict}: {result.gate_reason}")
+    console.print(table)
+    _reliability(result.reliability, what="no-show", rows="sessions")
 
 
 @model_app.command("evaluate")
@@ -100,10 +180,15 @@ def evaluate(
 def show(
     version: str | None = typer.Option(None, "--version", help="Model version (default: newest)."),
     output: str = typer.Option("table", "--format", help="table | json"),
+    no_shows: bool = typer.Option(False, "--no-shows", help="The no-show model instead."),
 ) -> None:
-    """The stored model's sidecar: metrics, gate, date range, features."""
+    """The stored model's sidecar: metrics, gate, date range, features, reliability."""
     from tutorscore.prediction.model_store import list_models
+    from tutorscore.prediction.no_show_model import PREFIX
 
+    if no_shows:
+        _show_no_show_model(version, output, list_models(get_settings().data_dir, PREFIX))
+        return
     metas = list_models(get_settings().data_dir)
     if version is not None:
         metas = [m for m in metas if m.get("version") == version]
@@ -120,18 +205,51 @@ def show(
     table.add_row("trained at", str(meta.get("trained_at")))
     rng = meta.get("date_range", {})
     table.add_row("snapshots", f"{rng.get('from')} .. {rng.get('to')}")
+    table.add_row("candidate", str(meta.get("candidate")))
+    table.add_row("outcomes known until", str(meta.get("labels_until")))
     table.add_row("held-out AUC model", _auc(metrics.get("heldout_model_auc")))
     table.add_row("held-out AUC rules", _auc(metrics.get("heldout_rules_auc")))
+    held = metrics.get("heldout", {}).get("model", {})
+    table.add_row(
+        "held-out Brier",
+        f"{_num(held.get('brier'), '.3f')} calibrated, "
+        f"{_num(held.get('brier_uncalibrated'), '.3f')} before calibration",
+    )
     table.add_row(
         "gate", ("passed: " if gate.get("passed") else "failed: ") + str(gate.get("reason"))
     )
     table.add_row("features", ", ".join(meta.get("features", [])))
     table.add_row("file", str(meta.get("file")))
     console.print(table)
+    _reliability(meta.get("reliability", []))
     if len(metas) > 1 or version is None:
         others = [m["version"] for m in list_models(get_settings().data_dir)[1:6]]
         if others:
             console.print(f"[dim]older versions: {', '.join(others)}[/dim]")
+
+
+def _show_no_show_model(version: str | None, output: str, metas: list[dict[str, Any]]) -> None:
+    if version is not None:
+        metas = [m for m in metas if m.get("version") == version]
+    if not metas:
+        raise UserError("no no-show model stored; run `tutorscore model train-no-shows` first")
+    meta = metas[0]
+    if output == "json":
+        console.print_json(json.dumps(meta, default=str))
+        return
+    metrics = meta.get("metrics", {})
+    gate = meta.get("gate", {})
+    table = Table(title=f"no-show model {meta['version']}", show_header=False)
+    table.add_row("trained at", str(meta.get("trained_at")))
+    table.add_row("held-out window", str(meta.get("heldout_window")))
+    table.add_row("held-out AUC model", _auc(metrics.get("heldout_model_auc")))
+    table.add_row("held-out AUC formula", _auc(metrics.get("heldout_formula_auc")))
+    table.add_row(
+        "gate", ("passed: " if gate.get("passed") else "failed: ") + str(gate.get("reason"))
+    )
+    table.add_row("features", ", ".join(meta.get("features", [])))
+    console.print(table)
+    _reliability(meta.get("reliability", []), what="no-show", rows="sessions")
 
 
 def no_shows(
@@ -156,13 +274,21 @@ def no_shows(
     when = parse_timestamp(as_of)
     if backtest:
         with transaction(get_engine()) as session:
-            report = no_show.backtest(session, as_of=when, rules=rules, days=days)
+            report = no_show.backtest(
+                session, as_of=when, rules=rules, days=days, settings=get_settings()
+            )
         console.print_json(json.dumps(report))
         return
     threshold = None if show_all else rules.prediction.no_show_alert_probability
     with transaction(get_engine()) as session:
         risks = no_show_risks(
-            session, as_of=when, rules=rules, days=days, min_probability=threshold, limit=limit
+            session,
+            as_of=when,
+            rules=rules,
+            days=days,
+            min_probability=threshold,
+            limit=limit,
+            settings=get_settings(),
         )
     if output == "json":
         console.print_json(json.dumps([r.as_dict() for r in risks]))
@@ -174,7 +300,9 @@ def no_shows(
     for col in ("when (UTC)", "session", "tutor", "student", "p(no-show)", "why"):
         table.add_column(col)
     for r in risks:
-        why = "; ".join(c.text() for c in r.components if c.sessions)
+        why = "; ".join(
+            [f["text"] for f in r.factors] + [c.text() for c in r.components if c.sessions]
+        )
         table.add_row(
             r.scheduled_start_at.strftime("%Y-%m-%d %H:%M"),
             r.session_id,

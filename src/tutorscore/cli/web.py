@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from sqlalchemy import Engine
@@ -11,6 +15,9 @@ from sqlalchemy import Engine
 from tutorscore.cli.common import console, err_console, get_engine
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.errors import UserError
+
+if TYPE_CHECKING:
+    from tutorscore.evaluation.health import WorkerStatus
 
 users_app = typer.Typer(help="User accounts (roles: admin, coach, viewer).", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for machines (Bearer).", no_args_is_help=True)
@@ -35,7 +42,14 @@ def serve(
     import uvicorn
 
     from tutorscore.config import get_rules, get_settings
-    from tutorscore.web.app import create_app, tune_gc_for_serving, tune_sqlite
+    from tutorscore.evaluation.health import WorkerStatus
+    from tutorscore.web.app import (
+        WORKER_STATUS_FILE_ENV,
+        create_app,
+        tune_gc_for_serving,
+        tune_sqlite,
+    )
+    from tutorscore.web.metrics import MULTIPROC_ENV
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
@@ -45,8 +59,26 @@ def serve(
         logging.getLogger("tutorscore.web.access").setLevel(logging.WARNING)
     stop = threading.Event()
     thread: threading.Thread | None = None
-    if worker:
-        thread = _start_worker(engine, settings, rules, stop)
+    status: WorkerStatus | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    if workers > 1:
+        # The web processes are children: they sum their Prometheus samples through
+        # a shared directory and read the worker thread's status from a file.
+        scratch = tempfile.TemporaryDirectory(prefix="tutorscore-serve-")
+        if not os.environ.get(MULTIPROC_ENV):
+            metrics_dir = Path(scratch.name) / "prometheus"
+            metrics_dir.mkdir()
+            os.environ[MULTIPROC_ENV] = str(metrics_dir)
+        if worker:
+            status_file = Path(scratch.name) / "worker-status.json"
+            os.environ[WORKER_STATUS_FILE_ENV] = str(status_file)
+            status = WorkerStatus(status_file)
+    elif worker:
+        status = WorkerStatus()
+    if worker and status is not None:
+        thread = _start_worker(engine, settings, rules, stop, status)
+        if thread is None:
+            status.set("dead", "the evaluation worker could not be imported")
     console.print(
         f"serving on http://{host}:{port}/ ({workers} web process(es), "
         f"evaluation worker: {'on' if thread else 'off'})"
@@ -67,7 +99,9 @@ def serve(
                 access_log=False,
             )
         else:
-            app = create_app(settings, rules, engine)
+            app = create_app(
+                settings, rules, engine, worker_status=status.snapshot if status else None
+            )
             server = uvicorn.Server(
                 uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
             )
@@ -77,11 +111,18 @@ def serve(
         stop.set()
         if thread is not None:
             thread.join(timeout=10)
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _start_worker(
-    engine: Engine, settings: Settings, rules: RulesConfig, stop: threading.Event
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    stop: threading.Event,
+    status: WorkerStatus | None = None,
 ) -> threading.Thread | None:
+    """The evaluation worker in a daemon thread; `status` says when it died (/healthz)."""
     try:
         from tutorscore.evaluation.worker import run_worker
     except ImportError as exc:
@@ -92,8 +133,8 @@ def _start_worker(
         import logging
 
         try:
-            run_worker(engine, settings, rules, stop_event=stop)
-        except Exception:
+            run_worker(engine, settings, rules, stop_event=stop, status=status)
+        except Exception:  # run_worker marked the status dead; /healthz now answers 503
             logging.getLogger("tutorscore.web").exception("evaluation worker stopped")
 
     thread = threading.Thread(target=target, name="evaluation-worker", daemon=True)

@@ -7,11 +7,13 @@ budget cap never silently treats an unknown model as free.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, select
+from sqlalchemy import Connection, Engine, case, func, insert, select
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from tutorscore.db.base import utcnow
@@ -68,16 +70,45 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def spent_on_day_in(conn: Connection | Session, now: datetime) -> float:
+    """Total cost of the calls made since midnight UTC of `now`'s day (on a connection
+    or in a session's transaction)."""
+    start = _day_start(now)
+    total = conn.execute(
+        select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
+            LLMCall.created_at >= start, LLMCall.created_at < start + timedelta(days=1)
+        )
+    ).scalar_one()
+    return float(total)
+
+
 def spent_on_day(engine: Engine, now: datetime) -> float:
     """Total cost of the calls made since midnight UTC of `now`'s day."""
-    start = _day_start(now)
     with engine.connect() as conn:
-        total = conn.execute(
-            select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
-                LLMCall.created_at >= start, LLMCall.created_at < start + timedelta(days=1)
-            )
-        ).scalar_one()
-    return float(total)
+        return spent_on_day_in(conn, now)
+
+
+def insert_calls(session: Session, calls: list[CallRecord]) -> None:
+    """The calls as llm_calls rows, in the caller's transaction."""
+    if not calls:
+        return
+    rows = [
+        {
+            "session_id": c.session_id,
+            "model": c.model,
+            "prompt_version": c.prompt_version,
+            "mode": c.mode,
+            "tokens_in": c.tokens_in,
+            "tokens_out": c.tokens_out,
+            "latency_ms": c.latency_ms,
+            "cost_usd": c.cost_usd,
+            "status": c.status,
+            "error": (c.error or None) and c.error[:2000],
+            "created_at": c.created_at or utcnow(),
+        }
+        for c in calls
+    ]
+    session.execute(insert(LLMCall), rows)
 
 
 class DbLedger:
@@ -92,24 +123,8 @@ class DbLedger:
     def record_many(self, calls: list[CallRecord]) -> None:
         if not calls:
             return
-        rows = [
-            {
-                "session_id": c.session_id,
-                "model": c.model,
-                "prompt_version": c.prompt_version,
-                "mode": c.mode,
-                "tokens_in": c.tokens_in,
-                "tokens_out": c.tokens_out,
-                "latency_ms": c.latency_ms,
-                "cost_usd": c.cost_usd,
-                "status": c.status,
-                "error": (c.error or None) and c.error[:2000],
-                "created_at": c.created_at or utcnow(),
-            }
-            for c in calls
-        ]
         with transaction(self.engine) as session:
-            session.execute(insert(LLMCall), rows)
+            insert_calls(session, calls)
 
     def spent_today(self, now: datetime | None = None) -> float:
         return spent_on_day(self.engine, now or utcnow())
@@ -117,6 +132,8 @@ class DbLedger:
 
 class MemoryLedger:
     """A ledger in a list: for tests and for runs without a database."""
+
+    in_memory = True  # record/spent_today do no I/O: the judge calls them inline
 
     def __init__(self) -> None:
         self.calls: list[CallRecord] = []
@@ -252,3 +269,66 @@ def usage_report(
         "by_day": by_day,
         "projection": projection,
     }
+
+
+class BufferedLedger:
+    """Calls held in memory until the pipeline's writer stores them with its next batch.
+
+    `record` and `spent_today` do no I/O, so an LLM call never waits for the
+    database. `spent_today` is today's total in llm_calls as the writer last
+    read it (every few seconds, so other processes' calls count too), plus the
+    calls it wrote since, plus those taken for a write not yet committed, plus
+    those still held.
+    """
+
+    in_memory = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[CallRecord] = []
+        self._in_transit = 0.0  # cost of calls taken by the writer, not yet committed
+        self._base = 0.0
+        self._base_day: datetime | None = None
+
+    def record(self, call: CallRecord) -> None:
+        call.created_at = call.created_at or utcnow()
+        with self._lock:
+            self._pending.append(call)
+
+    def take(self) -> list[CallRecord]:
+        """The held calls, for the writer to insert; `committed` or `put_back` follows."""
+        with self._lock:
+            calls, self._pending = self._pending, []
+            self._in_transit += sum(c.cost_usd for c in calls)
+        return calls
+
+    def put_back(self, calls: list[CallRecord]) -> None:
+        """The write failed: hold the calls again for the next one."""
+        with self._lock:
+            self._in_transit -= sum(c.cost_usd for c in calls)
+            self._pending[:0] = calls
+
+    def committed(self, spent_today_in_db: float | None, now: datetime | None = None) -> None:
+        """After the writer's commit: today's total as the database has it now, or None
+        when the writer did not read it (then the calls just written are added)."""
+        today = _day_start(now or utcnow())
+        with self._lock:
+            if spent_today_in_db is not None:
+                self._base = spent_today_in_db
+            elif self._base_day == today:
+                self._base += self._in_transit
+            else:
+                self._base = self._in_transit
+            self._base_day = today
+            self._in_transit = 0.0
+
+    def held(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def spent_today(self, now: datetime | None = None) -> float:
+        today = _day_start(now or utcnow())
+        with self._lock:
+            base = self._base if self._base_day == today else 0.0
+            held = sum(c.cost_usd for c in self._pending if c.created_at and c.created_at >= today)
+            return base + self._in_transit + held

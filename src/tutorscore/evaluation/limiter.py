@@ -12,8 +12,18 @@ them through 429s. Three mechanisms, all checked before a request is sent:
   headers and pauses after a 429's Retry-After, because the provider's view
   (other clients on the same key) is the one that counts.
 
+Token accounting: a reservation is what the provider will count for the request
+(for OpenAI, characters of the messages / 4 plus max_tokens, see
+`prompts.rate_limit_tokens`). `settle` replaces it by what the provider counted
+once the answer is in (from `usage`, when the provider counts usage), and
+`release` gives the whole reservation back at once when the request was not
+counted (a 429, a connection that never reached the provider), so the window is
+neither exceeded nor held by tokens nobody spends.
+
 The logic is synchronous (`reserve` answers "granted" or "wait this long") so it
-can be tested on a virtual clock; `acquire` is the async loop around it.
+can be tested on a virtual clock; `acquire` is the async loop around it, first
+come first served: only the oldest waiter polls the limiter, so waiting
+coroutines neither starve nor wake in a herd.
 """
 
 from __future__ import annotations
@@ -128,6 +138,8 @@ class RateLimiter:
         self._server_req_cap: tuple[int, float] | None = None  # (max seq, until)
         self._server_tok_cap: tuple[int, float] | None = None  # (max cum tokens, until)
         self.waits = 0
+        self.granted = 0
+        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     # -- synchronous core -------------------------------------------------
 
@@ -187,10 +199,15 @@ class RateLimiter:
         self._log_tokens += tokens
         self._seq += 1
         self._cum_tokens += tokens
+        self.granted += 1
         return Reservation(self._seq, now, tokens, self._cum_tokens, entry)
 
     def settle(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Replace the estimate by the tokens the provider actually counted."""
+        """Replace the reservation by the tokens the provider counted for it.
+
+        Less than reserved gives the difference back to the window and the
+        bucket at once; more takes it (the provider counted more than we thought).
+        """
         entry = reservation._entry
         if not entry or actual_tokens < 0:
             return
@@ -199,7 +216,13 @@ class RateLimiter:
             self._log_tokens += delta
         entry[1] = float(actual_tokens)
         self._cum_tokens += int(delta)
-        self._tok_bucket.level -= delta
+        self._tok_bucket.level = min(self._tok_bucket.capacity, self._tok_bucket.level - delta)
+
+    def release(self, reservation: Reservation) -> None:
+        """The request was not counted by the provider (refused, never arrived): give its
+        tokens back now. The request itself stays in the window: a provider that
+        refused it with a 429 may still have counted the attempt."""
+        self.settle(reservation, 0)
 
     def observe(
         self, reservation: Reservation | None, headers: Mapping[str, str], now: float | None = None
@@ -227,14 +250,21 @@ class RateLimiter:
 
     # -- async wrapper ----------------------------------------------------
 
+    def _queue_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:  # a lock belongs to one loop
+            self._turn = (loop, asyncio.Lock())
+        return self._turn[1]
+
     async def acquire(self, tokens: int) -> Reservation:
-        """Wait until a request of `tokens` may be sent and reserve it."""
-        while True:
-            result = self.reserve(tokens)
-            if isinstance(result, Reservation):
-                return result
-            self.waits += 1
-            await self._sleep(result)
+        """Wait until a request of `tokens` may be sent and reserve it (in arrival order)."""
+        async with self._queue_lock():
+            while True:
+                result = self.reserve(tokens)
+                if isinstance(result, Reservation):
+                    return result
+                self.waits += 1
+                await self._sleep(result)
 
 
 _SHARED: dict[tuple[str, str, int, int], RateLimiter] = {}

@@ -5,7 +5,10 @@ What happens to one transcript:
 2. the daily budget is checked: today's llm_calls cost + calls in flight + this
    call's estimate must stay within the cap, else JudgeUnavailable without a call;
 3. a concurrency slot and a rate-limiter reservation are taken (both shared by
-   every coroutine using this judge), then one HTTP call with a timeout;
+   every coroutine using this judge), then one HTTP call with a timeout; the
+   reservation is what the provider's limiter counts (characters / 4 plus the
+   output allowance), settled from `usage` when the provider counts usage, and
+   given back at once when the request was refused or never arrived;
 4. every call, failed or not, goes to the ledger (llm_calls);
 5. 429s, 5xx, timeouts, connection errors and malformed output are retried here
    with exponential backoff and jitter, never earlier than a Retry-After (the
@@ -45,6 +48,7 @@ from tutorscore.evaluation.prompts import (
     LLMEvaluation,
     build_messages,
     estimate_tokens,
+    rate_limit_tokens,
 )
 from tutorscore.evaluation.redact import Redacted, Redactor
 from tutorscore.ingest.transcript_format import Turn
@@ -58,6 +62,9 @@ class Ledger(Protocol):
     def record(self, call: CallRecord) -> None: ...
 
     def spent_today(self, now: datetime | None = None) -> float: ...
+
+
+TOKEN_COUNTING = ("estimate", "usage")
 
 
 @dataclass
@@ -81,7 +88,8 @@ class Prepared:
     turns: list[Turn]
     redacted: list[Redacted]
     messages: list[dict[str, str]]
-    estimated_tokens: int  # prompt estimate + the output allowance
+    estimated_tokens: int  # high prompt estimate (3 characters a token) + the output allowance
+    limit_tokens: int = 0  # what the provider's rate limiter counts (characters / 4 + allowance)
 
     @property
     def redactions(self) -> int:
@@ -216,7 +224,12 @@ class LLMJudge:
         name_lookup: Callable[[str], Sequence[str]] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: random.Random | None = None,
+        token_counting: str = "estimate",
     ) -> None:
+        if token_counting not in TOKEN_COUNTING:
+            raise ValueError(
+                f"token_counting: expected one of {TOKEN_COUNTING}, got {token_counting!r}"
+            )
         self.base_url = base_url
         self.model = model
         self.prompt_version = prompt_version
@@ -231,6 +244,9 @@ class LLMJudge:
         self.name_lookup = name_lookup
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # "estimate": the provider's limiter counts the request's estimate (OpenAI), so the
+        # reservation stands; "usage": it counts the tokens used, so settle from `usage`
+        self.token_counting = token_counting
         self._reserved_usd = 0.0  # estimates of calls in flight, not yet in the ledger
         self._resources: _LoopResources | None = None
 
@@ -255,6 +271,7 @@ class LLMJudge:
             timeout_s=settings.llm_timeout_s,
             budget_usd=settings.llm_budget_usd,
             name_lookup=session_name_lookup(engine) if engine is not None else None,
+            token_counting=settings.llm_token_counting,
         )
 
     # -- pieces shared with the batch path --------------------------------
@@ -283,7 +300,13 @@ class LLMJudge:
             {"speaker": t["speaker"], "text": r.text} for t, r in zip(turns, redacted, strict=True)
         ]
         messages = build_messages(safe)
-        return Prepared(turns, redacted, messages, estimate_tokens(messages) + MAX_OUTPUT_TOKENS)
+        return Prepared(
+            turns,
+            redacted,
+            messages,
+            estimate_tokens(messages) + MAX_OUTPUT_TOKENS,
+            rate_limit_tokens(messages, MAX_OUTPUT_TOKENS),
+        )
 
     def request_body(self, prepared: Prepared) -> dict[str, Any]:
         return {
@@ -302,13 +325,25 @@ class LLMJudge:
             batch=batch,
         )
 
+    @property
+    def _ledger_in_memory(self) -> bool:
+        """A ledger that does no I/O in record/spent_today is called inline, so a call
+        never queues behind database work for a thread."""
+        return bool(getattr(self.ledger, "in_memory", False))
+
     async def record(self, call: CallRecord) -> None:
-        await asyncio.to_thread(self.ledger.record, call)
+        if self._ledger_in_memory:
+            self.ledger.record(call)
+        else:
+            await asyncio.to_thread(self.ledger.record, call)
 
     async def check_budget(self, estimate_usd: float) -> None:
         """JudgeUnavailable (retry after midnight UTC) when this call would cross the cap."""
         now = utcnow()
-        spent = await asyncio.to_thread(self.ledger.spent_today, now)
+        if self._ledger_in_memory:
+            spent = self.ledger.spent_today(now)
+        else:
+            spent = await asyncio.to_thread(self.ledger.spent_today, now)
         if spent + self._reserved_usd + estimate_usd > self.budget_usd:
             midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             raise JudgeUnavailable(
@@ -325,10 +360,17 @@ class LLMJudge:
         known = list(names)
         if session_id is not None and self.name_lookup is not None:
             known += await asyncio.to_thread(self.name_lookup, session_id)
-        prepared = self.prepare(turns, known)
-        if prepared.estimated_tokens > self.limiter.tpm:
+        return await self.evaluate_prepared(self.prepare(turns, known), session_id=session_id)
+
+    async def evaluate_prepared(
+        self, prepared: Prepared, *, session_id: str | None = None
+    ) -> EvaluationResult:
+        """Call the provider for a transcript already redacted and built (`prepare`), with
+        the budget check, limiter, retries and ledger of `evaluate`. The pipeline worker
+        prepares transcripts off the event loop and calls this."""
+        if prepared.limit_tokens > self.limiter.tpm:
             raise JudgeUnavailable(
-                f"transcript needs ~{prepared.estimated_tokens} tokens, more than the "
+                f"transcript needs ~{prepared.limit_tokens} tokens, more than the "
                 f"{self.limiter.tpm} tokens-per-minute limit"
             )
         estimate = self.estimate_cost(prepared)
@@ -341,7 +383,7 @@ class LLMJudge:
             try:
                 resources = self._loop_resources()
                 async with resources.semaphore:
-                    reservation = await self.limiter.acquire(prepared.estimated_tokens)
+                    reservation = await self.limiter.acquire(prepared.limit_tokens)
                     outcome = await self._call_once(resources.client, prepared, reservation)
             finally:
                 self._reserved_usd -= estimate
@@ -421,8 +463,8 @@ class LLMJudge:
             headers = exc.response.headers
             self.limiter.observe(reservation, headers)
             code = exc.status_code
-            if code == 429:  # refused, so not counted against the window
-                self.limiter.settle(reservation, 0)
+            if code == 429:  # refused, so its tokens were not counted: give them back
+                self.limiter.release(reservation)
             retry_after = retry_after_seconds(headers)
             if code == 429 and retry_after is not None:
                 self.limiter.pause(retry_after)
@@ -435,7 +477,7 @@ class LLMJudge:
                 latency_ms=elapsed(),
             )
         except openai.APIConnectionError as exc:
-            self.limiter.settle(reservation, 0)
+            self.limiter.release(reservation)
             return _Attempt("error", error=f"connection failed: {exc}", latency_ms=elapsed())
         latency = elapsed()
         self.limiter.observe(reservation, raw.headers)
@@ -448,8 +490,9 @@ class LLMJudge:
         usage = completion.usage
         tokens_in = usage.prompt_tokens if usage else 0
         tokens_out = usage.completion_tokens if usage else 0
-        # providers count the output allowance (max tokens) against TPM, not just what was used
-        self.limiter.settle(reservation, tokens_in + max(tokens_out, MAX_OUTPUT_TOKENS))
+        if self.token_counting == "usage" and usage is not None:
+            # this provider counts what was used: hand back the unused allowance now
+            self.limiter.settle(reservation, tokens_in + tokens_out)
         cost = call_cost(self.model, tokens_in, tokens_out)
         content = completion.choices[0].message.content if completion.choices else None
         try:

@@ -249,6 +249,22 @@ def parse_transcript(content: str) -> list[Turn]:
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    """A deliberately high token estimate (3 characters a token) for limits and budgets."""
+    """A deliberately high prompt-token estimate (3 characters a token) for the budget.
+
+    Only the cost check uses it: a cost estimate must not come out low. The rate
+    limiter reserves what the provider counts instead (`rate_limit_tokens`).
+    """
     chars = sum(len(m["content"]) for m in messages)
     return chars // 3 + 8 * len(messages)
+
+
+def rate_limit_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
+    """What an OpenAI-style limiter counts against TPM for one request.
+
+    The provider does not tokenize before admitting a request: it estimates the
+    prompt as the characters of all message contents / 4 and adds the output
+    allowance (`max_tokens` / `max_completion_tokens`), used or not. Reserving
+    exactly this keeps the client's token window equal to the provider's.
+    """
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return -(-chars // 4) + max_tokens

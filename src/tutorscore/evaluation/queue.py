@@ -19,9 +19,9 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     case,
+    delete,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -29,11 +29,15 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from tutorscore.config import EvaluationConfig, RulesConfig, get_rules
 from tutorscore.db.base import JSONType, UTCDateTime, utcnow
 from tutorscore.db.models import (
+    QUEUED_EVALUATION,
     Job,
     SessionEvaluation,
     SessionTranscript,
@@ -76,14 +80,18 @@ def priority_expression(cfg: EvaluationConfig, s: Any) -> ColumnElement[int]:
     )
 
 
-def _lock_enqueue(session: Session) -> None:
-    """Serialise enqueues on Postgres so the "no second queued job" check cannot race.
+def _insert_jobs(session: Session) -> Any:
+    """INSERT into jobs that skips a second queued job for the same (session, judge):
+    ON CONFLICT DO NOTHING on the partial unique index `uq_jobs_queued_evaluation`.
 
-    SQLite needs nothing: the INSERT ... SELECT WHERE NOT EXISTS is one statement
-    under the database write lock.
+    The NOT EXISTS in the SELECT skips most such rows cheaply; the index settles
+    the races (two transactions enqueueing the same session at once), with no lock
+    shared by every enqueue.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('tutorscore.enqueue'))"))
+    insert_fn = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert_fn(Job).on_conflict_do_nothing(
+        index_elements=["session_id", "judge"], index_where=text(QUEUED_EVALUATION)
+    )
 
 
 def enqueue_evaluations(
@@ -117,7 +125,7 @@ def enqueue_evaluations(
             j.kind == EVALUATE,
             j.session_id == s.session_id,
             j.status == "queued",
-            _judge_of(j.payload) == judge,
+            j.judge == judge,
         )
     ]
     if session_ids is not None:
@@ -136,6 +144,7 @@ def enqueue_evaluations(
         select(
             literal(EVALUATE),
             s.session_id,
+            literal(judge),
             literal({"judge": judge}, JSONType),
             prio,
             literal("queued"),
@@ -151,13 +160,13 @@ def enqueue_evaluations(
     )
     if limit is not None:
         source = source.limit(limit)
-    _lock_enqueue(session)
     new_ids = session.execute(
-        insert(Job)
+        _insert_jobs(session)
         .from_select(
             [
                 "kind",
                 "session_id",
+                "judge",
                 "payload",
                 "priority",
                 "status",
@@ -193,7 +202,7 @@ def enqueue_evaluation(
             Job.kind == EVALUATE,
             Job.session_id == session_id,
             Job.status == "queued",
-            _judge_of(Job.payload) == judge,
+            Job.judge == judge,
         )
         .order_by(Job.id)
         .limit(1)
@@ -278,7 +287,13 @@ def claim_jobs(
             updated_at=now,
         )
         .returning(
-            Job.id, Job.session_id, Job.payload, Job.priority, Job.attempts, Job.max_attempts
+            Job.id,
+            Job.session_id,
+            Job.judge,
+            Job.payload,
+            Job.priority,
+            Job.attempts,
+            Job.max_attempts,
         )
         .execution_options(synchronize_session=False)
     ).all()
@@ -286,7 +301,7 @@ def claim_jobs(
         ClaimedJob(
             id=r.id,
             session_id=r.session_id or "",
-            judge=str((r.payload or {}).get("judge", "heuristic")),
+            judge=str(r.judge or (r.payload or {}).get("judge", "heuristic")),
             priority=r.priority,
             attempts=r.attempts,
             max_attempts=r.max_attempts,
@@ -381,10 +396,97 @@ def fail_job(
     else:
         delay = retry_after_s if retry_after_s is not None else backoff_seconds(cfg, job.attempts)
         values.update(status="queued", run_after=now + timedelta(seconds=delay))
-    result = session.execute(
-        update(Job).where(_owned(job)).values(**values).execution_options(synchronize_session=False)
+    ok = _update_owned(session, job, values)
+    return str(values["status"]) if ok else None
+
+
+def _update_owned(session: Session, job: ClaimedJob, values: dict[str, Any]) -> bool:
+    """Apply `values` to our job; False when it is no longer ours.
+
+    A job going back to the queue may meet a queued job for the same session and
+    judge (enqueued while this one ran) at `uq_jobs_queued_evaluation`: that
+    never-attempted sibling is folded into this one (deleted, its more urgent
+    priority kept), so the session is evaluated once and this job keeps its
+    attempt count. The savepoint retries when a concurrent enqueue wins the race.
+    """
+    stmt = update(Job).where(_owned(job)).execution_options(synchronize_session=False)
+    if values.get("status") != "queued":
+        return bool(session.execute(stmt.values(**values)).rowcount)  # type: ignore[attr-defined]
+    for attempt in range(3):
+        try:
+            with session.begin_nested():
+                sibling = session.execute(
+                    delete(Job)
+                    .where(
+                        Job.kind == EVALUATE,
+                        Job.status == "queued",
+                        Job.session_id == job.session_id,
+                        Job.judge == job.judge,
+                        Job.id != job.id,
+                    )
+                    .returning(Job.priority)
+                    .execution_options(synchronize_session=False)
+                ).first()
+                merged = dict(values)
+                if sibling is not None:
+                    merged["priority"] = min(job.priority, int(sibling.priority))
+                result = session.execute(stmt.values(**merged))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    return False  # pragma: no cover - the loop returns or raises
+
+
+def release_job(
+    session: Session, job: ClaimedJob, reason: str, *, now: datetime | None = None
+) -> bool:
+    """Hand a claimed job back to the queue, due now, without using up its attempt.
+
+    For work the worker could not do through no fault of the job (the database
+    went away mid-job). False when the job was no longer ours.
+    """
+    now = now or utcnow()
+    return _update_owned(
+        session,
+        job,
+        {
+            "status": "queued",
+            "attempts": Job.attempts - 1,  # the claim counted one
+            "locked_by": None,
+            "lease_expires_at": None,
+            "last_error": reason[:4000],
+            "run_after": now,
+            "updated_at": now,
+        },
     )
-    return str(values["status"]) if result.rowcount else None  # type: ignore[attr-defined]
+
+
+def prune_done_jobs(
+    session: Session,
+    *,
+    older_than_days: float,
+    batch: int = 5000,
+    now: datetime | None = None,
+) -> int:
+    """Delete done jobs finished more than `older_than_days` ago; returns how many.
+
+    Deleted in batches of `batch` rows (each its own statement) so neither backend
+    holds a long lock; dead jobs are kept (they wait for a human).
+    """
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    total = 0
+    while True:
+        ids = select(Job.id).where(Job.status == "done", Job.finished_at < cutoff).limit(batch)
+        result = session.execute(
+            delete(Job)
+            .where(Job.id.in_(ids.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        n = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += n
+        if n < batch:
+            return total
 
 
 def clear_unavailable_streak(session: Session, job: ClaimedJob) -> None:
@@ -399,17 +501,43 @@ def clear_unavailable_streak(session: Session, job: ClaimedJob) -> None:
 
 
 def requeue_dead(session: Session, job_ids: list[int] | None = None) -> int:
-    """Give dead jobs a fresh set of attempts (after fixing the cause)."""
+    """Give dead jobs a fresh set of attempts (after fixing the cause).
+
+    One job per session and judge goes back (the newest dead one); a session that
+    already has a queued job for that judge keeps that one and its dead jobs stay.
+    """
     now = utcnow()
-    stmt = update(Job).where(Job.kind == EVALUATE, Job.status == "dead")
-    if job_ids:
-        stmt = stmt.where(Job.id.in_(job_ids))
-    result = session.execute(
-        stmt.values(
-            status="queued", attempts=0, run_after=now, finished_at=None, updated_at=now
-        ).execution_options(synchronize_session=False)
+    queued = aliased(Job)
+    candidates = (
+        select(Job.id, Job.session_id, Job.judge)
+        .where(
+            Job.kind == EVALUATE,
+            Job.status == "dead",
+            ~exists().where(
+                queued.kind == EVALUATE,
+                queued.status == "queued",
+                queued.session_id == Job.session_id,
+                queued.judge == Job.judge,
+            ),
+        )
+        .order_by(Job.id.desc())
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if job_ids:
+        candidates = candidates.where(Job.id.in_(job_ids))
+    chosen: dict[tuple[str | None, str | None], int] = {}
+    for job_id, session_id, judge in session.execute(candidates):
+        chosen.setdefault((session_id, judge), job_id)
+    ids = list(chosen.values())
+    total = 0
+    for start in range(0, len(ids), 1000):
+        result = session.execute(
+            update(Job)
+            .where(Job.id.in_(ids[start : start + 1000]))
+            .values(status="queued", attempts=0, run_after=now, finished_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total
 
 
 def queue_stats(session: Session, *, now: datetime | None = None) -> dict[str, Any]:

@@ -206,13 +206,36 @@ def evaluation_to_dict(row: SessionEvaluation) -> dict[str, Any]:
     }
 
 
-def _preferred(rows: list[SessionEvaluation]) -> SessionEvaluation:
-    """The latest LLM evaluation when there is one, else the latest (as analytics does)."""
-    return max(rows, key=lambda r: (r.judge == "llm", r.created_at, r.id))
+def _preferred(
+    rows: list[SessionEvaluation], counted: tuple[str, str, str] | None
+) -> SessionEvaluation:
+    """The evaluation that counts, as analytics picks it (`analytics.metrics`): the latest
+    by the preferred judge version (`reviews.counted`), else the latest LLM one, else the
+    latest."""
+    return max(
+        rows,
+        key=lambda r: (
+            (r.judge, r.model, r.prompt_version) == counted,
+            r.judge == "llm",
+            r.created_at,
+            r.id,
+        ),
+    )
 
 
-def get_evaluation(session: Session, session_id: str) -> dict[str, Any] | None:
-    """The session's evaluation object, with every judge's evaluations under `evaluations`."""
+def _counted_version(session: Session, rules: RulesConfig | None) -> tuple[str, str, str] | None:
+    from tutorscore.reviews.counted import choose_counted
+
+    version = choose_counted(session, rules or get_rules()).version
+    return None if version is None else (version.judge, version.model, version.prompt_version)
+
+
+def get_evaluation(
+    session: Session, session_id: str, *, rules: RulesConfig | None = None
+) -> dict[str, Any] | None:
+    """The session's evaluation object, with every judge's evaluations under `evaluations`.
+
+    The top-level object is the evaluation that counts (`[evaluation.counted]`)."""
     rows = list(
         session.scalars(
             select(SessionEvaluation)
@@ -222,7 +245,7 @@ def get_evaluation(session: Session, session_id: str) -> dict[str, Any] | None:
     )
     if not rows:
         return None
-    out = evaluation_to_dict(_preferred(rows))
+    out = evaluation_to_dict(_preferred(rows, _counted_version(session, rules)))
     out["evaluations"] = [evaluation_to_dict(r) for r in rows]
     return out
 
@@ -233,6 +256,7 @@ def list_evaluations(
     *,
     all_judges: bool = False,
     limit: int | None = None,
+    rules: RulesConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Stored evaluations: the preferred one per session, or every row with `all_judges`."""
     stmt = select(SessionEvaluation).order_by(
@@ -245,6 +269,7 @@ def list_evaluations(
         by_session: dict[str, list[SessionEvaluation]] = {}
         for r in rows:
             by_session.setdefault(r.session_id, []).append(r)
-        rows = [_preferred(group) for group in by_session.values()]
+        counted = _counted_version(session, rules)
+        rows = [_preferred(group, counted) for group in by_session.values()]
     out = [evaluation_to_dict(r) for r in rows]
     return out[:limit] if limit is not None else out

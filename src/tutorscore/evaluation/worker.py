@@ -8,6 +8,13 @@ renews or finishes the job's lease, guarded by `locked_by`; a worker that lost
 its lease rolls back, so a job is finished exactly once and a session is never
 evaluated twice for the same cache key. A job the LLM cannot take now
 (JudgeUnavailable) goes back to the queue for later; the heuristic result stands.
+
+Database outages: every database step of a continuous worker that fails with a
+database error (refused connection, terminated backend, "database is locked")
+waits and retries with capped exponential backoff and jitter (one slot probes,
+the others wait for it), logging one line per outage, not per try. A job whose
+step failed while the database was unreachable goes back to the queue without
+using an attempt once the database is back (see `evaluation.health`).
 """
 
 from __future__ import annotations
@@ -19,15 +26,26 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.errors import NotFound
+from tutorscore.evaluation.health import (
+    DEAD,
+    HEARTBEAT_SECONDS,
+    RUNNING,
+    STOPPED,
+    DatabaseOutage,
+    WorkerStatus,
+    is_database_error,
+    short_error,
+)
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
 from tutorscore.evaluation.queue import (
@@ -37,6 +55,8 @@ from tutorscore.evaluation.queue import (
     enqueue_evaluations,
     extend_lease,
     fail_job,
+    prune_done_jobs,
+    release_job,
 )
 from tutorscore.evaluation.service import (
     TranscriptInfo,
@@ -50,10 +70,16 @@ from tutorscore.evaluation.service import (
 log = logging.getLogger(__name__)
 HEURISTIC_CLAIM_BATCH = 8
 BATCH_PASS_SECONDS = 60
+PRUNE_EVERY_SECONDS = 3600.0
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired): roll back and drop it."""
+
+
+class WorkerStopping(Exception):
+    """Asked to stop while waiting for the database: leave the job to its lease."""
 
 
 @dataclass
@@ -109,6 +135,8 @@ class Worker:
         worker_id: str,
         stop_event: threading.Event,
         progress: Callable[[WorkerStats], None] | None = None,
+        once: bool = False,
+        status: WorkerStatus | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
@@ -123,6 +151,76 @@ class Worker:
         self.debounce = self.cfg.analytics_debounce_seconds
         self.dirty_tutors: set[str] = set()
         self.slots_done = asyncio.Event()
+        self.once = once
+        self.status = status
+        self.outage = DatabaseOutage(
+            base_seconds=self.cfg.db_retry_base_seconds,
+            max_seconds=self.cfg.db_retry_max_seconds,
+            worker_id=worker_id,
+            status=status,
+        )
+        self._probing = asyncio.Lock()
+
+    # -- database availability -----------------------------------------------------------
+
+    def _ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def _database_answers(self) -> bool:
+        try:
+            await asyncio.to_thread(self._ping)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            return False
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.1))
+
+    async def _wait_for_database(self, exc: BaseException) -> None:
+        """Back off until the database answers again. One slot probes (capped
+        exponential backoff with jitter); the others wait for its verdict."""
+        if self._probing.locked():
+            async with self._probing:
+                pass
+        else:
+            async with self._probing:
+                delay = self.outage.failed(exc)
+                while True:
+                    await self._sleep(delay)
+                    if self.stop.is_set():
+                        break
+                    try:
+                        await asyncio.to_thread(self._ping)
+                        break
+                    except Exception as ping_exc:
+                        if not is_database_error(ping_exc):
+                            raise
+                        delay = self.outage.failed(ping_exc)
+        if self.stop.is_set():
+            raise WorkerStopping from exc
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a database step in a thread; a continuous worker retries it through
+        database errors (backoff above) until it succeeds or the worker stops."""
+        while True:
+            try:
+                result = await asyncio.to_thread(fn, *args, **kwargs)
+            except Exception as exc:
+                if self.once or not is_database_error(exc):
+                    raise
+                await self._wait_for_database(exc)
+                continue
+            self.outage.succeeded()
+            return result
 
     # -- database steps (run in threads) ------------------------------------------------
 
@@ -195,6 +293,14 @@ class Worker:
         with transaction(self.engine) as s:
             return fail_job(s, job, reason, rules=self.rules, **kwargs)
 
+    def _release(self, job: ClaimedJob, reason: str) -> str | None:
+        with transaction(self.engine) as s:
+            return "queued" if release_job(s, job, reason) else None
+
+    def _prune(self) -> int:
+        with transaction(self.engine) as s:
+            return prune_done_jobs(s, older_than_days=self.cfg.done_job_retention_days)
+
     # -- the job --------------------------------------------------------------------------
 
     @property
@@ -206,8 +312,12 @@ class Worker:
         interval = max(0.5, self.cfg.lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
-            if not await asyncio.to_thread(self._extend, job):
-                return
+            try:
+                if not await asyncio.to_thread(self._extend, job):
+                    return
+            except Exception as exc:  # the next beat tries again; the job step sees it too
+                if not is_database_error(exc):
+                    raise
 
     async def _call_judge(self, judge: Judge, info: TranscriptInfo, job: ClaimedJob) -> Any:
         beat = asyncio.create_task(self._heartbeat(job))
@@ -246,7 +356,7 @@ class Worker:
             self.stats.lost += 1
             log.warning("job %s: lease lost to another worker; dropped", job.id)
         except JudgeUnavailable as exc:
-            status = await asyncio.to_thread(
+            status = await self._db(
                 self._fail,
                 job,
                 f"judge unavailable: {exc}",
@@ -255,14 +365,29 @@ class Worker:
             )
             self._count_failure(status)
         except NotFound as exc:  # no such session or no transcript: retrying cannot help
-            status = await asyncio.to_thread(self._fail, job, str(exc), permanent=True)
+            status = await self._db(self._fail, job, str(exc), permanent=True)
             self._count_failure(status)
         except Exception as exc:
-            log.exception("job %s (session %s) failed", job.id, job.session_id)
-            status = await asyncio.to_thread(self._fail, job, f"{type(exc).__name__}: {exc}")
+            if not self.once and is_database_error(exc):
+                status = await self._after_database_error(job, exc)
+            else:
+                log.exception("job %s (session %s) failed", job.id, job.session_id)
+                status = await self._db(self._fail, job, f"{type(exc).__name__}: {exc}")
             self._count_failure(status)
         if self.progress is not None:
             self.progress(self.stats)
+
+    async def _after_database_error(self, job: ClaimedJob, exc: BaseException) -> str | None:
+        """A job step failed with a database error. When the database is unreachable
+        (or dropped the connection) it is not the job's fault: once the database is
+        back the job is released without using an attempt. When the database answers,
+        the error was this job's (a lock, a timeout): an ordinary failure."""
+        invalidated = bool(getattr(exc, "connection_invalidated", False))
+        if invalidated or not await self._database_answers():
+            self.outage.failed(exc)
+            return await self._db(self._release, job, f"database unavailable: {short_error(exc)}")
+        log.warning("job %s (session %s) failed: %s", job.id, job.session_id, short_error(exc))
+        return await self._db(self._fail, job, short_error(exc, 4000))
 
     def _count_failure(self, status: str | None) -> None:
         if status == "dead":
@@ -272,19 +397,27 @@ class Worker:
         else:
             self.stats.lost += 1
 
-    def _refresh(self, tutor_id: str) -> None:
+    def _refresh(self, tutor_id: str) -> bool:
+        """Update one tutor's metrics; False on a database error (try again later)."""
         try:
             with transaction(self.engine) as s:
                 refresh_tutor_metrics(s, tutor_id, self.rules, savepoint=False)
-        except Exception:
+        except Exception as exc:
+            if is_database_error(exc) and not self.once:
+                return False
             log.exception(
                 "analytics update for tutor %s failed; the nightly run fixes it", tutor_id
             )
+        return True
 
     async def flush_analytics(self) -> None:
+        if self.outage.active:  # the slots are waiting for the database; so do we
+            return
         tutors, self.dirty_tutors = self.dirty_tutors, set()
-        for tutor_id in sorted(tutors):
-            await asyncio.to_thread(self._refresh, tutor_id)
+        for k, tutor_id in enumerate(sorted(tutors)):
+            if not await asyncio.to_thread(self._refresh, tutor_id):
+                self.dirty_tutors.update(sorted(tutors)[k:])
+                return
 
     async def analytics_loop(self, warming: asyncio.Task[None] | None = None) -> None:
         """Refresh each tutor with new evaluations at most once per debounce interval.
@@ -314,22 +447,54 @@ class Worker:
 
     async def slot(self, k: int, *, once: bool) -> None:
         slot_id = f"{self.worker_id}/{k}"
+        try:
+            while not self.stop.is_set():
+                try:
+                    claimed = await self._db(self._claim, slot_id)
+                except WorkerStopping:
+                    raise
+                except Exception:
+                    if once:
+                        raise
+                    log.exception("claiming a job failed; retrying")
+                    await self._idle()
+                    continue
+                if not claimed:
+                    if once:
+                        return
+                    await self._idle()
+                    continue
+                for job in claimed:  # a claimed batch is finished even when asked to stop
+                    await self.process(job)
+        except WorkerStopping:
+            log.info("slot %s: stopped while waiting for the database", slot_id)
+
+    async def heartbeat_loop(self) -> None:
+        """Tell the status the event loop is alive (/healthz reads its age)."""
+        if self.status is None:
+            return
+        while not self.slots_done.is_set():
+            self.status.beat()
+            try:
+                await asyncio.wait_for(self.slots_done.wait(), timeout=HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def prune_loop(self) -> None:
+        """Delete done jobs older than `done_job_retention_days`, at start and hourly."""
+        if self.cfg.done_job_retention_days <= 0:
+            return
         while not self.stop.is_set():
             try:
-                claimed = await asyncio.to_thread(self._claim, slot_id)
+                deleted = await self._db(self._prune)
+            except WorkerStopping:
+                return
             except Exception:
-                if once:
-                    raise
-                log.exception("claiming a job failed; retrying")
-                await self._idle()
-                continue
-            if not claimed:
-                if once:
-                    return
-                await self._idle()
-                continue
-            for job in claimed:  # a claimed batch is finished even when asked to stop
-                await self.process(job)
+                log.exception("pruning done jobs failed; trying again in an hour")
+            else:
+                if deleted:
+                    log.info("pruned %d done jobs", deleted)
+            await self._sleep(PRUNE_EVERY_SECONDS)
 
 
 async def run_worker_async(
@@ -344,8 +509,38 @@ async def run_worker_async(
     judges: Sequence[Judge] | None = None,
     use_llm: bool | None = None,
     progress: Callable[[WorkerStats], None] | None = None,
+    status: WorkerStatus | None = None,
 ) -> WorkerStats:
     """See `run_worker`; for callers already inside an event loop."""
+    try:
+        stats = await _run(
+            engine, settings, rules, once=once, concurrency=concurrency,
+            stop_event=stop_event, worker_id=worker_id, judges=judges, use_llm=use_llm,
+            progress=progress, status=status,
+        )  # fmt: skip
+    except BaseException as exc:
+        if status is not None:
+            status.set(DEAD, short_error(exc))
+        raise
+    if status is not None:
+        status.set(STOPPED)
+    return stats
+
+
+async def _run(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    *,
+    once: bool,
+    concurrency: int | None,
+    stop_event: threading.Event | None,
+    worker_id: str | None,
+    judges: Sequence[Judge] | None,
+    use_llm: bool | None,
+    progress: Callable[[WorkerStats], None] | None,
+    status: WorkerStatus | None,
+) -> WorkerStats:
     if judges:
         heuristic, llm = judges[0], (judges[1] if len(judges) > 1 else None)
     else:
@@ -364,7 +559,12 @@ async def run_worker_async(
         worker_id=worker_id or new_worker_id(),
         stop_event=stop_event or threading.Event(),
         progress=progress,
+        once=once,
+        status=status,
     )
+    if status is not None:
+        status.worker_id = worker.worker_id
+        status.set(RUNNING)
     log.info(
         "worker %s: %d slots, judges: %s",
         worker.worker_id,
@@ -383,14 +583,25 @@ async def run_worker_async(
     if not worker.debounce:
         await warming  # analytics runs inside each job: import first
     flusher = asyncio.create_task(worker.analytics_loop(warming)) if worker.debounce else None
+    chores: list[asyncio.Task[None]] = [asyncio.create_task(worker.heartbeat_loop())]
+    if not once:
+        chores.append(asyncio.create_task(worker.prune_loop()))
     try:
-        await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
+        if llm is not None and hasattr(heuristic, "evaluate_sync"):
+            # the LLM path as a pipeline (claim + heuristic, calls, batched writes)
+            from tutorscore.evaluation.pipeline import LLMPipeline
+
+            await LLMPipeline(worker, llm, callers=max(1, concurrency)).run(once=once)
+        else:
+            await asyncio.gather(*(worker.slot(k, once=once) for k in range(max(1, concurrency))))
     finally:
         worker.slots_done.set()
         if flusher is not None:
             await flusher
         if batcher is not None:
             batcher.cancel()
+        for chore in chores:
+            chore.cancel()
     return worker.stats
 
 
@@ -437,12 +648,14 @@ def run_worker(
     judges: Sequence[Judge] | None = None,
     use_llm: bool | None = None,
     progress: Callable[[WorkerStats], None] | None = None,
+    status: WorkerStatus | None = None,
 ) -> WorkerStats:
     """Process evaluation jobs until `stop_event` is set (or, with `once`, the queue is empty).
 
     `judges`: [primary, optional second] to use instead of the heuristic judge
     and the configured LLM judge. `use_llm=False` keeps the LLM judge off even
-    when it is configured.
+    when it is configured. `status` (a `WorkerStatus`) is kept up to date for
+    health checks: running, database_unavailable, stopped, or dead with the error.
     """
     return asyncio.run(
         run_worker_async(
@@ -456,6 +669,7 @@ def run_worker(
             judges=judges,
             use_llm=use_llm,
             progress=progress,
+            status=status,
         )
     )
 

@@ -195,6 +195,16 @@ BULK_ROWS = 50_000
 _SQLITE_BULK_CACHE_KIB = 256 * 1024
 
 
+@dataclass
+class UpsertCount:
+    """Rows an upsert changed, and of those how many it inserted (Postgres only:
+    `(xmax = 0)` of each returned row; SQLite's executemany cannot return rows, so
+    the importer counts inserts there under the write lock)."""
+
+    changed: int = 0
+    inserted: int | None = None
+
+
 def upsert_rows(
     conn: Connection,
     spec: TableSpec,
@@ -202,13 +212,15 @@ def upsert_rows(
     *,
     prepared: bool = False,
     bulk: bool = False,
+    count: UpsertCount | None = None,
 ) -> int:
     """Upsert every row of every batch inside the caller's transaction; rows changed.
 
     `prepared` rows already hold driver values (see row_preparer). On Postgres large
     inputs go through COPY into a temporary table and one INSERT … SELECT … ON
     CONFLICT. `bulk` (an empty table, many rows) rebuilds the secondary indexes once
-    at the end instead of updating them row by row.
+    at the end instead of updating them row by row. `count`, when given, is filled in
+    (on Postgres with the rows inserted, exact even while others write the table).
     """
     dialect = conn.dialect.name
     if not prepared:
@@ -221,8 +233,14 @@ def upsert_rows(
             for batch in batches:
                 if batch:
                     changed += max(conn.exec_driver_sql(sql, list(batch)).rowcount, 0)
+            if count is not None:
+                count.changed += changed
             return changed
-        return _pg_upsert(conn, spec, batches)
+        changed, inserted = _pg_upsert(conn, spec, batches)
+        if count is not None:
+            count.changed += changed
+            count.inserted = (count.inserted or 0) + inserted
+        return changed
 
 
 @contextmanager
@@ -269,18 +287,29 @@ def _bulk_load(conn: Connection, table: str, *, enabled: bool) -> Iterator[None]
 _temp_counter = 0
 
 
+# Each row the upsert wrote, and whether it was inserted: a new row's xmax is 0, a row
+# updated by ON CONFLICT DO UPDATE carries the updating transaction's id there.
+_RETURNING_INSERTED = " RETURNING (xmax = 0) AS inserted"
+
+
 def _pg_upsert(
     conn: Connection, spec: TableSpec, batches: Iterable[Sequence[tuple[Any, ...]]]
-) -> int:
+) -> tuple[int, int]:
+    """(rows changed, rows inserted)."""
     global _temp_counter
     iterator = iter(batches)
     first = next(iterator, None)
     if not first:
-        return 0
+        return 0, 0
     second = next(iterator, None)
     if second is None and len(first) <= 50:
-        sql = _upsert_sql(spec, "postgresql")
-        return max(conn.exec_driver_sql(sql, list(first)).rowcount, 0)
+        sql = _upsert_sql(spec, "postgresql") + _RETURNING_INSERTED
+        changed = inserted = 0
+        for row in first:
+            for (was_inserted,) in conn.exec_driver_sql(sql, row):
+                changed += 1
+                inserted += bool(was_inserted)
+        return changed, inserted
     _temp_counter += 1
     temp = f"_import_{spec.table}_{_temp_counter}"
     conn.execute(
@@ -296,6 +325,9 @@ def _pg_upsert(
         for batch in iterator:
             for row in batch:
                 copy.write_row(row)
-    result = conn.exec_driver_sql(_upsert_sql(spec, "postgresql", source=temp))
+    changed, inserted = conn.exec_driver_sql(
+        f"WITH up AS ({_upsert_sql(spec, 'postgresql', source=temp)}{_RETURNING_INSERTED}) "
+        "SELECT count(*), count(*) FILTER (WHERE inserted) FROM up"
+    ).one()
     conn.execute(text(f"DROP TABLE {temp}"))
-    return max(result.rowcount, 0)
+    return int(changed), int(inserted)

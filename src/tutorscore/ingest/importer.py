@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from tutorscore.db.base import utcnow
 from tutorscore.errors import UserError, ValidationFailed
-from tutorscore.ingest import _upsert
+from tutorscore.ingest import _upsert, caption_files
 from tutorscore.ingest._fields import (
     SESSION_COLUMNS,
     STUDENT_COLUMNS,
@@ -153,29 +153,37 @@ def find_bundle_files(paths: Sequence[str | Path]) -> list[BundleFile]:
                 for child in sorted(path.iterdir())
                 if child.is_file() and (k := _kind_of(child, strict=True))
             ]
+            inside += caption_files.find_in_directory(path, bundle=bool(inside))
             if not inside:
                 raise UserError(
                     f"{given}: holds none of tutors.csv/.jsonl, students.csv/.jsonl, "
-                    "sessions.csv/.jsonl, transcripts.jsonl"
+                    "sessions.csv/.jsonl, transcripts.jsonl, transcripts/"
                 )
             found.extend(inside)
         else:
-            kind = _kind_of(path, strict=False)
+            kind = _kind_of(path, strict=False) or caption_files.kind_of_file(path)
             if kind is None:
                 raise UserError(
                     f"{given}: expected a file named tutors, students or sessions (.csv or "
-                    ".jsonl) or transcripts.jsonl"
+                    ".jsonl), transcripts.jsonl, speakers.csv or <session_id>.vtt/.srt/.txt"
                 )
             found.append((kind[0], kind[1], path))
     unique: dict[Path, tuple[str, str, Path]] = {}
     for item in found:
         unique.setdefault(item[2].resolve(), item)
-    names = [p.name for _, _, p in unique.values()]
+    shown = {p: caption_files.display_name(k, f, p) for k, f, p in unique.values()}
+    names = list(shown.values())
     files = [
-        BundleFile(kind, fmt, path, path.name if names.count(path.name) == 1 else str(path))
+        BundleFile(kind, fmt, path, shown[path] if names.count(shown[path]) == 1 else str(path))
         for kind, fmt, path in unique.values()
     ]
-    return sorted(files, key=lambda f: KINDS.index(f.kind))
+    return sorted(files, key=_load_order)
+
+
+def _load_order(f: BundleFile) -> int:
+    if caption_files.is_caption_file(f.kind, f.fmt):
+        return len(KINDS)  # speakers.csv and transcripts/ last: they need sessions and tutors
+    return KINDS.index(f.kind)
 
 
 # ---------------------------------------------------------------- errors
@@ -426,8 +434,12 @@ class _Validation:
         self._prepare = {kind: _upsert.row_preparer(spec, dialect) for kind, spec in _SPECS.items()}
         self._tutor_ids = self.ids.setdefault("tutors", {})
         self._student_ids = self.ids.setdefault("students", {})
+        self._captions = caption_files.CaptionCheck.for_files(self.files)
         for file_no, bundle_file in enumerate(self.files):
-            self._check_file(file_no, bundle_file)
+            if not caption_files.is_caption_file(bundle_file.kind, bundle_file.fmt):
+                self._check_file(file_no, bundle_file)
+        if self._captions is not None:  # transcripts/*.vtt|.srt|.txt and speakers.csv
+            self._captions.check(self)
         self._resolve_pending()
 
     def _check_file(self, file_no: int, bundle_file: BundleFile) -> None:
@@ -506,6 +518,8 @@ class _Validation:
             self.errors.add(file_no, line, message)
         if values[0] is None:
             return None
+        if self._captions is not None:
+            self._captions.note(kind, values)
         return self._prepare[kind]((*values, *_extra(kind, values, self.now)))
 
     def _transcript_row(
@@ -632,24 +646,31 @@ def _write(
     pairs: set[tuple[str, str]] | None = None
     if session_rows and not check.all_pairs and session_rows <= 10 * FULL_THRESHOLD:
         pairs = set(check.pairs) | _old_pairs(conn, check.ids.get("sessions", {}))
+    if conn.dialect.name == "sqlite":
+        # Take the write lock now (a write that matches nothing): from here on no other
+        # connection commits, so the row counts below are exact. On Postgres others keep
+        # writing; the upsert itself says which rows it inserted.
+        conn.exec_driver_sql("DELETE FROM tutors WHERE 0")
     for kind in KINDS:
         spools = [s for s in check.spools if s[0].kind == kind]
         if not spools:
             continue
         spec = _SPECS[kind]
         before = _count(conn, spec.table)
-        changed = 0
+        count = _upsert.UpsertCount()
         for bundle_file, spool, rows in spools:
-            changed += _upsert.upsert_rows(
+            _upsert.upsert_rows(
                 conn,
                 spec,
                 _batches(spool, bundle_file.label, rows, progress),
                 prepared=True,
                 bulk=before == 0 and rows >= _upsert.BULK_ROWS,
+                count=count,
             )
-        created = _count(conn, spec.table) - before
-        summary[kind].created = created
-        summary[kind].updated = max(changed - created, 0)
+        if count.inserted is None:
+            count.inserted = _count(conn, spec.table) - before
+        summary[kind].created = count.inserted
+        summary[kind].updated = count.changed - count.inserted
     if not session_rows:
         return 0
     return derive_first_sessions(conn, pairs)

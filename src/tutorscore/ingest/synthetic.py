@@ -290,8 +290,8 @@ def _count(conn: Connection, table: str) -> int:
 # Tables emptied by a wholesale re-seed on Postgres: the synthetic tables and every
 # table whose rows hang off them (jobs have no foreign key and are deleted by session).
 _TRUNCATED = (
-    "session_evaluations", "session_transcripts", "tutor_metrics", "alerts", "interventions",
-    "sessions", "students", "tutors",
+    "reviews", "session_evaluations", "session_transcripts", "tutor_metrics", "alerts",
+    "interventions", "sessions", "students", "tutors",
 )  # fmt: skip
 
 
@@ -322,6 +322,7 @@ def delete_synthetic(
     synthetic_tutors = "SELECT tutor_id FROM tutors WHERE is_synthetic = :yes"
     statements = (
         ("jobs", f"DELETE FROM jobs WHERE session_id IN ({synthetic_sessions})"),
+        ("reviews", f"DELETE FROM reviews WHERE session_id IN ({synthetic_sessions})"),
         (
             "session_evaluations",
             f"DELETE FROM session_evaluations WHERE session_id IN ({synthetic_sessions})",

@@ -1,13 +1,19 @@
-"""Tutor churn model: training with time-based validation, a quality gate, scoring.
+"""Tutor churn model: training with time- and tutor-grouped validation, a gate, scoring.
 
-Examples are (tutor, as_of) snapshots: features at `as_of`, label 1 when the
-tutor's `churned_on` falls in (as_of, as_of + horizon]. Two candidates (a scaled
-logistic regression and a histogram gradient-boosting classifier) are compared
-by expanding-window cross-validation over the earlier snapshots (train on
-earlier, validate on the next); the winner is then scored on the latest labelled
-snapshot, which no training or selection step saw. The model is *used* only if
-that held-out ROC AUC beats the rules' churn_risk_label AUC on the same rows;
-otherwise the rules keep deciding and every report says so.
+Examples are (tutor, as_of) snapshots: features at `as_of` (nothing after it is
+read), label 1 when the tutor's `churned_on` falls in (as_of, as_of + horizon].
+A snapshot is used only when its whole label horizon is observed: as_of +
+horizon <= labels_until (by default the training `as_of`), so training never
+reads an outcome from after the moment it pretends to be.
+
+The model is a logistic regression on windowed features with missing-value
+indicators and balanced class weights (`prediction.logit.WindowedLogit`); its
+L2 strength C is chosen by cross-validation over earlier snapshots, grouped by
+tutor. It is scored once on the latest labelled snapshot, which no training or
+selection step saw, and *used* only if that held-out ROC AUC beats the rules'
+churn_risk_label AUC on the same rows; otherwise the rules keep deciding and
+every report says so. Probabilities are Platt-calibrated on out-of-fold
+predictions. The stored model is plain JSON (`model_store`).
 """
 
 from __future__ import annotations
@@ -19,13 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.base import clone
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -37,60 +38,32 @@ from tutorscore.errors import UserError
 from tutorscore.prediction.features import (
     RULES_FEATURE,
     FeatureFrame,
+    FeatureSpec,
     compute_features,
     describe_value,
     feature_specs,
 )
+from tutorscore.prediction.logit import Platt, WindowedLogit, brier, reliability_table
 from tutorscore.prediction.model_store import StoredModel, load_model, new_version, save_model
 
 Array = np.ndarray[Any, Any]
 MODEL_REASON_FLAG = "churn_risk_label"
+MODEL_KIND = "logistic_regression"
+# L2 strengths tried; the grouped CV picks one
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# snapshots closer together than this are spread evenly instead (short histories)
+SHORT_HISTORY_DAYS = 2.0
+LOG_KINDS = ("count", "days")
 
 
-class FillAllMissing(BaseEstimator, TransformerMixin):  # type: ignore[misc]
-    """Zero-fill columns that were entirely missing in training.
-
-    HistGradientBoosting handles NaN natively but fails on an all-NaN column
-    (e.g. a risk tag before any session was evaluated).
-    """
-
-    def fit(self, X: Array, y: Array | None = None) -> FillAllMissing:
-        self.empty_ = np.all(np.isnan(X), axis=0)
-        return self
-
-    def transform(self, X: Array) -> Array:
-        X = np.array(X, dtype=np.float64, copy=True)
-        X[:, self.empty_] = 0.0
-        return X
+def log_columns(specs: list[FeatureSpec]) -> tuple[int, ...]:
+    return tuple(i for i, spec in enumerate(specs) if spec.kind in LOG_KINDS)
 
 
-def make_candidates(seed: int = 0) -> dict[str, Any]:
-    """The two model families compared on every training run."""
-    return {
-        "logistic_regression": Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-                ("model", LogisticRegression(C=0.5, max_iter=2000)),
-            ]
-        ),
-        "gradient_boosting": Pipeline(
-            [
-                ("fill", FillAllMissing()),
-                (
-                    "model",
-                    HistGradientBoostingClassifier(
-                        learning_rate=0.05,
-                        max_iter=100,
-                        max_leaf_nodes=15,
-                        min_samples_leaf=20,
-                        l2_regularization=1.0,
-                        random_state=seed,
-                    ),
-                ),
-            ]
-        ),
-    }
+def make_candidates(rules: RulesConfig | None = None) -> dict[str, Any]:
+    """One logistic regression per regularisation strength C."""
+    logs = log_columns(feature_specs(rules or RulesConfig()))
+    return {f"{MODEL_KIND} C={c:g}": WindowedLogit(C=c, log_columns=logs) for c in C_GRID}
 
 
 @dataclass
@@ -102,6 +75,7 @@ class Dataset:
     snapshot: Array  # index into as_ofs per row
     tutor_ids: list[str]
     as_ofs: list[datetime]
+    horizon_days: int = 30
 
 
 def auc(y: Array, score: Array) -> float | None:
@@ -109,6 +83,13 @@ def auc(y: Array, score: Array) -> float | None:
     if len(y) == 0 or len(np.unique(y)) < 2:
         return None
     return float(roc_auc_score(y, score))
+
+
+def pr_auc(y: Array, score: Array) -> float | None:
+    """Average precision (area under the precision-recall curve), None with one class."""
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return None
+    return float(average_precision_score(y, score))
 
 
 def gate(model_auc: float | None, rules_auc: float | None) -> tuple[bool, str]:
@@ -122,32 +103,46 @@ def gate(model_auc: float | None, rules_auc: float | None) -> tuple[bool, str]:
     return False, f"held-out AUC {model_auc:.3f} does not beat the rules' {rules_auc:.3f}"
 
 
-def snapshot_times(session: Session, *, as_of: datetime, rules: RulesConfig) -> list[datetime]:
-    """as_of dates for training: `training_snapshots` of them ending at `as_of`.
+def snapshot_times(
+    session: Session,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    labels_until: datetime | None = None,
+) -> list[datetime]:
+    """Training snapshots: up to `training_snapshots`, `snapshot_step_days` apart.
 
-    With snapshot_step_days = 0 they spread evenly over the sessions' history, so a
-    week of demo data still yields several snapshots.
+    The latest is min(as_of, labels_until - horizon), so every snapshot's label
+    horizon is observed; each has `min_snapshot_history_days` of sessions behind
+    it (its windows are not cut off by the start of the data). A history too
+    short for that (the one-week demo) gets its snapshots spread evenly from
+    SHORT_HISTORY_DAYS after the first session instead.
     """
     cfg = rules.prediction
+    until = labels_until or as_of
+    last = min(as_of, until - timedelta(days=cfg.horizon_days))
     first = session.scalar(
         select(func.min(TutoringSession.scheduled_start_at)).where(
-            TutoringSession.scheduled_start_at <= as_of
+            TutoringSession.scheduled_start_at <= last
         )
     )
     if first is None:
-        raise UserError(f"no sessions at or before {as_of.isoformat()}: nothing to train on")
-    earliest = first + timedelta(days=cfg.min_snapshot_history_days)
+        raise UserError(
+            f"no sessions before {last.isoformat()} (as_of minus the {cfg.horizon_days}-day "
+            "label horizon): no snapshot has an observed outcome; pass --labels-until if the "
+            "database records churn after --as-of"
+        )
     n = max(cfg.training_snapshots, 1)
-    if cfg.snapshot_step_days > 0:
+    if cfg.snapshot_step_days > 0 and last - first >= timedelta(days=cfg.min_snapshot_history_days):
+        earliest = first + timedelta(days=cfg.min_snapshot_history_days)
         step = timedelta(days=cfg.snapshot_step_days)
-        times = [as_of - i * step for i in range(n)]
-        times = [t for t in times if t >= earliest] or [as_of]
-        return sorted(times)
-    if earliest >= as_of or n == 1:
-        return [as_of]
-    span = (as_of - earliest) / (n - 1)
+        return sorted(t for t in (last - i * step for i in range(n)) if t >= earliest)
+    earliest = first + timedelta(days=SHORT_HISTORY_DAYS)
+    if earliest >= last or n == 1:
+        return [last]
+    span = (last - earliest) / (n - 1)
     times = [(earliest + i * span).replace(microsecond=0) for i in range(n - 1)]
-    return [*times, as_of]
+    return [*times, last]
 
 
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
@@ -198,20 +193,29 @@ def build_dataset(session: Session, *, as_ofs: list[datetime], rules: RulesConfi
         else np.empty(0, dtype=int),
         tutor_ids=[t for f in frames for t in f.tutor_ids],
         as_ofs=as_ofs,
+        horizon_days=horizon,
     )
 
 
 def _fit(estimator: Any, X: Array, y: Array) -> Any:
     model = clone(estimator)
+    # One thread: OpenMP/BLAS spinning on a busy 2-core box makes small fits much slower.
     with threadpool_limits(1):
         model.fit(X, y)
     return model
 
 
-def _positive_proba(model: Any, X: Array) -> Array:
-    # One thread: OpenMP spinning on a busy 2-core box makes small fits 15x slower.
+def _scores(model: Any, X: Array) -> Array:
+    """The model's log-odds (decision function), the scale Platt calibrates."""
     with threadpool_limits(1):
-        return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+        if hasattr(model, "decision_function"):
+            return np.asarray(model.decision_function(X), dtype=np.float64)
+        p = np.clip(model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+        return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
+
+
+def _sigmoid(z: Array) -> Array:
+    return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
 @dataclass
@@ -229,6 +233,9 @@ class TrainResult:
     heldout_positives: int
     snapshots: list[str]
     heldout_snapshot: str | None
+    labels_until: str | None = None
+    heldout: dict[str, Any] = field(default_factory=dict)
+    reliability: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -253,69 +260,171 @@ def tutor_folds(tutor_ids: list[str]) -> Array:
     )
 
 
+def training_snapshots_for(data: Dataset, target: int) -> tuple[list[int], bool]:
+    """Snapshots a model predicting `target` may learn from, and whether the gap held.
+
+    As in use: only snapshots whose label horizon had ended by the target's as_of
+    (as_of_j + horizon <= as_of_target). On a history too short for any such
+    snapshot with both classes (the demo) every earlier snapshot is used, and the
+    metrics say so (`gap: false`).
+    """
+    horizon = timedelta(days=data.horizon_days)
+    earlier = list(range(target))
+    gapped = [j for j in earlier if data.as_ofs[j] + horizon <= data.as_ofs[target]]
+    rows = np.isin(data.snapshot, gapped)
+    if gapped and len(np.unique(data.y[rows])) == 2:
+        return gapped, True
+    return earlier, False
+
+
 def cross_fitted(
     data: Dataset, estimator: Any, *, target: int, train_snaps: list[int], folds: Array
 ) -> tuple[Array, Array]:
-    """Out-of-fold probabilities at snapshot `target` from models fitted on `train_snaps`.
+    """Out-of-fold log-odds at snapshot `target` from models fitted on `train_snaps`.
 
-    Returns (row mask, probabilities for those rows).
+    Returns (row mask, scores for those rows).
     """
     mask = np.zeros(len(data.y), dtype=bool)
-    proba = np.full(len(data.y), np.nan)
+    score = np.full(len(data.y), np.nan)
     earlier = np.isin(data.snapshot, train_snaps)
     for f in range(FOLDS):
         tr = earlier & (folds != f)
         va = (data.snapshot == target) & (folds == f)
         if not va.any() or len(np.unique(data.y[tr])) < 2:
             continue
-        proba[va] = _positive_proba(_fit(estimator, data.X[tr], data.y[tr]), data.X[va])
+        score[va] = _scores(_fit(estimator, data.X[tr], data.y[tr]), data.X[va])
         mask |= va
-    return mask, proba[mask]
+    return mask, score[mask]
 
 
-def select_and_validate(
-    data: Dataset, candidates: dict[str, Any]
-) -> tuple[str | None, dict[str, float | None], int | None, float | None, float | None, Array]:
-    """Time-based CV over earlier snapshots, then one held-out score on the latest.
+@dataclass
+class Validation:
+    """What select_and_validate found (scores are log-odds, out of fold and out of time)."""
 
-    Splits are by time *and* by tutor: a tutor's label rarely changes between
-    nearby snapshots, so scoring tutors the model trained on (a week earlier)
-    would mostly measure memory. Each evaluated snapshot is predicted in three
-    tutor folds, each by a model trained only on *earlier* snapshots of the
-    *other* tutors. Model selection uses the snapshots before the held-out one;
-    the held-out (latest labelled) snapshot is scored once, for the gate.
+    chosen: str | None
+    cv_auc: dict[str, float | None]
+    heldout: int | None
+    model_auc: float | None
+    rules_auc: float | None
+    heldout_mask: Array
+    heldout_scores: Array  # raw log-odds of the chosen candidate on the held-out rows
+    cv_mask: Array  # rows of the CV target snapshots predicted by the chosen candidate
+    cv_scores: Array
+    gap: bool = True
 
-    Returns (chosen, mean CV AUC per candidate, held-out snapshot, model AUC,
-    rules AUC, held-out row mask).
+
+def select_and_validate(data: Dataset, candidates: dict[str, Any]) -> Validation:
+    """Time-ordered, tutor-grouped CV over earlier snapshots; one held-out score on the latest.
+
+    A tutor's label rarely changes between nearby snapshots, so scoring tutors the
+    model trained on would mostly measure memory: every evaluated snapshot is
+    predicted in three tutor folds, each by a model trained only on *earlier*
+    snapshots (whose outcomes were known by then) of the *other* tutors. The
+    candidate (C) with the best mean AUC over the last CV_SNAPSHOTS snapshots
+    before the held-out one wins; the held-out (latest labelled) snapshot is
+    scored once, for the gate.
     """
     folds = tutor_folds(data.tutor_ids)
+    n = len(data.y)
     labelled = [
         i for i in range(len(data.as_ofs)) if len(np.unique(data.y[data.snapshot == i])) == 2
     ]
     heldout = labelled[-1] if labelled else None
     before = [i for i in range(len(data.as_ofs)) if heldout is None or i < heldout]
     cv: dict[str, list[float]] = {name: [] for name in candidates}
-    for k in range(max(1, len(before) - CV_SNAPSHOTS), len(before)):
+    cv_rows: dict[str, tuple[Array, Array]] = {
+        name: (np.zeros(n, dtype=bool), np.full(n, np.nan)) for name in candidates
+    }
+    gap = True
+    for k in before[max(1, len(before) - CV_SNAPSHOTS) :]:
+        train, gapped = training_snapshots_for(data, k)
+        gap = gap and gapped
         for name, est in candidates.items():
-            mask, proba = cross_fitted(
-                data, est, target=before[k], train_snaps=before[:k], folds=folds
-            )
-            score = auc(data.y[mask], proba)
-            if score is not None:
-                cv[name].append(score)
+            mask, score = cross_fitted(data, est, target=k, train_snaps=train, folds=folds)
+            value = auc(data.y[mask], score)
+            if value is not None:
+                cv[name].append(value)
+            cv_rows[name][0][mask] = True
+            cv_rows[name][1][mask] = score
     cv_mean = {name: (float(np.mean(v)) if v else None) for name, v in cv.items()}
-    scored = {n: v for n, v in cv_mean.items() if v is not None}
-    # Without a CV fold, fall back to the first (simplest) candidate rather than
-    # peeking at the held-out rows to choose.
-    chosen = max(scored, key=lambda n: scored[n]) if scored else next(iter(candidates), None)
-    if heldout is None or chosen is None:
-        return chosen, cv_mean, heldout, None, None, np.zeros(len(data.y), dtype=bool)
-    te, proba = cross_fitted(
-        data, candidates[chosen], target=heldout, train_snaps=before, folds=folds
+    scored = {k: v for k, v in cv_mean.items() if v is not None}
+    # Without a CV fold, fall back to the middle candidate rather than peeking at the
+    # held-out rows to choose.
+    names = list(candidates)
+    chosen = max(scored, key=lambda k: scored[k]) if scored else (names[len(names) // 2]
+                                                                  if names else None)  # fmt: skip
+    empty = np.zeros(n, dtype=bool)
+    if chosen is None:
+        return Validation(None, cv_mean, heldout, None, None, empty, np.empty(0), empty,
+                          np.empty(0), gap)  # fmt: skip
+    cv_mask, cv_all = cv_rows[chosen]
+    if heldout is None:
+        return Validation(chosen, cv_mean, None, None, None, empty, np.empty(0), cv_mask,
+                          cv_all[cv_mask], gap)  # fmt: skip
+    train, gapped = training_snapshots_for(data, heldout)
+    te, score = cross_fitted(
+        data, candidates[chosen], target=heldout, train_snaps=train, folds=folds
     )
-    model_auc = auc(data.y[te], proba)
-    rules_auc = auc(data.y[te], data.rules_score[te].astype(np.float64))
-    return chosen, cv_mean, heldout, model_auc, rules_auc, te
+    return Validation(
+        chosen=chosen,
+        cv_auc=cv_mean,
+        heldout=heldout,
+        model_auc=auc(data.y[te], score),
+        rules_auc=auc(data.y[te], data.rules_score[te].astype(np.float64)),
+        heldout_mask=te,
+        heldout_scores=score,
+        cv_mask=cv_mask,
+        cv_scores=cv_all[cv_mask],
+        gap=gap and gapped,
+    )
+
+
+def rules_probability(data: Dataset, train: Array, score: Array) -> Array:
+    """The rules' label as a probability: the churn rate of each label on training rows."""
+    out = np.empty(len(score))
+    base = float(data.y[train].mean()) if train.any() else 0.0
+    for level in (0, 1, 2):
+        rows = train & (data.rules_score == level)
+        rate = float(data.y[rows].mean()) if rows.any() else base
+        out[score == level] = rate
+    return out
+
+
+def heldout_report(data: Dataset, v: Validation) -> dict[str, Any]:
+    """AUC, PR-AUC and Brier on the held-out rows for the model (raw and calibrated, the
+    calibration fitted on the CV predictions only) and the rules."""
+    te = v.heldout_mask
+    y = data.y[te]
+    if not te.any():
+        return {}
+    calib = Platt.fit(v.cv_scores, data.y[v.cv_mask]) if v.cv_mask.any() else Platt()
+    raw = _sigmoid(v.heldout_scores)
+    calibrated = calib(v.heldout_scores)
+    rules_score = data.rules_score[te].astype(np.float64)
+    before = np.isin(
+        data.snapshot, [i for i in range(len(data.as_ofs)) if v.heldout and i < v.heldout]
+    )
+    rules_p = rules_probability(data, before, data.rules_score)[te]
+    return {
+        "rows": int(te.sum()),
+        "positives": int(y.sum()),
+        "model": {
+            "auc": auc(y, calibrated),
+            "pr_auc": pr_auc(y, calibrated),
+            "brier": brier(y, calibrated),
+            "brier_uncalibrated": brier(y, raw),
+            "auc_uncalibrated": auc(y, raw),
+            "mean_predicted": float(calibrated.mean()),
+        },
+        "rules": {
+            "auc": auc(y, rules_score),
+            "pr_auc": pr_auc(y, rules_score),
+            "brier": brier(y, rules_p),
+        },
+        "observed_rate": float(y.mean()),
+        "calibration_checked": calib.to_dict(),
+        "reliability": reliability_table(y, calibrated),
+    }
 
 
 def train_churn_model(
@@ -326,34 +435,47 @@ def train_churn_model(
     settings: Settings | None = None,
     candidates: dict[str, Any] | None = None,
     as_ofs: list[datetime] | None = None,
+    labels_until: datetime | None = None,
 ) -> TrainResult:
-    """Train, validate and store a new model version (stored even when it fails the gate)."""
+    """Train, validate, calibrate and store a new model version (stored even when it
+    fails the gate, so `model show` can explain it)."""
     settings = settings or get_settings()
-    candidates = candidates if candidates is not None else make_candidates()
+    candidates = candidates if candidates is not None else make_candidates(rules)
+    until = labels_until or as_of
     with transaction(engine) as session:
-        times = as_ofs or snapshot_times(session, as_of=as_of, rules=rules)
+        times = as_ofs or snapshot_times(
+            session, as_of=as_of, rules=rules, labels_until=labels_until
+        )
         data = build_dataset(session, as_ofs=times, rules=rules)
     if len(data.y) == 0 or len(np.unique(data.y)) < 2:
         raise UserError(
-            f"cannot train: {int(data.y.sum())} churned of {len(data.y)} tutor snapshots; "
-            "the data needs tutors with churned_on inside the prediction horizon and tutors "
-            "without"
+            f"cannot train: {int(data.y.sum())} churned of {len(data.y)} tutor snapshots "
+            f"between {times[0].isoformat()} and {times[-1].isoformat()}; the data needs "
+            f"tutors with churned_on inside a snapshot's {rules.prediction.horizon_days}-day "
+            "horizon (observed by --labels-until, default --as-of) and tutors without"
         )
-    chosen, cv_mean, heldout, model_auc, rules_auc, te = select_and_validate(data, candidates)
-    passed, reason = gate(model_auc, rules_auc)
-    assert chosen is not None
-    final = _fit(candidates[chosen], data.X, data.y)
-    with np.errstate(all="ignore"):
-        reference = [
-            float(np.nanmedian(col)) if not np.all(np.isnan(col)) else math.nan for col in data.X.T
-        ]
+    v = select_and_validate(data, candidates)
+    passed, reason = gate(v.model_auc, v.rules_auc)
+    assert v.chosen is not None
+    report = heldout_report(data, v)
+    # The stored calibration uses every out-of-fold, out-of-time prediction (CV and
+    # held-out); the reliability table above used the CV ones only.
+    oof = v.cv_mask | v.heldout_mask
+    oof_scores = np.full(len(data.y), np.nan)
+    oof_scores[v.cv_mask] = v.cv_scores
+    oof_scores[v.heldout_mask] = v.heldout_scores
+    calibration = Platt.fit(oof_scores[oof], data.y[oof]) if oof.any() else Platt()
+    final = _fit(candidates[v.chosen], data.X, data.y)
+    if not hasattr(final, "to_dict"):
+        raise UserError(f"candidate {v.chosen} cannot be stored as plain data (no to_dict)")
     version = new_version(settings.data_dir)
+    te = v.heldout_mask
     result = TrainResult(
         version=version,
-        chosen=chosen,
-        cv_auc=cv_mean,
-        heldout_model_auc=model_auc,
-        heldout_rules_auc=rules_auc,
+        chosen=v.chosen,
+        cv_auc=v.cv_auc,
+        heldout_model_auc=v.model_auc,
+        heldout_rules_auc=v.rules_auc,
         gate_passed=passed,
         gate_reason=reason,
         rows=len(data.y),
@@ -361,25 +483,35 @@ def train_churn_model(
         heldout_rows=int(te.sum()),
         heldout_positives=int(data.y[te].sum()),
         snapshots=[t.isoformat() for t in data.as_ofs],
-        heldout_snapshot=data.as_ofs[heldout].isoformat() if heldout is not None else None,
+        heldout_snapshot=data.as_ofs[v.heldout].isoformat() if v.heldout is not None else None,
+        labels_until=until.isoformat(),
+        heldout={k: val for k, val in report.items() if k != "reliability"},
+        reliability=report.get("reliability", []),
     )
     meta = {
-        "kind": chosen,
+        "kind": MODEL_KIND,
+        "candidate": v.chosen,
         "trained_at": datetime.now(UTC).isoformat(),
         "as_of": as_of.isoformat(),
+        "labels_until": until.isoformat(),
         "date_range": {"from": data.as_ofs[0].isoformat(), "to": data.as_ofs[-1].isoformat()},
         "horizon_days": rules.prediction.horizon_days,
         "window_days": rules.analytics.window_days,
+        "short_window_days": rules.prediction.short_window_days,
         "features": data.names,
         "metrics": {
-            "cv_auc": cv_mean,
-            "heldout_model_auc": model_auc,
-            "heldout_rules_auc": rules_auc,
+            "cv_auc": v.cv_auc,
+            "cv_gap": v.gap,
+            "heldout_model_auc": v.model_auc,
+            "heldout_rules_auc": v.rules_auc,
             "rows": result.rows,
             "positives": result.positives,
             "heldout_rows": result.heldout_rows,
             "heldout_positives": result.heldout_positives,
+            "heldout": result.heldout,
         },
+        "calibration": calibration.to_dict(),
+        "reliability": result.reliability,
         "snapshots": result.snapshots,
         "heldout_snapshot": result.heldout_snapshot,
         "gate": {"passed": passed, "reason": reason},
@@ -387,14 +519,39 @@ def train_churn_model(
         "database": database_identity(engine),
     }
     payload = {
-        "estimator": final,
+        "kind": MODEL_KIND,
         "feature_names": data.names,
-        "reference": reference,
-        "kind": chosen,
+        "model": final.to_dict(),
+        "calibration": calibration.to_dict(),
     }
     save_model(settings.data_dir, version, payload, meta)
     result.meta = meta
     return result
+
+
+class LoadedModel:
+    """A stored model ready to score: the logistic regression and its calibration."""
+
+    def __init__(self, stored: StoredModel) -> None:
+        self.version = stored.version
+        self.names: list[str] = list(stored.payload["feature_names"])
+        self.model = WindowedLogit.from_dict(stored.payload["model"])
+        self.calibration = Platt.from_dict(stored.payload.get("calibration"))
+
+    def probability(self, X: Array) -> Array:
+        return self.calibration(self.model.decision_function(X))
+
+    def contributions(self, X: Array) -> Array:
+        return self.model.contributions(X)
+
+
+def loaded(stored: StoredModel) -> LoadedModel:
+    cached = stored.payload.get("_loaded")
+    if isinstance(cached, LoadedModel):
+        return cached
+    model = LoadedModel(stored)
+    stored.payload["_loaded"] = model
+    return model
 
 
 def database_identity(bind: Engine | Session) -> str:
@@ -403,33 +560,6 @@ def database_identity(bind: Engine | Session) -> str:
     engine = bind.get_bind() if isinstance(bind, Session) else bind
     url = engine.engine.url.render_as_string(hide_password=True)
     return hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def _logit(p: Array) -> Array:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
-
-
-def contributions(stored: StoredModel, X: Array) -> Array:
-    """Per-feature push on the log-odds of churning, one row per tutor.
-
-    Logistic regression: coefficient x standardised value. Gradient boosting: the
-    change in log-odds when the feature is set back to its training median.
-    """
-    est = stored.payload["estimator"]
-    if stored.payload["kind"] == "logistic_regression":
-        z = est.named_steps["scale"].transform(est.named_steps["impute"].transform(X))
-        return np.asarray(z * est.named_steps["model"].coef_[0], dtype=np.float64)
-    n, f = X.shape
-    if n == 0:
-        return np.zeros((0, f))
-    base = _logit(_positive_proba(est, X))
-    reference = np.asarray(stored.payload["reference"], dtype=np.float64)
-    stacked = np.repeat(X[np.newaxis, :, :], f, axis=0)  # (f, n, f)
-    for j in range(f):
-        stacked[j, :, j] = reference[j]
-    moved = _logit(_positive_proba(est, stacked.reshape(f * n, f))).reshape(f, n)
-    return np.asarray((base[np.newaxis, :] - moved).T, dtype=np.float64)
 
 
 @dataclass
@@ -450,28 +580,20 @@ def probability_label(p: float, rules: RulesConfig) -> str:
 
 
 def score_frame(stored: StoredModel, frame: FeatureFrame, rules: RulesConfig) -> list[ChurnScore]:
-    """Probabilities and the top factors raising each one, readable by a coach."""
+    """Calibrated probabilities and the top factors raising each one, readable by a coach."""
     names: list[str] = stored.payload["feature_names"]
-    if names != frame.names:
-        missing = sorted(set(names) - set(frame.names))
-        if missing:
-            raise UserError(
-                f"model {stored.version} needs features {missing}; retrain with "
-                "`tutorscore model train`"
-            )
+    missing = sorted(set(names) - set(frame.names))
+    if missing or "model" not in stored.payload:
+        raise UserError(
+            f"model {stored.version} needs features {missing or names}; retrain with "
+            "`tutorscore model train`"
+        )
     X = frame.X[:, [frame.names.index(n) for n in names]]
     if len(X) == 0:
         return []
-    proba = _positive_proba(stored.payload["estimator"], X)
-    if stored.payload["kind"] == "logistic_regression":
-        contrib = contributions(stored, X)
-    else:
-        # Perturbation costs one prediction per feature per tutor: explain only the
-        # tutors a coach will look at (medium risk and up); the rest get no factors.
-        contrib = np.zeros_like(X)
-        explain = proba >= rules.prediction.churn_medium_probability
-        if explain.any():
-            contrib[explain] = contributions(stored, X[explain])
+    model = loaded(stored)
+    proba = model.probability(X)
+    contrib = model.contributions(X)
     specs = {s.name: s for s in feature_specs(rules)}
     top = rules.prediction.top_features
     scores = []
@@ -481,7 +603,7 @@ def score_frame(stored: StoredModel, frame: FeatureFrame, rules: RulesConfig) ->
         for j in order[:top]:
             if contrib[i, j] <= 0:
                 break
-            spec = specs[names[j]]
+            spec = specs.get(names[j], FeatureSpec(names[j], names[j], "number"))
             value = float(X[i, j])
             shown = describe_value(spec, value)
             factors.append(
@@ -525,6 +647,10 @@ def model_status(settings: Settings | None = None) -> dict[str, Any]:
         "reason": stored.meta.get("gate", {}).get("reason", ""),
         "trained_at": stored.meta.get("trained_at"),
         "date_range": stored.meta.get("date_range"),
+        "labels_until": stored.meta.get("labels_until"),
+        "heldout": metrics.get("heldout", {}),
+        "calibration": stored.meta.get("calibration"),
+        "reliability": stored.meta.get("reliability", []),
     }
 
 
@@ -656,10 +782,17 @@ def apply_churn_scores(
 
 
 def train_and_apply(
-    engine: Engine, *, as_of: datetime, rules: RulesConfig, settings: Settings | None = None
+    engine: Engine,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    settings: Settings | None = None,
+    labels_until: datetime | None = None,
 ) -> str:
     """Train a model and score the tutor_metrics rows at `as_of` (used by `tutorscore demo`)."""
-    result = train_churn_model(engine, as_of=as_of, rules=rules, settings=settings)
+    result = train_churn_model(
+        engine, as_of=as_of, rules=rules, settings=settings, labels_until=labels_until
+    )
     stored = load_model((settings or get_settings()).data_dir, result.version)
     with transaction(engine) as session:
         applied = apply_churn_scores(
@@ -676,35 +809,40 @@ def evaluate_model(
     settings: Settings | None = None,
     version: str | None = None,
 ) -> dict[str, Any]:
-    """AUC of a stored model and of the rules on labelled snapshots at `as_ofs`."""
+    """AUC, PR-AUC and Brier of a stored model and the rules on labelled snapshots."""
     stored = load_model((settings or get_settings()).data_dir, version)
     if stored is None:
         raise UserError("no churn model stored; run `tutorscore model train` first")
     with transaction(engine) as session:
         data = build_dataset(session, as_ofs=as_ofs, rules=rules)
-    est = stored.payload["estimator"]
-    cols = [data.names.index(n) for n in stored.payload["feature_names"]]
+    model = loaded(stored)
+    missing = sorted(set(model.names) - set(data.names))
+    if missing:
+        raise UserError(f"model {stored.version} needs features {missing}; retrain it")
+    cols = [data.names.index(n) for n in model.names]
+    proba = model.probability(data.X[:, cols]) if len(data.y) else np.empty(0)
     per_snapshot = []
     for i, t in enumerate(as_ofs):
         mask = data.snapshot == i
-        X = data.X[mask][:, cols]
         per_snapshot.append(
             {
                 "as_of": t.isoformat(),
                 "rows": int(mask.sum()),
                 "positives": int(data.y[mask].sum()),
-                "model_auc": auc(data.y[mask], _positive_proba(est, X)) if len(X) else None,
+                "model_auc": auc(data.y[mask], proba[mask]),
+                "model_pr_auc": pr_auc(data.y[mask], proba[mask]),
+                "model_brier": brier(data.y[mask], proba[mask]),
                 "rules_auc": auc(data.y[mask], data.rules_score[mask].astype(np.float64)),
             }
         )
-    X_all = data.X[:, cols]
     return {
         "version": stored.version,
         "kind": stored.meta.get("kind"),
         "gate": stored.meta.get("gate"),
         "snapshots": per_snapshot,
-        "model_auc": auc(data.y, _positive_proba(est, X_all)) if len(X_all) else None,
+        "model_auc": auc(data.y, proba),
         "rules_auc": auc(data.y, data.rules_score.astype(np.float64)),
+        "reliability": reliability_table(data.y, proba),
         "note": "snapshots inside the training range overstate the model's AUC",
     }
 

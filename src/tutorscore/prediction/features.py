@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,23 +34,36 @@ class FeatureSpec:
 
 
 BASE_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("total_sessions", "sessions in the window", "count"),
-    FeatureSpec("volume_change", "change in session volume vs the window before", "ratio"),
-    FeatureSpec("tutor_reschedule_rate", "reschedule rate", "rate"),
-    FeatureSpec("reschedule_rate_change", "change in reschedule rate", "rate_change"),
-    FeatureSpec("tutor_no_show_rate", "no-show rate", "rate"),
-    FeatureSpec("no_show_rate_change", "change in no-show rate", "rate_change"),
-    FeatureSpec("avg_student_rating", "average student rating", "score"),
-    FeatureSpec("rating_slope", "rating change between the window's halves", "score_change"),
-    FeatureSpec("ai_avg_quality_score", "AI quality score", "score"),
-    FeatureSpec("ai_score_slope", "AI score change between the window's halves", "score_change"),
-    FeatureSpec("first_sessions", "first sessions in the window", "count"),
-    FeatureSpec("first_session_dropout_rate", "first-session dropout rate", "rate"),
-    FeatureSpec("first_session_avg_rating", "average first-session rating", "score"),
+    FeatureSpec("total_sessions", "sessions in the last 30 days", "count"),
+    FeatureSpec("volume_change", "session volume vs the 30 days before", "log_ratio"),
+    FeatureSpec("sessions_14d", "sessions in the last 14 days", "count"),
+    FeatureSpec("sessions_prev_14d", "sessions in the 14 days before", "count"),
+    FeatureSpec("volume_change_14d", "session volume, last 14 days vs the 14 before", "log_ratio"),
+    FeatureSpec("tutor_reschedule_rate", "reschedule rate (30 days)", "rate"),
+    FeatureSpec("reschedule_rate_14d", "reschedule rate (14 days)", "rate"),
+    FeatureSpec("reschedule_rate_change_14d", "change in reschedule rate (14 days)", "rate_change"),
+    FeatureSpec("tutor_no_show_rate", "no-show rate (30 days)", "rate"),
+    FeatureSpec("no_show_rate_change_14d", "change in no-show rate (14 days)", "rate_change"),
+    FeatureSpec("avg_student_rating", "average student rating (30 days)", "score"),
+    FeatureSpec("rating_14d", "average student rating (14 days)", "score"),
+    FeatureSpec("rating_change_14d", "rating, last 14 days vs the 14 before", "score_change"),
+    FeatureSpec("ai_avg_quality_score", "AI quality score (30 days)", "score"),
+    FeatureSpec("ai_score_change_14d", "AI score, last 14 days vs the 14 before", "score_change"),
     FeatureSpec("student_churn_rate", "students who left after a session", "rate"),
     FeatureSpec("tenure_days", "tenure", "days"),
+    FeatureSpec("new_tutor", "tenure under 90 days", "flag"),
     FeatureSpec("days_since_last_session", "days since the last completed session", "days"),
+    FeatureSpec("no_session_30d", "no completed session in 30 days", "flag"),
 )
+# First-session results are not model inputs: ingest marks a pair's earliest session
+# in the data as its first, so their counts depend on how far a snapshot is from the
+# start of the data (on the 1M synthetic set 9.1 per tutor at day 34, 1.5 at day 90)
+# and adding them cost the model 0.02-0.04 held-out AUC. The rules still use them,
+# and the model sees them through rules_churn_risk.
+NEW_TUTOR_DAYS = 90
+# A session's student_churned_after_session is only known once the student has
+# stayed away for a while: flags on sessions newer than this are not read.
+STUDENT_CHURN_SETTLE_DAYS = 14
 
 # The rules' own churn_risk_label (0 low, 1 medium, 2 high), filled in by the churn
 # module from the analytics rules: the model starts from what the rules know.
@@ -129,47 +142,65 @@ def _mean(total: float, count: int) -> float | None:
     return total / count if count else None
 
 
+# Periods of a session's time t before as_of (W the window, F the fortnight):
+# 3 = (as_of - F, as_of], 2 = (as_of - 2F, as_of - F], 1 = the rest of the window,
+# 0 = the window before it (trends and recency only).
+LAST, PREV, REST, BEFORE = 3, 2, 1, 0
+WINDOW_PERIODS = (LAST, PREV, REST)
+
+
 def _combine(by_period: dict[int, Any], tags: list[str]) -> SimpleNamespace:
-    """Window figures from the per-period sums (0 previous window, 1 and 2 the halves)."""
+    """Window and fortnight figures from the per-period sums."""
     empty = SimpleNamespace(
-        total=0, resched=0, no_show=0, completed=0, rated=0, rating_sum=0, firsts=0,
-        dropouts=0, first_rated=0, first_rating_sum=0, student_churn=0, evaluated=0,
-        q_sum=0, first_seen=None, last_completed=None,
+        total=0, resched=0, no_show=0, completed=0, rated=0, rating_sum=0,
+        student_churn=0, settled=0,
+        evaluated=0, q_sum=0, first_seen=None, last_completed=None,
         **{f"tag_{tag}": 0 for tag in tags},
     )  # fmt: skip
-    p0, p1, p2 = (by_period.get(k, empty) for k in (0, 1, 2))
+    p = {k: by_period.get(k, empty) for k in (LAST, PREV, REST, BEFORE)}
 
-    def both(name: str) -> float:
-        return float(getattr(p1, name) or 0) + float(getattr(p2, name) or 0)
+    def tot(name: str, periods: tuple[int, ...] = WINDOW_PERIODS) -> float:
+        return sum(float(getattr(p[k], name) or 0) for k in periods)
 
-    seen = [p.first_seen for p in (p0, p1, p2) if p.first_seen is not None]
-    last = [p.last_completed for p in (p0, p1, p2) if p.last_completed is not None]
+    seen = [v.first_seen for v in p.values() if v.first_seen is not None]
+    last = [v.last_completed for v in p.values() if v.last_completed is not None]
     out = SimpleNamespace(
-        total=both("total"),
-        prev_total=float(p0.total or 0),
-        resched=both("resched"),
-        prev_resched=float(p0.resched or 0),
-        no_show=both("no_show"),
-        prev_no_show=float(p0.no_show or 0),
-        rated=both("rated"),
-        rating=_mean(both("rating_sum"), int(both("rated"))),
-        rating_h1=_mean(float(p1.rating_sum or 0), int(p1.rated or 0)),
-        rating_h2=_mean(float(p2.rating_sum or 0), int(p2.rated or 0)),
-        evaluated=both("evaluated"),
-        ai=_mean(both("q_sum"), int(both("evaluated"))),
-        ai_h1=_mean(float(p1.q_sum or 0), int(p1.evaluated or 0)),
-        ai_h2=_mean(float(p2.q_sum or 0), int(p2.evaluated or 0)),
-        firsts=both("firsts"),
-        dropouts=both("dropouts"),
-        first_rating=_mean(both("first_rating_sum"), int(both("first_rated"))),
-        completed=both("completed"),
-        student_churn=both("student_churn"),
+        total=tot("total"),
+        prev_total=tot("total", (BEFORE,)),
+        total_14=tot("total", (LAST,)),
+        prev_14=tot("total", (PREV,)),
+        resched=tot("resched"),
+        resched_14=tot("resched", (LAST,)),
+        resched_prev_14=tot("resched", (PREV,)),
+        no_show=tot("no_show"),
+        no_show_14=tot("no_show", (LAST,)),
+        no_show_prev_14=tot("no_show", (PREV,)),
+        rated=tot("rated"),
+        rating=_mean(tot("rating_sum"), int(tot("rated"))),
+        rating_14=_mean(tot("rating_sum", (LAST,)), int(tot("rated", (LAST,)))),
+        rating_prev_14=_mean(tot("rating_sum", (PREV,)), int(tot("rated", (PREV,)))),
+        evaluated=tot("evaluated"),
+        ai=_mean(tot("q_sum"), int(tot("evaluated"))),
+        ai_14=_mean(tot("q_sum", (LAST,)), int(tot("evaluated", (LAST,)))),
+        ai_prev_14=_mean(tot("q_sum", (PREV,)), int(tot("evaluated", (PREV,)))),
+        settled=tot("settled"),
+        student_churn=tot("student_churn"),
         first_seen=min(seen) if seen else None,
         last_completed=max(last) if last else None,
     )
     for tag in tags:
-        setattr(out, f"tag_{tag}", both(f"tag_{tag}"))
+        setattr(out, f"tag_{tag}", tot(f"tag_{tag}"))
     return out
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _log_ratio(now: float, before: float) -> float:
+    """log((now + 1) / (before + 1)): 0 for no change, symmetric, never infinite."""
+    return math.log((now + 1.0) / (before + 1.0))
 
 
 def compute_features(
@@ -182,6 +213,9 @@ def compute_features(
 ) -> FeatureFrame:
     """Features of every tutor with a session in the two windows before `as_of`.
 
+    Windows: the analytics window W (30 days) and the one before it, and the last
+    two fortnights (prediction.short_window_days) inside W.
+
     Only (as_of - 2 windows, as_of] is read: the current window, the previous one
     for trends, and recency. A tutor idle for longer is not scored.
 
@@ -189,9 +223,11 @@ def compute_features(
     risk) unless `include_churned`.
     """
     window = timedelta(days=rules.analytics.window_days)
-    start, mid, prev_start = as_of - window, as_of - window / 2, as_of - 2 * window
+    fortnight = timedelta(days=min(rules.prediction.short_window_days, window.days / 2))
+    start, prev_start = as_of - window, as_of - 2 * window
+    f1, f2 = as_of - fortnight, as_of - 2 * fortnight
+    settled_before = as_of - timedelta(days=STUDENT_CHURN_SETTLE_DAYS)
     horizon_days = 2 * window.total_seconds() / 86400
-    th = rules.thresholds
     tags = risk_tags(rules)
 
     ev = SessionEvaluation
@@ -209,35 +245,27 @@ def compute_features(
     resched = and_(s.status == "rescheduled", s.reschedule_initiator == "tutor")
     no_show = and_(s.status == "no_show", or_(s.no_show_by == "tutor", s.no_show_by.is_(None)))
     rated = and_(completed, s.student_rating.is_not(None))
-    first = and_(completed, s.is_first_session.is_(True))
-    dropout = and_(
-        first,
-        or_(
-            s.student_churned_after_session.is_(True),
-            s.student_rating <= th.poor_first_session_max_rating,
-        ),
-    )
+    settled = and_(completed, t <= settled_before)
+    student_left = and_(settled, s.student_churned_after_session.is_(True))
 
     def flag(cond: ColumnElement[bool], name: str) -> Any:
         return case((cond, 1), else_=0).label(name)
 
-    # One row per session with its period (0: previous window, 1: first half of the
-    # window, 2: second half) and 0/1 flags; the outer query only sums integers
+    # One row per session with its period (LAST, PREV, REST, BEFORE above) and 0/1
+    # flags; the outer query only sums integers
     # grouped by (tutor, period). Repeating the time tests inside every aggregate
     # was 10x slower on SQLite.
     per_session = select(
         s.tutor_id,
-        case((t > mid, 2), (t > start, 1), else_=0).label("period"),
+        case((t > f1, LAST), (t > f2, PREV), (t > start, REST), else_=BEFORE).label("period"),
         t.label("at"),
         flag(counted, "counted"),
         flag(resched, "resched"),
         flag(no_show, "no_show"),
         flag(completed, "completed"),
         case((rated, s.student_rating)).label("rating"),
-        flag(first, "first"),
-        flag(dropout, "dropout"),
-        case((first, s.student_rating)).label("first_rating"),
-        flag(and_(completed, s.student_churned_after_session.is_(True)), "churned"),
+        flag(student_left, "churned"),
+        flag(settled, "settled"),
         case((completed, t)).label("completed_at"),
     ).where(t > prev_start, t <= as_of)
     if tutor_ids is not None:
@@ -252,11 +280,8 @@ def compute_features(
         func.sum(ps.c.completed).label("completed"),
         func.count(ps.c.rating).label("rated"),
         func.sum(ps.c.rating).label("rating_sum"),
-        func.sum(ps.c.first).label("firsts"),
-        func.sum(ps.c.dropout).label("dropouts"),
-        func.count(ps.c.first_rating).label("first_rated"),
-        func.sum(ps.c.first_rating).label("first_rating_sum"),
         func.sum(ps.c.churned).label("student_churn"),
+        func.sum(ps.c.settled).label("settled"),
         func.min(ps.c.at).label("first_seen"),
         func.max(ps.c.completed_at).label("last_completed"),
     ).group_by(ps.c.tutor_id, ps.c.period)
@@ -284,7 +309,7 @@ def compute_features(
     scored = pe.c.q.is_not(None)
     eval_query = select(
         pe.c.tutor_id,
-        case((pe.c.at > mid, 2), else_=1).label("period"),
+        case((pe.c.at > f1, LAST), (pe.c.at > f2, PREV), else_=REST).label("period"),
         func.count(pe.c.q).label("evaluated"),
         func.sum(pe.c.q).label("q_sum"),
         *[
@@ -302,6 +327,11 @@ def compute_features(
         merged = {**row, **evaluated.get((row["tutor_id"], period), no_evaluations)}
         periods.setdefault(row["tutor_id"], {})[period] = SimpleNamespace(**merged)
     agg = {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
+
+    # A comparison with the window before is unknown (NaN), not "grew from zero", when
+    # that window starts before the first session in the database.
+    data_start = session.scalar(select(func.min(s.scheduled_start_at)))
+    prev_complete = data_start is not None and _aware(data_start) <= prev_start
 
     tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
     if tutor_ids is not None:
@@ -321,28 +351,33 @@ def compute_features(
             continue
         since = hire_date if hire_date is not None else r.first_seen.date()
         last = r.last_completed
+        tenure = max((as_of.date() - since).days, 0)
         values = {
-            "total_sessions": float(r.total),
-            "volume_change": (r.total - r.prev_total) / max(r.prev_total, 1),
+            "total_sessions": r.total,
+            "volume_change": _log_ratio(r.total, r.prev_total) if prev_complete else math.nan,
+            "sessions_14d": r.total_14,
+            "sessions_prev_14d": r.prev_14,
+            "volume_change_14d": _log_ratio(r.total_14, r.prev_14),
             "tutor_reschedule_rate": _ratio(r.resched, r.total),
-            "reschedule_rate_change": _ratio(r.resched, r.total)
-            - _ratio(r.prev_resched, r.prev_total),
+            "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
+            "reschedule_rate_change_14d": _ratio(r.resched_14, r.total_14)
+            - _ratio(r.resched_prev_14, r.prev_14),
             "tutor_no_show_rate": _ratio(r.no_show, r.total),
-            "no_show_rate_change": _ratio(r.no_show, r.total)
-            - _ratio(r.prev_no_show, r.prev_total),
+            "no_show_rate_change_14d": _ratio(r.no_show_14, r.total_14)
+            - _ratio(r.no_show_prev_14, r.prev_14),
             "avg_student_rating": _num(r.rating),
-            "rating_slope": _num(r.rating_h2) - _num(r.rating_h1),
+            "rating_14d": _num(r.rating_14),
+            "rating_change_14d": _num(r.rating_14) - _num(r.rating_prev_14),
             "ai_avg_quality_score": _num(r.ai),
-            "ai_score_slope": _num(r.ai_h2) - _num(r.ai_h1),
-            "first_sessions": float(r.firsts),
-            "first_session_dropout_rate": _ratio(r.dropouts, r.firsts),
-            "first_session_avg_rating": _num(r.first_rating),
-            "student_churn_rate": _ratio(r.student_churn, r.completed),
-            "tenure_days": max((as_of.date() - since).days, 0),
+            "ai_score_change_14d": _num(r.ai_14) - _num(r.ai_prev_14),
+            "student_churn_rate": _ratio(r.student_churn, r.settled),
+            "tenure_days": tenure,
+            "new_tutor": 1.0 if tenure < NEW_TUTOR_DAYS else 0.0,
             # capped at the two windows read: "none in 60 days" reads as 60
             "days_since_last_session": horizon_days
             if last is None
             else (as_of - last).total_seconds() / 86400,
+            "no_session_30d": 1.0 if last is None or (as_of - last) > window else 0.0,
         }
         for tag in tags:
             values[f"tag_{tag}_share"] = _ratio(getattr(r, f"tag_{tag}"), r.evaluated)
@@ -362,50 +397,6 @@ def compute_features(
         guards={k: np.array(v, dtype=np.float64) for k, v in guards.items()},
         churned_on=churned,
     )
-
-
-def rules_churn_score(
-    frame: FeatureFrame, rules: RulesConfig
-) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """The rules' churn_risk_label per RULES.md as 0 (low), 1 (medium), 2 (high).
-
-    Recomputed from the same features so the quality gate can score the rules on
-    past snapshots for which no tutor_metrics rows were ever stored.
-    """
-    th = rules.thresholds
-    total = frame.column("total_sessions")
-    resched = frame.column("tutor_reschedule_rate")
-    no_show = frame.column("tutor_no_show_rate")
-    rating = frame.column("avg_student_rating")
-    ai = frame.column("ai_avg_quality_score")
-    enough = total >= th.min_sessions
-    with np.errstate(invalid="ignore"):
-        high_resched = enough & (resched > th.high_rescheduler_rate)
-        no_show_high = enough & (
-            (no_show > th.no_show_high_rate)
-            | (
-                (resched > th.no_show_high_combo_reschedule_rate)
-                & (rating < th.no_show_high_combo_max_rating)
-            )
-        )
-        poor_first = (frame.column("first_sessions") >= th.min_first_sessions) & (
-            frame.column("first_session_dropout_rate") > th.poor_first_session_rate
-        )
-        low_rating = (frame.column("rated_sessions") >= th.min_ratings) & (rating < th.low_rating)
-        low_ai = (frame.column("evaluated_sessions") >= th.min_evaluations) & (
-            ai < th.low_ai_quality
-        )
-        falling = (frame.column("rating_slope") <= -th.falling_trend_drop) | (
-            frame.column("ai_score_slope") <= -th.falling_trend_drop
-        )
-    signals = sum(
-        s.astype(np.int64)
-        for s in (high_resched, no_show_high, poor_first, low_rating, low_ai, falling)
-    )
-    score = np.where(
-        signals >= th.churn_high_signals, 2, np.where(signals >= th.churn_medium_signals, 1, 0)
-    )
-    return np.asarray(score, dtype=np.int64)
 
 
 def describe_value(spec: FeatureSpec, value: float) -> str:
@@ -428,4 +419,8 @@ def describe_value(spec: FeatureSpec, value: float) -> str:
         return {0: "low", 1: "medium", 2: "high"}.get(int(value), f"{value:.0f}")
     if spec.kind == "ratio":
         return f"{value:+.0%}"
+    if spec.kind == "log_ratio":
+        return f"{math.exp(value) - 1:+.0%}"
+    if spec.kind == "flag":
+        return "yes" if value >= 0.5 else "no"
     return f"{value:.3g}"

@@ -24,7 +24,7 @@ from sqlalchemy import Integer, and_, case, cast, extract, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from tutorscore.config import RulesConfig
+from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.models import TutoringSession
 
 DEFAULT_RATE = 0.03  # used only when there is no history at all
@@ -61,6 +61,12 @@ class NoShowRisk:
     probability: float
     components: list[Component] = field(default_factory=list)
     status: str = "scheduled"
+    hour: int = 0
+    lead_days: float | None = None
+    rescheduled_from: str | None = None
+    formula_probability: float = 0.0
+    source: str = "formula"  # or "model" (a trained no-show model that passed its gate)
+    factors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,9 @@ class NoShowRisk:
             "subject": self.subject,
             "scheduled_start_at": self.scheduled_start_at.isoformat().replace("+00:00", "Z"),
             "no_show_probability": round(self.probability, 4),
+            "source": self.source,
+            "formula_probability": round(self.formula_probability, 4),
+            "factors": self.factors,
             "reasons": [
                 {
                     "component": c.name,
@@ -147,12 +156,37 @@ def no_show_risks(
     min_probability: float | None = None,
     limit: int | None = None,
     statuses: tuple[str, ...] = ("scheduled",),
+    settings: Settings | None = None,
+    use_model: bool = True,
 ) -> list[NoShowRisk]:
     """Scheduled sessions in (as_of, as_of + days], riskiest first.
 
+    The probability comes from the trained no-show model when one passed its gate
+    on this database (`prediction.no_show_model`), else from the formula; the
+    formula's components are listed either way, and the model's top factors too.
     `min_probability` filters (ops' list uses prediction.no_show_alert_probability).
     `statuses` other than scheduled score sessions that already happened (backtest).
     """
+    risks = formula_risks(session, as_of=as_of, rules=rules, days=days, statuses=statuses)
+    if use_model and risks:
+        from tutorscore.prediction.no_show_model import apply_model
+
+        apply_model(session, risks, as_of=as_of, rules=rules, days=days, settings=settings)
+    if min_probability is not None:
+        risks = [r for r in risks if r.probability >= min_probability]
+    risks.sort(key=lambda r: (-r.probability, r.scheduled_start_at))
+    return risks[:limit] if limit is not None else risks
+
+
+def formula_risks(
+    session: Session,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    days: float = 7.0,
+    statuses: tuple[str, ...] = ("scheduled",),
+) -> list[NoShowRisk]:
+    """Today's formula for every session in (as_of, as_of + days] with these statuses."""
     cfg = rules.prediction
     k = cfg.no_show_prior_strength
     s = TutoringSession
@@ -188,6 +222,7 @@ def no_show_risks(
             s.subject,
             s.scheduled_start_at,
             s.status,
+            s.rescheduled_from_session_id,
             hour.label("hour"),
             lead.label("lead"),
         )
@@ -218,8 +253,6 @@ def no_show_risks(
             comps.append(component("lead time", bucket, lead_stats))
         logit = base + sum(c.shift for c in comps)
         p = 1.0 / (1.0 + math.exp(-logit))
-        if min_probability is not None and p < min_probability:
-            continue
         out.append(
             NoShowRisk(
                 row.session_id,
@@ -230,21 +263,38 @@ def no_show_risks(
                 p,
                 comps,
                 row.status,
+                hour=int(row.hour),
+                lead_days=None if row.lead is None else float(row.lead),
+                rescheduled_from=row.rescheduled_from_session_id,
+                formula_probability=p,
             )
         )
-    out.sort(key=lambda r: (-r.probability, r.scheduled_start_at))
-    return out[:limit] if limit is not None else out
+    out.sort(key=lambda r: (r.scheduled_start_at, r.session_id))
+    return out
 
 
 def backtest(
-    session: Session, *, as_of: datetime, rules: RulesConfig, days: float = 7.0
+    session: Session,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    days: float = 7.0,
+    settings: Settings | None = None,
+    use_model: bool = True,
 ) -> dict[str, Any]:
     """Score sessions that already took place in (as_of, as_of + days] from history up to
-    `as_of` only, and compare with what happened: ROC AUC and calibration."""
+    `as_of` only, and compare with what happened: ROC AUC and calibration (the
+    formula's AUC beside whatever scored them, when a model did)."""
     from sklearn.metrics import roc_auc_score
 
     risks = no_show_risks(
-        session, as_of=as_of, rules=rules, days=days, statuses=("completed", "no_show")
+        session,
+        as_of=as_of,
+        rules=rules,
+        days=days,
+        statuses=("completed", "no_show"),
+        settings=settings,
+        use_model=use_model,
     )
     y = [1 if r.status == "no_show" else 0 for r in risks]
     p = [r.probability for r in risks]
@@ -262,4 +312,8 @@ def backtest(
         "flagged": len(flagged),
         "flagged_no_shows": sum(flagged),
         "threshold": threshold,
+        "source": risks[0].source if risks else "formula",
+        "formula_auc": float(roc_auc_score(y, [r.formula_probability for r in risks]))
+        if 0 < sum(y) < len(y)
+        else None,
     }

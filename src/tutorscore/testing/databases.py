@@ -63,3 +63,35 @@ def truncate_all(engine: Engine) -> None:
         else:
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
+
+
+def _admin_conninfo() -> str:
+    return (
+        make_url(pg_admin_url()).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+def refuse_connections(url: str) -> int:
+    """Take the Postgres database at `url` offline: new connections are refused and
+    its current backends terminated (the server and its other databases keep running).
+    Returns how many backends were terminated. Undo with `allow_connections`."""
+    import psycopg
+
+    name = make_url(normalise_url(url)).database
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        killed = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()
+    return int(killed[0]) if killed else 0
+
+
+def allow_connections(url: str) -> None:
+    """Bring a database taken offline by `refuse_connections` back."""
+    import psycopg
+
+    name = make_url(normalise_url(url)).database
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -1,17 +1,19 @@
 """A fake OpenAI-compatible server for tests, benchmarks and offline demos.
 
-    python -m tutorscore.testing.fake_llm --port 9999 --rpm 300 --tpm 2000000 \\
-        --latency-ms 800 --error-rate 0.02 --malformed-rate 0.01
+    python -m tutorscore.testing.fake_llm --port 9999 --rpm 300 --tpm 1000000 \\
+        --latency-ms 400 --latency-max-ms 1200 --error-rate 0.02 --malformed-rate 0.01
 
 POST /v1/chat/completions answers with a structured evaluation computed from the
 transcript in the prompt (deterministic: the same transcript gives the same
 answer). Its evidence quotes are verbatim turn text, except that some answers
 carry deliberately wrong quotes (cited in the wrong turn, or paraphrased) so the
 judge's verifier has something to catch. It enforces requests and tokens per
-minute over a sliding window like a provider does: 429 with Retry-After and
-x-ratelimit-* headers (sent on successes too). It injects 500s and malformed
-JSON at the given rates, and it implements enough of the batch interface (files,
-batches, file content) for the batch path.
+minute over a sliding window like a provider does, counting each request's
+tokens the way OpenAI's limiter does (characters of all message contents / 4,
+plus max_tokens): 429 with Retry-After and x-ratelimit-* headers (sent on every
+answer). Latency is fixed, or uniform between --latency-ms and --latency-max-ms.
+It injects 500s and malformed JSON at the given rates, and it implements enough
+of the batch interface (files, batches, file content) for the batch path.
 
 Test helpers: GET /_stats (counters), POST /_control (change rates at run time,
 or script the next responses: `{"script": [{"status": 429, "retry_after": 1}]}`).
@@ -58,6 +60,7 @@ class FakeConfig:
     rpm: int = 500
     tpm: int = 2_000_000
     latency_ms: float = 0.0
+    latency_max_ms: float = 0.0  # > latency_ms: uniform between the two
     error_rate: float = 0.0
     malformed_rate: float = 0.0
     batch_delay_s: float = 0.5
@@ -78,11 +81,16 @@ class FakeState:
     first_accepted: float | None = None
     last_accepted: float | None = None
     max_window_requests: int = 0
+    max_window_tokens: int = 0
 
     def window(self, now: float) -> tuple[int, int]:
         while self.log and self.log[0][0] <= now - WINDOW_S:
             self.log.popleft()
         return len(self.log), sum(t for _, t in self.log)
+
+    def latency_s(self) -> float:
+        low, high = self.config.latency_ms, self.config.latency_max_ms
+        return (self.rng.uniform(low, high) if high > low else low) / 1000
 
     def headers(self, now: float) -> dict[str, str]:
         requests, tokens = self.window(now)
@@ -195,7 +203,17 @@ def evaluate_transcript(turns: list[Turn]) -> dict[str, Any]:
 
 
 def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """`usage.prompt_tokens`: stands in for the tokenizer's count (a little above chars / 4)."""
     return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
+
+
+def limiter_tokens(body: dict[str, Any]) -> int:
+    """What the rate limit counts for a request, as OpenAI's limiter estimates it before
+    tokenizing: characters of all message contents / 4 (rounded up), plus the output
+    allowance whether it is used or not."""
+    chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
+    max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    return math.ceil(chars / 4) + max_out
 
 
 def _completion(body: dict[str, Any], content: str) -> dict[str, Any]:
@@ -254,8 +272,7 @@ def create_app(config: FakeConfig) -> FastAPI:
         now = time.monotonic()
         state.counters["requests"] += 1
         state.recent_prompts.append(json.dumps(body.get("messages", [])[-1:], ensure_ascii=False))
-        max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
-        tokens = _prompt_tokens(body.get("messages", [])) + max_out
+        tokens = limiter_tokens(body)
         scripted = state.script.popleft() if state.script else {}
         status = int(scripted.get("status", 0))
         wait = float(scripted.get("retry_after", 1.0)) if status == 429 else 0.0
@@ -270,12 +287,14 @@ def create_app(config: FakeConfig) -> FastAPI:
         state.first_accepted = state.first_accepted or now
         state.last_accepted = now
         state.max_window_requests = max(state.max_window_requests, len(state.log))
+        state.max_window_tokens = max(state.max_window_tokens, state.window(now)[1])
         headers = state.headers(now)
         state.in_flight += 1
         state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
         try:
-            if config.latency_ms:
-                await asyncio.sleep(config.latency_ms / 1000)
+            latency = state.latency_s()
+            if latency:
+                await asyncio.sleep(latency)
         finally:
             state.in_flight -= 1
         if status >= 400 or (not status and state.rng.random() < config.error_rate):
@@ -420,6 +439,7 @@ def create_app(config: FakeConfig) -> FastAPI:
             "window_requests": requests,
             "window_tokens": tokens,
             "max_window_requests": state.max_window_requests,
+            "max_window_tokens": state.max_window_tokens,
             "accepted_span_s": span,
         }
 
@@ -430,7 +450,15 @@ def create_app(config: FakeConfig) -> FastAPI:
     @app.post("/_control")
     async def control(request: Request) -> dict[str, Any]:
         body = await request.json()
-        for key in ("rpm", "tpm", "latency_ms", "error_rate", "malformed_rate", "batch_delay_s"):
+        for key in (
+            "rpm",
+            "tpm",
+            "latency_ms",
+            "latency_max_ms",
+            "error_rate",
+            "malformed_rate",
+            "batch_delay_s",
+        ):
             if key in body:
                 setattr(config, key, type(getattr(config, key))(body[key]))
         if "script" in body:
@@ -442,6 +470,7 @@ def create_app(config: FakeConfig) -> FastAPI:
             state.recent_prompts.clear()
             state.first_accepted = state.last_accepted = None
             state.max_window_requests = 0
+            state.max_window_tokens = 0
         return {"ok": True}
 
     return app
@@ -519,7 +548,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9999)
     parser.add_argument("--rpm", type=int, default=500)
     parser.add_argument("--tpm", type=int, default=2_000_000)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="(minimum) latency")
+    parser.add_argument(
+        "--latency-max-ms", type=float, default=0.0, help="uniform latency up to this"
+    )
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--malformed-rate", type=float, default=0.0)
     parser.add_argument("--batch-delay-s", type=float, default=0.5)
@@ -529,6 +561,7 @@ def main(argv: list[str] | None = None) -> None:
         rpm=args.rpm,
         tpm=args.tpm,
         latency_ms=args.latency_ms,
+        latency_max_ms=args.latency_max_ms,
         error_rate=args.error_rate,
         malformed_rate=args.malformed_rate,
         batch_delay_s=args.batch_delay_s,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import import_module
 from typing import Any
@@ -38,6 +39,7 @@ API_MODULES = (
     "llm",
     "interventions",
     "prediction",
+    "reviews",
 )
 DASHBOARD_MODULES = (
     "auth",
@@ -46,6 +48,8 @@ DASHBOARD_MODULES = (
     "first_sessions",
     "no_shows",
     "interventions",
+    "model",
+    "reviews",
 )
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.
@@ -111,7 +115,10 @@ def create_app(
     engine: Engine | None = None,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
+    worker_status: Callable[[], dict[str, Any] | None] | None = None,
 ) -> FastAPI:
+    """The app. `worker_status`: how to read the evaluation worker's status
+    (`WorkerStatus.snapshot`, or a status file of another process) for /healthz."""
     settings = settings or get_settings()
     rules = rules or get_rules()
     owns_engine = engine is None
@@ -124,6 +131,7 @@ def create_app(
         sessions=session_factory(engine),
         login_throttle=LoginThrottle(engine),
         report_cache=ReportCache(ttl=settings.report_cache_ttl),
+        worker_status=worker_status,
     )
 
     @asynccontextmanager
@@ -175,6 +183,20 @@ def create_served_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, worker_status=worker_status_from_env())
     tune_gc_for_serving()
     return app
+
+
+# set by `serve --workers N` for its web processes: where the worker thread of the
+# serving process writes its status (evaluation.health.WorkerStatus)
+WORKER_STATUS_FILE_ENV = "TUTORSCORE_WORKER_STATUS_FILE"
+
+
+def worker_status_from_env() -> Callable[[], dict[str, Any] | None] | None:
+    path = os.environ.get(WORKER_STATUS_FILE_ENV)
+    if not path:
+        return None
+    from tutorscore.evaluation.health import read_status_file
+
+    return lambda: read_status_file(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,3 +80,58 @@ def trend_chart(
     return TrendChart(
         width, height, left, right, top, bottom, y_ticks, x_labels, series, not any_value
     )
+
+
+@dataclass
+class ReliabilityChart:
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    ticks: list[tuple[float, float, str]]  # x, y of the same value on both axes, label
+    diagonal: tuple[float, float, float, float]
+    points: list[tuple[float, float, float, str]]  # x, y, radius, tooltip
+    path: str
+    empty: bool
+
+
+def reliability_chart(
+    bins: list[dict[str, Any]], *, width: int = 360, height: int = 300
+) -> ReliabilityChart:
+    """Predicted probability (x) against the observed rate (y) per decile, on the same
+    scale, with the diagonal a calibrated model would follow. The scale ends at the
+    largest value rounded up to 10% so low-risk populations are not squeezed."""
+    left, right, top, bottom = 44, width - 16, 12, height - 36
+    values = [float(b[k]) for b in bins for k in ("mean_predicted", "observed_rate")]
+    top_value = min(1.0, max(0.1, math.ceil(max(values, default=0.1) * 10 - 1e-9) / 10))
+
+    def x_at(v: float) -> float:
+        return round(left + (right - left) * min(max(v, 0.0), top_value) / top_value, 1)
+
+    def y_at(v: float) -> float:
+        return round(bottom - (bottom - top) * min(max(v, 0.0), top_value) / top_value, 1)
+
+    steps = 5
+    ticks = [
+        (x_at(top_value * i / steps), y_at(top_value * i / steps), f"{top_value * i / steps:.0%}")
+        for i in range(steps + 1)
+    ]
+    points = []
+    parts: list[str] = []
+    most = max((int(b["rows"]) for b in bins), default=1) or 1
+    for b in bins:
+        x, y = x_at(float(b["mean_predicted"])), y_at(float(b["observed_rate"]))
+        r = round(3 + 3 * int(b["rows"]) / most, 1)
+        tip = (
+            f"decile {b['bin']}: predicted {float(b['mean_predicted']):.1%}, observed "
+            f"{float(b['observed_rate']):.1%} ({b['positives']} of {b['rows']})"
+        )
+        points.append((x, y, r, tip))
+        parts.append(f"{'L' if parts else 'M'}{x},{y}")
+    return ReliabilityChart(
+        width, height, left, right, top, bottom, ticks,
+        (x_at(0.0), y_at(0.0), x_at(top_value), y_at(top_value)),
+        points, " ".join(parts), not bins,
+    )  # fmt: skip

@@ -63,8 +63,26 @@ class TutorDetail(BaseModel):
     tutor_id: str
 
 
+class TranscriptFileIn(BaseModel):
+    """A transcript file as a meeting or chat tool wrote it (WebVTT, SubRip, "Name: text")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str | None = Field(
+        None,
+        description="vtt | srt | text",
+        json_schema_extra={"enum": ["vtt", "srt", "text"]},
+    )
+    content: str | None = Field(None, description="the file's text")
+    speakers: dict[str, Any] | None = Field(
+        None,
+        description='optional roles by speaker name, {"Maria Gonzalez": "tutor"}; otherwise '
+        "Tutor/Teacher/Student labels or the session tutor's name decide",
+    )
+
+
 class SessionIn(BaseModel):
-    """One `sessions.jsonl` line plus an optional transcript (`turns` or `text`).
+    """One `sessions.jsonl` line plus an optional transcript (`turns`, `text` or `transcript`).
 
     Types are deliberately loose: every field is checked by the importer's own
     validation so the API and `tutorscore import` give the same messages.
@@ -112,6 +130,11 @@ class SessionIn(BaseModel):
         None, description='[{"speaker": "tutor"|"student", "text": "...", "start_s": 0.0}]'
     )
     text: str | None = Field(None, description="'Tutor: ...' / 'Student: ...' lines")
+    transcript: TranscriptFileIn | None = Field(
+        None,
+        description='a transcript file instead of turns: {"format": "vtt"|"srt"|"text", '
+        '"content": "..."}',
+    )
 
 
 class SessionRecorded(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from anyio import CapacityLimiter, Semaphore
 from sqlalchemy import Engine
@@ -24,3 +26,6 @@ class AppState:
     # write requests in flight and the threads that commit them (web.deps.get_db)
     write_slots: Semaphore | None = None
     finish_limiter: CapacityLimiter | None = None
+    # the evaluation worker's status snapshot (evaluation.health), when this app
+    # reports one: /healthz answers 503 and /metrics tutorscore_worker_up 0 when it is dead
+    worker_status: Callable[[], dict[str, Any] | None] | None = None

@@ -11,11 +11,14 @@ from tutorscore.db.models.core import (
     Tutor,
     TutoringSession,
 )
-from tutorscore.db.models.evaluation import Job, LLMCall, SessionEvaluation
+from tutorscore.db.models.evaluation import QUEUED_EVALUATION, Job, LLMCall, SessionEvaluation
 from tutorscore.db.models.interventions import Alert, Intervention
+from tutorscore.db.models.reviews import REVIEW_SOURCES, Review
 
 __all__ = [
     "PARTIES",
+    "QUEUED_EVALUATION",
+    "REVIEW_SOURCES",
     "ROLES",
     "SESSION_STATUSES",
     "Alert",
@@ -28,6 +31,7 @@ __all__ = [
     "Intervention",
     "Job",
     "LLMCall",
+    "Review",
     "SessionEvaluation",
     "SessionTranscript",
     "Student",

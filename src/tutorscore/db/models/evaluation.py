@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tutorscore.db.base import Base, JSONType, utcnow
@@ -41,6 +41,11 @@ class SessionEvaluation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# At most one queued evaluation job per (session, judge): enqueues that race insert
+# ON CONFLICT DO NOTHING against this index (evaluation.queue).
+QUEUED_EVALUATION = "status = 'queued' AND kind = 'evaluate'"
+
+
 class Job(Base):
     """A unit of background work with priority and a lease (lower priority runs first)."""
 
@@ -48,11 +53,20 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_claim", "status", "priority", "run_after"),
         Index("ix_jobs_session_id", "session_id"),
+        Index(
+            "uq_jobs_queued_evaluation",
+            "session_id",
+            "judge",
+            unique=True,
+            sqlite_where=text(QUEUED_EVALUATION),
+            postgresql_where=text(QUEUED_EVALUATION),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))  # evaluate | ...
     session_id: Mapped[str | None] = mapped_column(String(64))
+    judge: Mapped[str | None] = mapped_column(String(32))  # evaluate jobs: heuristic | llm
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=20)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|dead

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from tutorscore.errors import Conflict, NotFound
+from tutorscore.evaluation.backlog import llm_backlog
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations, queue_stats
 from tutorscore.evaluation.service import evaluate_session, evaluation_to_dict, get_evaluation
@@ -103,16 +104,19 @@ def evaluate_batch(
     "/sessions/{session_id}/evaluation",
     responses={404: {"description": "no such session or not evaluated yet"}},
 )
-def session_evaluation(session_id: str, db: DbSession, user: CurrentUser) -> dict[str, Any]:
-    """The session's evaluation (latest LLM one when present, else heuristic), all judges'
-    evaluations under `evaluations`."""
-    found = get_evaluation(db, session_id)
+def session_evaluation(
+    session_id: str, db: DbSession, state: State, user: CurrentUser
+) -> dict[str, Any]:
+    """The session's evaluation that counts (`[evaluation.counted]`: by default the latest
+    LLM one when present, else heuristic), all judges' evaluations under `evaluations`."""
+    found = get_evaluation(db, session_id, rules=state.rules)
     if found is None:
         raise NotFound(f"session {session_id!r} has no evaluation")
     return found
 
 
 @router.get("/evaluation-queue")
-def evaluation_queue(db: DbSession, user: CurrentUser) -> dict[str, Any]:
-    """Backlog: queued by priority, oldest queued age, running, done, dead."""
-    return queue_stats(db)
+def evaluation_queue(db: DbSession, state: State, user: CurrentUser) -> dict[str, Any]:
+    """Backlog: queued by priority, oldest queued age, running, done, dead; `llm`: how long
+    the backlog takes at the LLM limits (null when the LLM judge is off)."""
+    return {**queue_stats(db), "llm": llm_backlog(db, state.settings)}

@@ -25,6 +25,7 @@ def _aware(as_of: datetime | None) -> datetime | None:
         raise ValidationFailed("as_of: needs an offset or Z", details=[{"field": "as_of"}])
     return as_of
 
+
 Coach = Annotated[Principal, Depends(require_role("coach"))]
 Status = Literal["open", "in_progress", "done"]
 

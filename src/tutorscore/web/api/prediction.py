@@ -11,6 +11,7 @@ from tutorscore.db.base import utcnow
 from tutorscore.prediction.churn import model_status
 from tutorscore.prediction.model_store import list_models
 from tutorscore.prediction.no_show import no_show_risks
+from tutorscore.prediction.no_show_model import PREFIX, no_show_model_status
 from tutorscore.web.deps import CurrentUser, DbSession, State
 
 router = APIRouter(prefix="/api", tags=["prediction"])
@@ -46,20 +47,37 @@ def no_show_risk(
         )
     )
     risks = no_show_risks(
-        db, as_of=when, rules=state.rules, days=days, min_probability=threshold, limit=limit
+        db,
+        as_of=when,
+        rules=state.rules,
+        days=days,
+        min_probability=threshold,
+        limit=limit,
+        settings=state.settings,
     )
     return {
         "as_of": when.isoformat().replace("+00:00", "Z"),
         "days": days,
         "threshold": threshold,
+        "model": no_show_model_status(state.settings),
         "items": [r.as_dict() for r in risks],
     }
 
 
 @router.get("/churn-model")
 def churn_model(state: State, user: CurrentUser) -> dict[str, Any]:
-    """Whether the churn model decides churn_risk_label (its gate) and its stored versions."""
+    """Whether the churn model decides churn_risk_label (its gate), its held-out scores and
+    reliability table (predicted decile vs observed churn rate), and its stored versions."""
     return {
         "status": model_status(state.settings),
         "versions": list_models(state.settings.data_dir)[:20],
+    }
+
+
+@router.get("/no-show-model")
+def no_show_model(state: State, user: CurrentUser) -> dict[str, Any]:
+    """Whether the trained no-show model or the formula scores sessions, and why."""
+    return {
+        "status": no_show_model_status(state.settings),
+        "versions": list_models(state.settings.data_dir, PREFIX)[:20],
     }

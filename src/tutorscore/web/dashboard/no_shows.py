@@ -31,13 +31,20 @@ def no_shows_page(
 ) -> HTMLResponse:
     """Same list as `tutorscore no-shows`: threshold from rules, riskiest first."""
     from tutorscore.prediction.no_show import no_show_risks
+    from tutorscore.prediction.no_show_model import no_show_model_status
 
     if as_of is not None and as_of.tzinfo is None:
         raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
     when = as_of or utcnow()
     threshold = state.rules.prediction.no_show_alert_probability
     risks = no_show_risks(
-        db, as_of=when, rules=state.rules, days=days, min_probability=threshold, limit=MAX_ROWS
+        db,
+        as_of=when,
+        rules=state.rules,
+        days=days,
+        min_probability=threshold,
+        limit=MAX_ROWS,
+        settings=state.settings,
     )
     tutor_ids = {r.tutor_id for r in risks}
     names: dict[str, str] = {}
@@ -51,5 +58,6 @@ def no_shows_page(
         "days": days,
         "threshold": threshold,
         "limit": MAX_ROWS,
+        "model": no_show_model_status(state.settings),
     }
     return render(request, "no_shows.html", context)

@@ -7,6 +7,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from tutorscore.db.models import TutorMetrics
+from tutorscore.evaluation.backlog import llm_backlog
+from tutorscore.reviews.service import reviews_since
 from tutorscore.web.dashboard import views
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.templating import render
@@ -30,7 +32,9 @@ def overview(request: Request, db: DbSession, state: State, user: CurrentUser) -
             "new_flags": new,
             "new_flags_total": new_total,
             "backlog": views.backlog(db),
+            "llm_backlog": llm_backlog(db, state.settings),
             "evaluated": views.evaluated_count(db),
             "llm": llm,
+            "reviews": reviews_since(db, days=7),
         },
     )

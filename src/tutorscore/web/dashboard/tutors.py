@@ -113,15 +113,22 @@ def tutor_page(
     tutor_id: str,
     request: Request,
     db: DbSession,
+    state: State,
     user: CurrentUser,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     from tutorscore.analytics.report import tutor_detail
+    from tutorscore.reviews.counted import choose_counted
 
-    detail = tutor_detail(db, tutor_id)
+    detail = tutor_detail(db, tutor_id, rules=state.rules)
     tutor = views.shape_report(detail)
+    counted = choose_counted(db, state.rules)  # which judge's scores this page shows, and why
     sessions, total_sessions = views.tutor_sessions(
-        db, tutor_id, limit=SESSIONS_PER_PAGE, offset=(page - 1) * SESSIONS_PER_PAGE
+        db,
+        tutor_id,
+        limit=SESSIONS_PER_PAGE,
+        offset=(page - 1) * SESSIONS_PER_PAGE,
+        counted=counted.params(),
     )
     reasons = sorted(
         detail.get("reasons") or [],
@@ -135,6 +142,7 @@ def tutor_page(
             "detail": detail,
             "reasons": reasons,
             "chart": trend_chart(_weekly_points(detail)),
+            "counted": counted.explanation,
             "sessions": sessions,
             "total_sessions": total_sessions,
             "page": page,
@@ -146,16 +154,24 @@ def tutor_page(
 
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
 def session_page(
-    session_id: str, request: Request, db: DbSession, user: CurrentUser
+    session_id: str,
+    request: Request,
+    db: DbSession,
+    state: State,
+    user: CurrentUser,
+    show_ai: Annotated[int, Query(ge=0, le=1, description="reviewers: show the AI first")] = 0,
 ) -> HTMLResponse:
     from tutorscore.evaluation.service import get_evaluation
+    from tutorscore.web.dashboard.reviews import review_context
 
     row = db.get(TutoringSession, session_id)
     if row is None:
         raise NotFound(f"session {session_id!r} does not exist")
     tutor_name = db.scalar(select(Tutor.name).where(Tutor.tutor_id == row.tutor_id)) or ""
     transcript = db.get(SessionTranscript, session_id)
-    evaluation = get_evaluation(db, session_id)
+    review = review_context(db, session_id, user, show_ai=bool(show_ai))
+    # a reviewer who has not reviewed yet scores blind: no AI score, no quoted turns
+    evaluation = None if review["hide_ai"] else get_evaluation(db, session_id, rules=state.rules)
     turns = views.highlight_turns(
         list(transcript.turns) if transcript else [],
         list((evaluation or {}).get("evidence") or []),
@@ -169,6 +185,7 @@ def session_page(
             "tutor_name": tutor_name,
             "turns": turns,
             "evaluation": evaluation,
+            "review": review,
             "now": datetime.now(UTC),
         },
     )

@@ -90,7 +90,7 @@ def subjects(engine: Engine, db: Session, *, ttl: float = 60.0) -> list[str]:
 
 
 def tutor_sessions(
-    db: Session, tutor_id: str, *, limit: int, offset: int
+    db: Session, tutor_id: str, *, limit: int, offset: int, counted: dict[str, str]
 ) -> tuple[list[dict[str, Any]], int]:
     """A tutor's sessions, newest first, with the chosen evaluation's score and tags."""
     total = db.scalar(
@@ -109,7 +109,8 @@ LEFT JOIN chosen c ON c.session_id = p.session_id
 LEFT JOIN session_transcripts t ON t.session_id = p.session_id
 ORDER BY p.scheduled_start_at DESC, p.session_id"""
     ).columns(scheduled_start_at=UTCDateTime(), risk_tags=JSONType)
-    rows = db.execute(sql, {"tid": tutor_id, "limit": limit, "offset": offset}).mappings()
+    params = {"tid": tutor_id, "limit": limit, "offset": offset, **counted}
+    rows = db.execute(sql, params).mappings()
     out = []
     for row in rows:
         item = dict(row)

@@ -95,9 +95,7 @@ def downgrade() -> None:
         batch_op.add_column(sa.Column("config", JSON, nullable=True))
     conn = op.get_bind()
     for config_hash, config in conn.execute(sa.select(configs.c.config_hash, configs.c.config)):
-        conn.execute(
-            sa.update(runs).where(runs.c.config_hash == config_hash).values(config=config)
-        )
+        conn.execute(sa.update(runs).where(runs.c.config_hash == config_hash).values(config=config))
     with op.batch_alter_table("analytics_runs", schema=None) as batch_op:
         batch_op.alter_column("config", existing_type=JSON, nullable=False)
         batch_op.drop_constraint(

@@ -1,22 +1,15 @@
-"""Fixtures for the LLM judge tests: the fake OpenAI-compatible server as a real subprocess.
-
-The server is started once per module on a free port and stopped by its PID.
-Test modules list it in `pytest_plugins` and import its helpers, so it is not
-assertion-rewritten: PYTEST_DONT_REWRITE.
-"""
+"""Helpers shared by the LLM judge tests; the fake server fixtures (fake_server, fake) are
+in conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import Engine
 
 from tutorscore.db.engine import transaction
 from tutorscore.db.models.core import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
-from tutorscore.testing.fake_llm import FakeServerProcess, start_fake_server
 
 TRANSCRIPT: list[Turn] = [
     {"speaker": "tutor", "text": "Hi, I'm Sofia. Today we'll work on solving linear equations."},
@@ -29,24 +22,6 @@ TRANSCRIPT: list[Turn] = [
         "text": "Yes. Then 2x = 8 and x = 4. You can email me at kid@example.com",
     },
 ]
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeServerProcess]:
-    server = start_fake_server(rpm=10_000, tpm=50_000_000, batch_delay_s=0.2)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: FakeServerProcess) -> FakeServerProcess:
-    """The module's server with counters, script and rates reset for this test."""
-    fake_server.control(
-        reset=True, rpm=10_000, tpm=50_000_000, latency_ms=0, error_rate=0, malformed_rate=0
-    )
-    return fake_server
 
 
 def add_session(

@@ -1,0 +1,1 @@
+"""Human reviews of sessions and how far each judge agrees with them."""

@@ -1,0 +1,1 @@
+"""Browser tests: a real `tutorscore serve` driven through the system Chromium."""
