@@ -14,7 +14,9 @@ Prints one table:
   fires.
 - Bridge (out of domain: real chat tutoring, the bundled model trained on all of MathDial):
   is the expert's revised response told apart as asking (ask_question, simplify_question)
-  vs telling (explain_concept, provide_correction, provide_strategy)?
+  vs telling (explain_concept, provide_correction, provide_strategy)? The model sees the
+  conversation before it and the student's reply after it (from `c_revision`); the
+  baseline sees the response text.
 - NCTE: Spearman of the judge's uptake measure against the experts' uptake_majority.
 - A plain n-gram baseline in the same rows (tf-idf word 1-2 + char 2-4 grams of the turn text
   alone, logistic regression; and for uptake, the v1 "shares a content word" measure), and
@@ -137,7 +139,13 @@ def _bridge_turns(item: dict[str, object]) -> tuple[list[Turn], list[int]]:
             turns.append({"speaker": speaker, "text": text})
     revised = " ".join(str(t["text"]).strip() for t in item["c_r_"])  # type: ignore[union-attr]
     turns.append({"speaker": "tutor", "text": revised})
-    return turns, [len(turns) - 1]
+    at = len(turns) - 1
+    # The conversation goes on (c_revision): the student's reply is part of the transcript
+    # the judge would see, as it is for every tutor turn but the last of a real session.
+    after = item["c_revision"][len(item["c_r_"]) :]  # type: ignore[index]
+    if after and after[0]["user"] == "student":
+        turns.append({"speaker": "student", "text": str(after[0]["text"])})
+    return turns, [at]
 
 
 def bridge() -> list[tuple[str, str, str, str]]:
@@ -153,10 +161,10 @@ def bridge() -> list[tuple[str, str, str, str]]:
         strategy = item["z_what"]
         if strategy not in ASKING and strategy not in TELLING:
             continue
-        turns, _ = _bridge_turns(item)
-        pred = model.predict(turns)[-1].probabilities
+        turns, (at,) = _bridge_turns(item)
+        pred = next(p for p in model.predict(turns) if p.turn == at).probabilities
         asks = pred["focus"] + pred["probing"] > pred["telling"]
-        text = turns[-1]["text"]
+        text = turns[at]["text"]
         bp = clf.predict_proba(sparse.hstack([word.transform([text]), char.transform([text])]))[0]
         base_asks = bp[f] + bp[p] > bp[t]
         truth = strategy in ASKING

@@ -193,3 +193,24 @@ def test_an_old_v1_evaluation_stays_readable(engine: Engine, rules: RulesConfig)
         assert versions == ["heuristic-v1", "heuristic-v2"]
         assert both["prompt_version"] == "heuristic-v2"  # the newest counts
         assert "turn_moves" in both["features"]
+
+
+def test_session_page_labels_each_tutor_turn_with_its_move() -> None:
+    from tutorscore.web.dashboard import views
+
+    turns: list[Turn] = [
+        {"speaker": "tutor", "text": "Hi Sam, nice to meet you!"},
+        {"speaker": "student", "text": "I got 29 days."},
+        {"speaker": "tutor", "text": "How did you get 29?"},
+    ]
+    heuristic = evaluate_turns(turns).model_dump()
+    heuristic["judge"] = "heuristic"
+    llm = {"judge": "llm", "features": {}, "evaluations": [{"judge": "llm"}, heuristic]}
+    moves = views.turn_moves(llm)  # the LLM's evaluation is shown; moves come from v2
+    assert [m for m, _ in moves] == [
+        {"G": "generic", "F": "focus", "P": "probing", "T": "telling"}[c]
+        for c in str(heuristic["features"]["turn_moves"])
+    ]
+    rows = views.highlight_turns([dict(t) for t in turns], [], moves)
+    assert [r["move"] for r in rows] == [moves[0][0], None, moves[1][0]]
+    assert views.turn_moves({"judge": "heuristic", "features": {"uptake_rate": 0.5}}) == []

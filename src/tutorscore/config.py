@@ -72,7 +72,7 @@ class HeuristicConfig(BaseModel):
     min_tutor_turns_for_checks: int = 4
     min_questions_for_closed_tag: int = 3
     strong_uptake_turns: int = 3
-    strong_uptake_score: float = 0.45
+    strong_uptake_score: float = 0.35
     strong_uptake_share: float = 0.4
     weak_uptake_share: float = 0.2
     strong_scaffolding_share: float = 0.6

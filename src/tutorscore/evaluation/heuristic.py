@@ -392,15 +392,15 @@ class _Scores:
 # Weight of each component in the quality score (sum 1). Scaffolding (focus + probing
 # against telling) leads: it is what the teachers' own labels rank sessions by.
 QUALITY_WEIGHTS: dict[str, float] = {
-    "scaffolding": 0.50,
-    "uptake": 0.14,
-    "no_giveaway": 0.10,
-    "checks": 0.07,
-    "answered": 0.05,
-    "structure": 0.05,
-    "monologue": 0.04,
-    "open": 0.03,
-    "talk": 0.02,
+    "scaffolding": 0.60,
+    "uptake": 0.12,
+    "no_giveaway": 0.08,
+    "checks": 0.06,
+    "answered": 0.04,
+    "structure": 0.04,
+    "monologue": 0.03,
+    "open": 0.02,
+    "talk": 0.01,
 }
 
 

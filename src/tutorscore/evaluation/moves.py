@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -193,10 +194,6 @@ DENSE_FEATURES: tuple[str, ...] = (
 )
 
 
-def _content_words(low: str) -> set[str]:
-    return {w for w in WORD.findall(low) if w not in _STOPWORDS and len(w) > 2}
-
-
 @dataclass
 class TurnInputs:
     """The model's inputs for every tutor turn of one transcript."""
@@ -222,69 +219,79 @@ def tutor_turn_features(
     `lowers` / `tokens` (lower-cased text and `_WORD` tokens per turn) may be passed
     by a caller that has them already, so a transcript is tokenized once.
     """
-    idx = [i for i, t in enumerate(turns) if t.get("speaker") == "tutor"]
+    n_turns = len(turns)
+    lows = lowers if lowers is not None else [str(t.get("text", "")).lower() for t in turns]
+    toks = tokens if tokens is not None else [WORD.findall(low) for low in lows]
+    is_tutor = [t.get("speaker") == "tutor" for t in turns]
+    idx = [i for i in range(n_turns) if is_tutor[i]]
     n_tutor = len(idx)
-    dense = np.zeros((n_tutor, len(DENSE_FEATURES)), dtype=np.float64)
+    rows: list[list[float]] = []
     texts: list[str] = []
     grams: list[list[str]] = []
     said_numbers: set[str] = set()
-    prev_student = ""
-    k = 0
-    for i, turn in enumerate(turns):
-        text = str(turn.get("text", ""))
-        low = lowers[i] if lowers is not None else text.lower()
-        if turn.get("speaker") != "tutor":
+    prev_student: int | None = None
+    last = n_tutor - 1
+    for i in range(n_turns):
+        low = lows[i]
+        if not is_tutor[i]:
             said_numbers.update(_NUMBER.findall(low))
-            prev_student = low
+            prev_student = i
             continue
-        texts.append(text)
-        stripped = low.rstrip()
-        words = tokens[i] if tokens is not None else WORD.findall(low)
+        k = len(rows)
+        texts.append(str(turns[i].get("text", "")))
+        words = toks[i]
         nxt = i + 1
-        following = ""
-        if nxt < len(turns) and turns[nxt].get("speaker") != "tutor":
-            following = (
-                lowers[nxt] if lowers is not None else str(turns[nxt].get("text", "")).lower()
-            )
-        after = (
-            (tokens[nxt] if tokens is not None else WORD.findall(following)) if following else []
-        )
+        following = nxt < n_turns and not is_tutor[nxt]
+        after = toks[nxt] if following else []
         # The student's reply tells what the turn did: after telling, students accept
         # ("okay", "I see") and repeat the tutor's numbers; after a question, they work.
         grams.append(word_grams(words) + [f"next:{w}" for w in after[:3]])
-        cues: set[object] = set(words)
-        token_set = set(cues)
+        token_set = set(words)
+        cues: set[object] = set(token_set)
         cues.update(zip(words, words[1:], strict=False))
         numbers = _NUMBER.findall(low)
-        new_numbers = [n for n in numbers if n not in said_numbers]
-        student_words = _content_words(prev_student) if prev_student else set()
+        new_numbers = sum(1 for n in numbers if n not in said_numbers)
+        student_words = (
+            {w for w in toks[prev_student] if w not in _STOPWORDS and len(w) > 2}
+            if prev_student is not None
+            else set()
+        )
         reuse = len(student_words & token_set) / len(student_words) if student_words else 0.0
-        row = dense[k]
-        row[0] = stripped.endswith("?")
-        row[1] = min(low.count("?"), 3) / 3
-        row[2] = bool(_QUESTION_START.match(low))
-        row[3] = not _WHY_HOW.isdisjoint(cues)
-        row[4] = k / (n_tutor - 1) if n_tutor > 1 else 0.0
-        row[5] = k == 0
-        row[6] = k == n_tutor - 1
-        row[7] = np.log1p(len(words))
-        row[8] = bool(numbers)
-        row[9] = min(len(numbers), 5) / 5
-        row[10] = min(len(new_numbers), 5) / 5
-        row[11] = bool(_EQUATION.search(low))
-        row[12] = reuse
-        row[13] = bool(prev_student)
-        row[14] = not _BACK_REFERENCE.isdisjoint(cues)
-        row[15] = not _DIRECTIVE.isdisjoint(cues)
-        row[16] = not _STATES_RESULT.isdisjoint(cues)
-        row[17] = not _SOCIAL.isdisjoint(cues)
-        row[18] = not _NEGATION.isdisjoint(cues)
-        row[22] = np.log1p(len(after))
+        repeats = 0.0
         if numbers and after:
-            row[23] = len(set(numbers) & set(_NUMBER.findall(following))) / len(set(numbers))
-        row[24] = bool(after) and after[0] in _AGREEMENT
-        prev_student = ""
-        k += 1
+            distinct = set(numbers)
+            repeats = len(distinct & set(_NUMBER.findall(lows[nxt]))) / len(distinct)
+        rows.append(
+            [
+                float(low.rstrip().endswith("?")),
+                min(low.count("?"), 3) / 3,
+                float(bool(_QUESTION_START.match(low))),
+                float(not _WHY_HOW.isdisjoint(cues)),
+                k / last if n_tutor > 1 else 0.0,
+                float(k == 0),
+                float(k == last),
+                math.log1p(len(words)),
+                float(bool(numbers)),
+                min(len(numbers), 5) / 5,
+                min(new_numbers, 5) / 5,
+                float(bool(_EQUATION.search(low))),
+                reuse,
+                float(prev_student is not None),
+                float(not _BACK_REFERENCE.isdisjoint(cues)),
+                float(not _DIRECTIVE.isdisjoint(cues)),
+                float(not _STATES_RESULT.isdisjoint(cues)),
+                float(not _SOCIAL.isdisjoint(cues)),
+                float(not _NEGATION.isdisjoint(cues)),
+                0.0,
+                0.0,
+                0.0,
+                math.log1p(len(after)),
+                repeats,
+                float(bool(after) and after[0] in _AGREEMENT),
+            ]
+        )
+        prev_student = None
+    dense = np.array(rows, dtype=np.float64).reshape(n_tutor, len(DENSE_FEATURES))
     if n_tutor:
         # The tutor's style over the whole session: teachers are consistent within a session.
         dense[:, 19] = dense[:, 0].mean()
@@ -380,7 +387,9 @@ class MoveModel:
             w = (1.0 + np.log(tf)) * self.idf[col]
             norms = np.sqrt(np.bincount(row_of, weights=w * w, minlength=n))
             w /= norms[row_of]
-            np.add.at(logits, row_of, w[:, None] * self.word_coef_t[col])
+            # keys are sorted, so each row's n-grams are contiguous: sum them per row.
+            starts = np.flatnonzero(np.r_[True, row_of[1:] != row_of[:-1]])
+            logits[row_of[starts]] += np.add.reduceat(w[:, None] * self.word_coef_t[col], starts)
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)

@@ -580,16 +580,16 @@ T_PROBE = (
     "What would happen if that were true? Does it fit {problem}?",
 )
 T_TELL_STEP = (
-    "You need to {step}, and then {step2}.",
-    "First {step}. Then {step2}.",
-    "Remember, {concept}. So you {step}.",
-    "No, you have to {step} before you {step2}.",
-    "The rule is that {concept}, so just {step2}.",
+    "You need to {step}, and then {step2}. That gives you {answer}.",
+    "First {step}. Then {step2}, so it's {answer}.",
+    "Remember, {concept}. So you {step} and you get {answer}.",
+    "No, you have to {step} before you {step2}. The result is {answer}.",
+    "The rule is that {concept}, so just {step2} and write {answer}.",
 )
 T_NEXT_TELL = (
-    "Next one is {problem}: you {step}, then {step2}.",
-    "Same thing with {problem}. Just {step} and {step2}.",
-    "Now {problem}. It's the same steps, {step} and then {step2}.",
+    "Next one is {problem}: you {step}, then {step2}, and it comes out to {answer}.",
+    "Same thing with {problem}. You {step} and {step2}, which gives {answer}.",
+    "Now {problem}. It's the same steps, {step} and then {step2}, so the answer is {answer}.",
 )
 T_CLOSED_Q = ("Got it?", "Okay?", "Right?", "Understand?", "Make sense? Okay, moving on.")
 MONOLOGUE_SENTENCES = (
