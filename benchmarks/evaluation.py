@@ -20,9 +20,11 @@ on a throwaway database (SQLite file or a fresh Postgres database).
 `tutorscore worker --once` processes drain the queue, each given half the
 limits (150 RPM, 500,000 TPM, 20 in flight).
 
-Shorter variants for iterating: `--transcripts 150` (a quarter of the calls), or
-`--minutes 1` (the worker is stopped with SIGTERM after a minute; it finishes
-the jobs in hand, and lost/duplicates are then counted over the jobs that ran).
+Shorter variants for iterating: `--transcripts 150` (a quarter of the calls, but
+under a minute: it measures the first window's burst, not the rate), or
+`--minutes 1.5` (the jobs are queued by the benchmark and drained by `tutorscore
+worker --once`, stopped with SIGTERM after 1.5 minutes; it finishes the jobs in
+hand, and lost/duplicates are counted over the jobs that ran).
 
 Measures:
 - achieved RPM = requests the provider admitted (answered 200 or 500) / time
@@ -42,6 +44,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -63,6 +66,8 @@ from tutorscore.testing.databases import temporary_database
 from tutorscore.testing.fake_llm import start_fake_server
 
 CLI = [sys.executable, "-m", "tutorscore"]
+# what the seed's transcripts put in (emails at example.com, 555-01xx phone numbers)
+_PII = re.compile(r"@example\.com|555-01\d\d")
 
 
 def _cpu_children() -> float:
@@ -125,10 +130,8 @@ def scenario(args: argparse.Namespace, backend: str, workers: int) -> dict[str, 
             )  # fmt: skip
             engine = make_engine(url)
             cpu_before = _cpu_children()
-            if workers == 1:
-                wall = _run(
-                    [*CLI, "evaluate", "--judge", "llm", "--all"], env, minutes=args.minutes
-                )
+            if workers == 1 and not args.minutes:
+                wall = _run([*CLI, "evaluate", "--judge", "llm", "--all"], env)
             else:
                 rules = load_rules(None, environ={})
                 with transaction(engine) as s:
@@ -150,7 +153,9 @@ def scenario(args: argparse.Namespace, backend: str, workers: int) -> dict[str, 
                 wall = time.monotonic() - started
             cpu = _cpu_children() - cpu_before
             stats = server.stats()
+            leaked = [p for p in server.recent_prompts() if _PII.search(p)]
             result = _measure(engine, stats, args, backend, workers, wall, cpu)
+            result["prompts_with_pii"] = f"{len(leaked)} of the last {len(server.recent_prompts())}"
             engine.dispose()
     finally:
         server.stop()
@@ -191,6 +196,8 @@ def _measure(
             conn.execute(select(LLMCall.status, func.count()).group_by(LLMCall.status)).all()
         )
         latencies = [float(x) for x in conn.execute(select(LLMCall.latency_ms)).scalars()]
+        total = select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0))
+        cost = float(conn.execute(total).scalar_one())
         jobs = dict(
             conn.execute(
                 select(Job.status, func.count()).where(Job.kind == "evaluate").group_by(Job.status)
@@ -222,6 +229,7 @@ def _measure(
         "ledger": by_status,
         "latency_p50_ms": _percentile(latencies, 0.50),
         "latency_p95_ms": _percentile(latencies, 0.95),
+        "cost_usd": cost,
         "wall_s": wall,
         "cpu_s": cpu,
         "cpu_s_per_call": cpu / max(1, admitted),
@@ -270,6 +278,10 @@ def _table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         row("call latency p50 / p95",
             lambda r: f"{r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} ms"),
         row("max in flight at the provider", lambda r: str(r["max_in_flight"])),
+        row(f"cost ({args.model} prices)",
+            lambda r: f"${r['cost_usd']:.2f} "
+            f"(${r['cost_usd'] / max(1, r['evaluated']):.5f} a session)"),
+        row("prompts at the provider with an email or phone", lambda r: r["prompts_with_pii"]),
         row("CPU seconds per call (evaluating processes)", lambda r: f"{r['cpu_s_per_call']:.4f}"),
         row("wall time", lambda r: f"{r['wall_s']:.1f} s"),
     ]  # fmt: skip

@@ -209,7 +209,7 @@ def test_0004_reviews_upgrade_and_downgrade(engine: Engine) -> None:
         db = make_engine(url)
         downgrade(db, "0003")
         assert "reviews" not in inspect(db).get_table_names()
-        upgrade(db)
+        upgrade(db, "0004")
         assert current_revision(db) == "0004"
         insp = inspect(db)
         assert "reviews" in insp.get_table_names()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import string
@@ -234,12 +235,12 @@ def test_import_export_import_round_trips(
     assert _sort_key_safe(imported) == _sort_key_safe(_expected(data))
 
     exported = tmp_path_factory.mktemp("export")
-    export_bundle(engine, exported, fmt=fmt)
+    export_bundle(engine, exported, fmt=fmt, raw=True)  # raw: what re-imports exactly
     truncate_all(engine)
     import_bundle(engine, [exported])
     assert database_rows(engine) == imported
     again = tmp_path_factory.mktemp("again")
-    export_bundle(engine, again, fmt=fmt)
+    export_bundle(engine, again, fmt=fmt, raw=True)
     assert _files(again) == _files(exported)
 
 
@@ -335,3 +336,77 @@ def test_cli_export(engine: Engine, db_url: str, tmp_path: Path) -> None:
         "transcripts.jsonl",
         "tutors.jsonl",
     ]
+
+
+HOSTILE = ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx",
+           "'=already quoted", "plain", "a=b"]  # fmt: skip
+
+
+def test_csv_export_neutralises_formula_cells_and_raw_round_trips(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from tutorscore.csvsafe import neutralise, restore
+
+    for text in HOSTILE:
+        assert restore(neutralise(text)) == text
+    tutors = [
+        {"tutor_id": f"T{i}", "name": name, "subjects": [name if i % 2 else "Math"],
+         "years_experience": i, "timezone": None, "hire_date": None, "churned_on": None}
+        for i, name in enumerate(HOSTILE)
+    ]  # fmt: skip
+    write_source(
+        tmp_path / "source",
+        {"tutors": tutors, "students": [], "sessions": [], "transcripts": []},
+        "csv",
+    )
+    import_bundle(engine, [tmp_path / "source"])
+    before = database_rows(engine)
+    export_bundle(engine, tmp_path / "safe")
+    with (tmp_path / "safe" / "tutors.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    names = [r["name"] for r in rows]
+    for cell in names + [r["subjects"] for r in rows]:
+        assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), cell
+    with transaction(engine) as db:
+        stored = list(db.scalars(select(Tutor.name)))  # names are stripped on import
+    assert sorted(names) == sorted(neutralise(n) for n in stored)
+    assert "plain" in names and "a=b" in names and "''=already quoted" in names
+    assert {r["years_experience"] for r in rows} == {str(i) for i in range(len(HOSTILE))}
+    # --raw writes the values as stored: the import reproduces the database exactly
+    export_bundle(engine, tmp_path / "raw", raw=True)
+    truncate_all(engine)
+    import_bundle(engine, [tmp_path / "raw"])
+    assert database_rows(engine) == before
+
+
+def test_cli_export_and_tutors_csv_neutralise_unless_raw(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import tutorscore.cli.analytics as analytics_cli
+    import tutorscore.cli.ingest as ingest_cli
+    from tutorscore.cli import app as cli
+
+    monkeypatch.setattr(ingest_cli, "get_engine", lambda: engine)
+    monkeypatch.setattr(analytics_cli, "get_engine", lambda: engine)
+    tutors = [{"tutor_id": "T1", "name": "=1+1", "subjects": ["@Math"], "years_experience": None,
+               "timezone": None, "hire_date": None, "churned_on": None}]  # fmt: skip
+    write_source(
+        tmp_path / "source",
+        {"tutors": tutors, "students": [], "sessions": [], "transcripts": []},
+        "csv",
+    )
+    import_bundle(engine, [tmp_path / "source"])
+    runner = CliRunner()
+    assert runner.invoke(cli, ["export", str(tmp_path / "a")]).exit_code == 0
+    assert "T1,'=1+1,'@Math" in (tmp_path / "a" / "tutors.csv").read_text()
+    assert runner.invoke(cli, ["export", str(tmp_path / "b"), "--raw"]).exit_code == 0
+    assert "T1,=1+1,@Math" in (tmp_path / "b" / "tutors.csv").read_text()
+    result = runner.invoke(cli, ["tutors", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["name"] == "'=1+1" and row["subjects"] == "'@Math"
+    result = runner.invoke(cli, ["tutors", "--format", "csv", "--raw"])
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["name"] == "=1+1" and row["subjects"] == "@Math"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,69 @@ def test_released_tokens_are_available_at_once() -> None:
     assert not isinstance(limiter.reserve(900), Reservation)  # the window is full
     limiter.release(first)  # refused by the provider
     assert isinstance(limiter.reserve(900), Reservation)  # no wait for the window to pass
+
+
+provider_events = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=2.0),  # gap before the next request
+        st.integers(min_value=1, max_value=900),  # its tokens (what the provider counts)
+        st.floats(min_value=0.0, max_value=3.0),  # grant -> arrival at the provider
+        st.floats(min_value=0.0, max_value=2.0),  # arrival -> answer back
+        st.booleans(),  # refused with a 429 (the provider counts nothing)
+    ),
+    min_size=1,
+    max_size=150,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rpm=st.integers(min_value=1, max_value=40),
+    tpm=st.integers(min_value=900, max_value=6000),
+    script=provider_events,
+)
+def test_the_providers_own_windows_stay_within_limits_whatever_the_delays(
+    rpm: int, tpm: int, script: list[tuple[float, int, float, float, bool]]
+) -> None:
+    """The provider counts a request when it arrives, up to 3 s after the grant here (a busy
+    client or server). Answered requests are counted from their answer (`answered`), so no
+    60 s window of arrivals at the provider ever holds more than the limits."""
+    import heapq
+
+    clock = VirtualClock()
+    limiter = RateLimiter(rpm, tpm, clock=clock)
+    answers: list[tuple[float, int, Reservation, bool]] = []  # (answer time, seq, ...)
+    arrivals: list[tuple[float, int]] = []
+
+    def advance(to: float) -> None:
+        while answers and answers[0][0] <= to:
+            at, _, reservation, refused = heapq.heappop(answers)
+            clock.now = max(clock.now, at)
+            limiter.answered(reservation)
+            if refused:
+                limiter.release(reservation)
+        clock.now = max(clock.now, to)
+
+    for gap, tokens, send_delay, latency, refused in script:
+        advance(clock.now + gap)
+        while not isinstance(result := limiter.reserve(tokens), Reservation):
+            advance(clock.now + result)
+        if not refused:
+            arrivals.append((clock.now + send_delay, tokens))
+        answer_at = clock.now + send_delay + latency
+        heapq.heappush(answers, (answer_at, result.seq, result, refused))
+    arrivals.sort()
+    _assert_within_limits(arrivals, rpm, tpm)
+
+
+def test_a_request_counts_from_its_answer() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(1, 1000, burst_s=60.0, margin_s=0.0, clock=clock)
+    first = limiter.reserve(10)
+    assert isinstance(first, Reservation)
+    clock.now = 2.0
+    limiter.answered(first)  # the provider may have counted it as late as this
+    clock.now = 60.5  # a minute after the grant, not yet after the answer
+    assert limiter.reserve(10) == pytest.approx(1.5, abs=1e-5)
+    clock.now = 62.0
+    assert isinstance(limiter.reserve(10), Reservation)

@@ -418,3 +418,58 @@ async def test_queue_api_and_overview_show_the_backlog_time(
         page = await client.get("/")
         assert page.status_code == 200
         assert 'id="llm-backlog"' in page.text and "<strong>6 min</strong>" in page.text
+
+
+def test_pipeline_rides_out_a_database_outage(
+    engine: Engine, rules: RulesConfig, fake: FakeServerProcess
+) -> None:
+    """The database goes away mid-run (Postgres refuses connections and ends backends;
+    SQLite: another connection holds the write lock): the continuous worker reports it,
+    waits, and afterwards every session has one LLM result and every call a ledger row."""
+    from test_worker_faults import database_outage, quick, wait_until, worker_engine
+    from tutorscore.evaluation import health
+    from tutorscore.evaluation.health import WorkerStatus
+
+    n = 60
+    ids = add_sessions(engine, n)
+    rules = quick(rules)
+    queue_all(engine, rules)
+    fake.control(latency_ms=50)
+    status = WorkerStatus()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    weng = worker_engine(engine)
+    settings = llm_settings(fake, TUTORSCORE_LLM_RPM=1200, TUTORSCORE_LLM_MAX_CONCURRENCY=4)
+
+    def target() -> None:
+        try:
+            run_worker(weng, settings, rules, stop_event=stop, status=status)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    seen = set()
+    try:
+        wait_until(lambda: count(engine, Job, Job.status == "done") >= 5, 60, "the first jobs")
+        with database_outage(engine):
+            wait_until(
+                lambda: status.snapshot()["state"] == health.DATABASE_UNAVAILABLE,
+                30,
+                "the worker to notice the outage",
+            )
+            seen.add(status.snapshot()["state"])
+            time.sleep(2)
+            assert thread.is_alive(), errors
+        wait_until(lambda: count(engine, Job, Job.status == "done") == n, 90, "the queue to drain")
+        seen.add(status.snapshot()["state"])
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        weng.dispose()
+    assert not errors, errors
+    assert seen == {health.DATABASE_UNAVAILABLE, health.RUNNING}
+    llm_rows = sorted(e.session_id for e in evaluations(engine) if e.judge == "llm")
+    assert llm_rows == sorted(ids)  # once each
+    assert count(engine, LLMCall, LLMCall.status == "ok") >= n
+    assert count(engine, LLMCall) == fake.stats()["requests"]  # no ledger row lost or doubled

@@ -40,6 +40,8 @@ def test_redacts_pii(text: str, expected: str) -> None:
         "This is Algebra, not Geometry.",
         "You will see what May brings; mark the answer.",
         "The year 2024 had 366 days; 1234 + 5678 = 6912.",
+        "12 x 12 = 144 and 1000000 is a million",
+        "Compute 2 + 2 = 4, then 10 20 30 40 50.",
     ],
 )
 def test_leaves_ordinary_text_alone(text: str) -> None:
@@ -80,3 +82,27 @@ def test_text_without_pii_round_trips_and_mapping_is_monotone(text: str) -> None
         assert 0 <= a <= len(text) and 0 <= b <= len(text)
     if not red.spans:
         assert red.text == text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("UK: call 020 7946 0958 tonight", "UK: call [PHONE] tonight"),
+        ("mon portable: 06 12 34 56 78.", "mon portable: [PHONE]."),
+        ("or 0612345678", "or [PHONE]"),
+        ("Berlin 030 12345678 ok", "Berlin [PHONE] ok"),
+        ("Sydney (02) 9374 4000", "Sydney [PHONE]"),
+        # national number followed by more digits in the same run: the number only
+        ("ring 020 7946 0958 2005", "ring [PHONE] 2005"),
+    ],
+)
+def test_redacts_national_phone_formats(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_arithmetic_next_to_a_local_number_stays_sensible() -> None:
+    """`3x + 555-1234`: the seven-digit local number is redacted, the algebra is kept."""
+    out = Redactor().redact("so 3x + 555-1234 = 0, what is x?")
+    assert out.text == "so 3x + [PHONE] = 0, what is x?"
+    start = out.text.index("[PHONE]")
+    assert out.original[slice(*out.to_original(start, start + 7))] == "555-1234"

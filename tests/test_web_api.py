@@ -326,3 +326,37 @@ async def test_concurrent_writes_finish_with_a_single_handler_thread(
     with transaction(engine) as db:
         queued = db.scalar(select(func.count()).select_from(Job).where(Job.session_id.like("M%")))
     assert queued == 6
+
+
+async def test_seed_data_refuses_unknown_keys_and_says_what_it_deletes(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    admin = bearer(engine, "root", "admin")
+    body = {"tutors": 3, "students": 20, "sessions": 60, "transcripts": 5, "seed": 3,
+            "as_of": "2026-11-24T00:00:00Z", "run_analytics": False}  # fmt: skip
+    r = await client.post("/api/seed-data", json={**body, "tutor": 5}, headers=admin)
+    assert r.status_code == 422
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["tutor"]
+    assert (await client.post("/api/seed-data", json=body, headers=admin)).status_code == 200
+    with transaction(engine) as db:
+        tutor_id = db.scalars(select(TutorMetrics.tutor_id)).first() or db.scalar(
+            select(TutoringSession.tutor_id)
+        )
+    r = await client.post(
+        "/api/interventions",
+        json={"tutor_id": tutor_id, "type": "Coaching call", "notes": "ours"},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/seed-data", json={**body, "dry_run": True}, headers=admin)
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["dry_run"] is True and plan["summary"] == {}
+    assert plan["would_delete"]["interventions"] == 1
+    assert plan["would_delete"]["tutors"] == 3 and plan["would_delete"]["sessions"] == 60
+    with transaction(engine) as db:  # the dry run wrote nothing
+        assert db.scalar(select(func.count()).select_from(TutoringSession)) == 60
+    r = await client.post("/api/seed-data", json=body, headers=admin)
+    assert r.status_code == 200
+    assert r.json()["would_delete"]["interventions"] == 1
+    assert r.json()["summary"]["deleted"]["interventions"] == 1

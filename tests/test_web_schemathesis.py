@@ -31,6 +31,10 @@ SKIP = {
     ("POST", "/api/run-analytics"),
     ("POST", "/api/evaluate-batch"),
     ("POST", "/api/logout"),
+    # would revoke the fuzzer's own token (id 1) or lock accounts: tests/test_web_sessions.py
+    ("POST", "/api/tokens/{token_id}/revoke"),
+    ("POST", "/api/users/{username}/deactivate"),
+    ("POST", "/api/me/password"),
 }
 
 

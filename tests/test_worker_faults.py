@@ -33,6 +33,7 @@ from tutorscore.evaluation.health import WorkerStatus, assess
 from tutorscore.evaluation.queue import enqueue_evaluations, prune_done_jobs
 from tutorscore.evaluation.worker import run_worker
 from tutorscore.testing.databases import allow_connections, refuse_connections
+from tutorscore.testing.fake_llm import FakeServerProcess
 from tutorscore.web.app import create_app
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")
@@ -415,3 +416,98 @@ def test_the_worker_prunes_done_jobs_by_the_configured_days(
         stop.set()
         thread.join(timeout=30)
     assert sorted(j.session_id or "" for j in jobs(engine)) == ["S0001", "S0002"]
+
+
+# -- LISTEN/NOTIFY wake-ups ---------------------------------------------------------------
+
+
+def test_an_idle_worker_on_postgres_is_woken_by_the_enqueue(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    """With both poll intervals at an hour, only the enqueue's NOTIFY can wake the
+    worker; it then finishes the job, and after the listener lost its connection
+    (an outage) it listens again."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite workers poll (no LISTEN/NOTIFY)")
+    add_sessions(engine, 2)
+    rules = quick(rules, poll_seconds=3600, listen_poll_seconds=3600)
+    stop = threading.Event()
+    status = WorkerStatus()
+    weng = worker_engine(engine)
+    thread = threading.Thread(
+        target=run_worker,
+        args=(weng, SETTINGS, rules),
+        kwargs={"stop_event": stop, "status": status},
+    )
+    thread.start()
+    try:
+        wait_until(lambda: status.snapshot()["state"] == health.RUNNING, 60, "the worker")
+        time.sleep(1.0)  # its slots made their first (empty) claims and went idle
+        with transaction(engine) as s:
+            enqueue_evaluations(s, session_ids=["S0000"], rules=rules)
+        wait_until(lambda: done_jobs(engine) == 1, 60, "the notified job")
+        with database_outage(engine):  # the listener's connection is terminated too
+            time.sleep(0.5)
+        time.sleep(2.0)  # the listener reconnects (backoff 0.5 s, then 1 s)
+        with transaction(engine) as s:
+            enqueue_evaluations(s, session_ids=["S0001"], rules=rules)
+        wait_until(lambda: done_jobs(engine) == 2, 60, "the job notified after the outage")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        weng.dispose()
+    assert not thread.is_alive()
+
+
+def test_worker_with_the_llm_judge_rides_out_a_database_outage(
+    engine: Engine, rules: RulesConfig, fake: FakeServerProcess
+) -> None:
+    """The LLM path (claim, heuristic, calls, batched writes) through the same outage:
+    the worker stays up and every session ends with one evaluation per judge."""
+    n = 40
+    add_sessions(engine, n)
+    rules = quick(rules)
+    with transaction(engine) as s:
+        enqueue_evaluations(s, rules=rules)
+    fake.control(latency_ms=100, latency_max_ms=200)  # calls in flight when it happens
+    settings = Settings(
+        DATABASE_URL="sqlite://",
+        TUTORSCORE_LLM_BASE_URL=fake.base_url,
+        TUTORSCORE_LLM_MODEL="gpt-4o-mini",
+        TUTORSCORE_LLM_RPM=10_000,
+        TUTORSCORE_LLM_TPM=50_000_000,
+        TUTORSCORE_LLM_MAX_CONCURRENCY=4,
+    )
+    status = WorkerStatus()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    weng = worker_engine(engine)
+
+    def target() -> None:
+        try:
+            run_worker(weng, settings, rules, stop_event=stop, status=status)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: done_jobs(engine) >= 3, 90, "the first jobs")
+        with database_outage(engine):
+            for _ in range(40):
+                time.sleep(0.05)
+                assert thread.is_alive(), errors
+        wait_until(lambda: done_jobs(engine) == n, 120, "the queue to drain after the outage")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        weng.dispose()
+    assert not errors, errors
+    assert status.snapshot()["state"] == health.STOPPED
+    with transaction(engine) as s:
+        per = s.execute(
+            select(SessionEvaluation.judge, func.count(), func.count(func.distinct(
+                SessionEvaluation.session_id
+            ))).group_by(SessionEvaluation.judge)
+        ).all()  # fmt: skip
+    assert sorted(tuple(r) for r in per) == [("heuristic", n, n), ("llm", n, n)]

@@ -100,6 +100,7 @@ class EvaluationConfig(BaseModel):
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 900.0
     poll_seconds: float = 0.5
+    listen_poll_seconds: float = Field(default=5.0, gt=0)
     worker_concurrency: int = 4
     analytics_debounce_seconds: float = 1.0
     db_retry_base_seconds: float = Field(default=0.5, gt=0)
@@ -186,6 +187,9 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=4, ge=1, le=200, alias="TUTORSCORE_WEB_THREADS")
     # seconds a cached tutor-report page may be served (web/report_cache.py); 0 = no cache
     report_cache_ttl: float = Field(default=30.0, ge=0, alias="TUTORSCORE_REPORT_CACHE_TTL")
+    # session cookie `Secure`: true/false, or unset = when the request came over https
+    # (uvicorn sets the scheme from X-Forwarded-Proto for trusted proxies)
+    cookie_secure: bool | None = Field(default=None, alias="TUTORSCORE_COOKIE_SECURE")
 
     @property
     def llm_enabled(self) -> bool:

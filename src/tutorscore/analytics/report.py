@@ -1,8 +1,11 @@
 """Reading tutor_metrics back: the per-tutor report (DATA_FORMAT.md) and one tutor's detail.
 
 `as_of=None` means "current": each tutor's latest row (`is_current`, kept by
-analytics.service). A given `as_of` reads the rows of that computation and
-computes them first when some tutor lacks one.
+analytics.service). A given `as_of` reads the rows of that computation; when some
+tutor lacks one, `store=True` (the CLI) computes and stores them first, while
+`store=False` (every web read) never writes: the list then answers from
+`computed_reports` (rows computed in memory, rules only) paged by `page_of`, and
+the detail computes its one tutor in memory.
 
 The list picks its page of ids on narrow columns first and loads the full rows
 (with their JSON reasons/details) for those ids only.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select, true
@@ -19,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
 from tutorscore.analytics.rules import risk_level, window_series
-from tutorscore.analytics.service import compute_all, live_as_of, update_tutor
+from tutorscore.analytics.service import compute_all, compute_rows, live_as_of, update_tutor
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig, get_rules
 from tutorscore.db.base import JSONType, UTCDateTime
@@ -225,6 +229,138 @@ def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfi
         compute_all(session, as_of=as_of, rules=rules or get_rules())
 
 
+def stored_complete(session: Session, as_of: datetime) -> bool:
+    """Whether every tutor has a stored row at exactly `as_of` (a run was stored there)."""
+    tutors = session.scalar(select(func.count()).select_from(Tutor)) or 0
+    have = session.scalar(
+        select(func.count()).select_from(TutorMetrics).where(TutorMetrics.as_of == as_of)
+    )
+    return (have or 0) >= tutors
+
+
+def computed_reports(
+    session: Session, *, as_of: datetime, rules: RulesConfig
+) -> list[dict[str, Any]]:
+    """Every tutor's report item at `as_of`, computed in memory (nothing is written).
+
+    Same SQL and rules as a stored run, without the churn model (rules' labels,
+    `churn_probability` null). Sorted by tutor_id; `page_of` filters and orders.
+    """
+    _check_aware(as_of)
+    tutors = {
+        t.tutor_id: (t.name, t.subjects)
+        for t in session.execute(select(Tutor.tutor_id, Tutor.name, Tutor.subjects))
+    }
+    rows = compute_rows(session.connection(), as_of=as_of, rules=rules, tutor_ids=sorted(tutors))
+    out = []
+    for row in rows:
+        name, subjects = tutors[row["tutor_id"]]
+        out.append(_report_dict(SimpleNamespace(**row), name, subjects))
+    return out
+
+
+def _sorted_items(items: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    """`items` in the order `_order_by(sort)` gives in SQL (nulls last, tutor_id ties)."""
+    reverse = sort.startswith("-")
+    key, _, direction = sort.lstrip("-").partition(":")
+    key = SORT_ALIASES.get(key, key)
+    by_id = sorted(items, key=lambda it: it["tutor_id"])
+    if key == "risk":
+
+        def rank(it: dict[str, Any]) -> int:
+            label = it["churn_risk_label"]
+            if label == "high":
+                return 0
+            if label == "medium":
+                return 1
+            return 3 if it["insufficient_data"] else 2
+
+        def no_show(it: dict[str, Any]) -> int:
+            return {"high": 0, "medium": 1}.get(it["no_show_risk_label"], 2)
+
+        def num(value: Any) -> float:
+            return 0.0 if value is None else float(value)
+
+        if reverse or direction == "asc":
+            return sorted(by_id, key=lambda it: (
+                -rank(it), it["churn_probability"] is None, num(it["churn_probability"]),
+                -no_show(it),
+            ))  # fmt: skip
+        return sorted(by_id, key=lambda it: (
+            rank(it), it["churn_probability"] is None, -num(it["churn_probability"]),
+            no_show(it), it["tutor_reschedule_rate"] is None, -num(it["tutor_reschedule_rate"]),
+        ))  # fmt: skip
+    descending = SORT_KEYS[key][1]
+    if direction:
+        descending = direction == "desc"
+    elif reverse:
+        descending = not descending
+    present = [it for it in by_id if it[key] is not None]
+    present.sort(key=lambda it: it[key], reverse=descending)  # stable: tutor_id ties stay
+    return present + [it for it in by_id if it[key] is None]
+
+
+def page_of(
+    items: list[dict[str, Any]],
+    *,
+    sort: str = "risk",
+    risk: str | None = None,
+    subject: str | None = None,
+    min_sessions: int | None = None,
+    flags: Iterable[str] = (),
+    limit: int | None = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """What `tutor_reports` answers, for items already in memory (`computed_reports`)."""
+    flags = list(flags)
+    _validate(sort, risk, flags, min_sessions, limit, offset)
+    chosen = []
+    for it in items:
+        if risk is not None:
+            label, insufficient = it["churn_risk_label"], it["insufficient_data"]
+            if risk == "not_enough_data":
+                ok = label == "low" and insufficient
+            elif risk == "low":
+                ok = label == "low" and not insufficient
+            else:
+                ok = label == risk
+            if not ok:
+                continue
+        if subject and subject not in (it["subjects"] or []):
+            continue
+        if min_sessions is not None and it["total_sessions"] < min_sessions:
+            continue
+        if any(
+            it["no_show_risk_label"] != "high" if f == "no_show_high" else it[f] is not True
+            for f in flags
+        ):
+            continue
+        chosen.append(it)
+    ordered = _sorted_items(chosen, sort)
+    end = None if limit is None else offset + limit
+    return ordered[offset:end], len(chosen)
+
+
+def _validate(
+    sort: str,
+    risk: str | None,
+    flags: list[str],
+    min_sessions: int | None,
+    limit: int | None,
+    offset: int,
+) -> None:
+    if risk is not None and risk not in RISK_LEVELS:
+        raise UserError(f"risk: expected one of {', '.join(RISK_LEVELS)}, got {risk!r}")
+    for flag in flags:
+        if flag not in FLAG_FILTERS:
+            raise UserError(f"flag: expected one of {', '.join(FLAG_FILTERS)}, got {flag!r}")
+    if min_sessions is not None and min_sessions < 0:
+        raise UserError("min_sessions: expected an integer >= 0")
+    if offset < 0 or (limit is not None and limit < 0):
+        raise UserError("limit and offset must be >= 0")
+    _order_by(sort)
+
+
 def tutor_reports(
     session: Session,
     *,
@@ -239,17 +375,12 @@ def tutor_reports(
     rules: RulesConfig | None = None,
     ensure: bool = True,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The per-tutor report: a page of items and the total matching count."""
-    if risk is not None and risk not in RISK_LEVELS:
-        raise UserError(f"risk: expected one of {', '.join(RISK_LEVELS)}, got {risk!r}")
+    """The per-tutor report: a page of items and the total matching count.
+
+    `ensure=False` reads what is stored and never writes (no rows: an empty page).
+    """
     flags = list(flags)
-    for flag in flags:
-        if flag not in FLAG_FILTERS:
-            raise UserError(f"flag: expected one of {', '.join(FLAG_FILTERS)}, got {flag!r}")
-    if min_sessions is not None and min_sessions < 0:
-        raise UserError("min_sessions: expected an integer >= 0")
-    if offset < 0 or (limit is not None and limit < 0):
-        raise UserError("limit and offset must be >= 0")
+    _validate(sort, risk, flags, min_sessions, limit, offset)
     order = _order_by(sort)
     _check_aware(as_of)
     if ensure:
@@ -298,29 +429,39 @@ def tutor_reports(
     return [rows[i] for i in ids if i in rows], total
 
 
-def _history(session: Session, tutor_id: str, upto: datetime, points: int) -> list[dict[str, Any]]:
+def _history_point(m: Any) -> dict[str, Any]:
+    return {
+        "as_of": iso(m.as_of),
+        "total_sessions": m.total_sessions,
+        "tutor_reschedule_rate": m.tutor_reschedule_rate,
+        "tutor_no_show_rate": m.tutor_no_show_rate,
+        "first_session_dropout_rate": m.first_session_dropout_rate,
+        "avg_student_rating": m.avg_student_rating,
+        "ai_avg_quality_score": m.ai_avg_quality_score,
+        "no_show_risk_label": m.no_show_risk_label,
+        "churn_risk_label": m.churn_risk_label,
+        "churn_probability": m.churn_probability,
+        "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
+    }
+
+
+def _history(
+    session: Session, tutor_id: str, upto: datetime, points: int, computed: Any = None
+) -> list[dict[str, Any]]:
+    """The tutor's stored rows up to `upto`, oldest first; `computed` (a row computed in
+    memory at `upto`) takes the place a stored row at `upto` would have."""
+    if computed is not None:
+        points -= 1
     rows = session.scalars(
         select(TutorMetrics)
         .where(TutorMetrics.tutor_id == tutor_id, TutorMetrics.as_of <= upto)
         .order_by(TutorMetrics.as_of.desc())
         .limit(points)
     ).all()
-    return [
-        {
-            "as_of": iso(m.as_of),
-            "total_sessions": m.total_sessions,
-            "tutor_reschedule_rate": m.tutor_reschedule_rate,
-            "tutor_no_show_rate": m.tutor_no_show_rate,
-            "first_session_dropout_rate": m.first_session_dropout_rate,
-            "avg_student_rating": m.avg_student_rating,
-            "ai_avg_quality_score": m.ai_avg_quality_score,
-            "no_show_risk_label": m.no_show_risk_label,
-            "churn_risk_label": m.churn_risk_label,
-            "churn_probability": m.churn_probability,
-            "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
-        }
-        for m in reversed(rows)
-    ]
+    out = [_history_point(m) for m in reversed(rows)]
+    if computed is not None:
+        out.append(_history_point(computed))
+    return out
 
 
 def _recent_sessions(
@@ -398,8 +539,14 @@ def tutor_detail(
     *,
     as_of: datetime | None = None,
     rules: RulesConfig | None = None,
+    store: bool = True,
 ) -> dict[str, Any]:
-    """One tutor: the report item plus history, weekly series, subjects and recent sessions."""
+    """One tutor: the report item plus history, weekly series, subjects and recent sessions.
+
+    When the tutor has no row for `as_of` (or no current row), `store=True` computes
+    and stores it (`update_tutor`); `store=False` computes it in memory only (rules'
+    labels, no churn model), so a read never writes.
+    """
     _check_aware(as_of)
     tutor = session.get(Tutor, tutor_id)
     if tutor is None:
@@ -407,8 +554,14 @@ def tutor_detail(
     rules = rules or get_rules()
     where = _latest_row() if as_of is None else TutorMetrics.as_of == as_of
     query = select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id, where)
-    row = session.scalar(query)
-    if row is None:
+    row: Any = session.scalar(query)
+    computed = None
+    if row is None and not store:
+        (values,) = compute_rows(
+            session.connection(), as_of=as_of or live_as_of(), rules=rules, only=tutor_id
+        )
+        row = computed = SimpleNamespace(**values)
+    elif row is None:
         update_tutor(session, tutor_id, rules=rules, as_of=as_of)
         row = session.scalar(query)
         if row is None:  # pragma: no cover - update_tutor always writes the row
@@ -428,7 +581,9 @@ def tutor_detail(
             "weekly": series["weekly"],
             "first_sessions_by_subject": details.get("first_sessions_by_subject", []),
             "guards": details.get("guards", {}),
-            "history": _history(session, tutor_id, row.as_of, rules.analytics.history_points),
+            "history": _history(
+                session, tutor_id, row.as_of, rules.analytics.history_points, computed
+            ),
             "recent_sessions": _recent_sessions(
                 session, tutor_id, row, rules, rules.analytics.recent_sessions
             ),
@@ -439,6 +594,9 @@ def tutor_detail(
 
 
 __all__ = [
+    "computed_reports",
+    "page_of",
+    "stored_complete",
     "FLAG_FILTERS",
     "RISK_LEVELS",
     "SORT_CHOICES",

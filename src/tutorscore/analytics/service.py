@@ -6,8 +6,13 @@ full recompute writes at the same `as_of`. Rows are upserted on
 (tutor_id, as_of): recomputing an `as_of` replaces its rows, other `as_of`s stay
 as history.
 
-"Current" metrics are each tutor's latest row (report functions with
-`as_of=None`), marked `is_current` by every write (`_mark_current`). The live
+"Current" metrics are each tutor's latest row *at or before now* (report functions
+with `as_of=None`), marked `is_current` by every write (`_mark_current`): a row
+computed for a future `as_of` is history-to-be, never current, so it cannot hide
+the rows of later runs. `repair_current` re-marks every tutor (databases where
+an earlier version let a future row become current; `compute_all` runs it when
+it finds such a row, `tutorscore analytics --repair-current` on demand).
+`compute_rows` computes without writing (the web's reads). The live
 path (`update_tutor(..., as_of=None)`, called when a session is recorded)
 computes at `live_as_of()`: now, truncated to the second, and replaces the
 tutor's previous live row (`_drop_live_rows`) instead of adding one per session.
@@ -169,6 +174,46 @@ def update_tutor(
         )
 
 
+def compute_rows(
+    conn: Connection,
+    *,
+    as_of: datetime,
+    rules: RulesConfig,
+    tutor_ids: Sequence[str] | None = None,
+    only: str | None = None,
+) -> list[dict[str, Any]]:
+    """The tutor_metrics rows a run at `as_of` would write, computed without writing.
+
+    Rules only: `churn_probability` is null (the churn model scores stored rows), and
+    the rows carry `as_of`, `window_days`, `config_hash` and `computed_at` but no
+    `id`/`run_id`. Reads only, so any request may call it.
+    """
+    as_of = as_of.astimezone(UTC)
+    if tutor_ids is None:
+        query = select(Tutor.tutor_id).order_by(Tutor.tutor_id)
+        if only is not None:
+            query = query.where(Tutor.tutor_id == only)
+        tutor_ids = list(conn.scalars(query))
+    window = Window.build(as_of, rules.analytics.window_days)
+    counts = metrics.aggregate(conn, window, rules, tutor_ids, only=only)
+    assessments = [assess(c, rules, window) for c in counts.values()]
+    _attach_evidence(counts, rules, assessments)
+    computed_at = utcnow()
+    config_hash = rules.fingerprint()
+    rows = []
+    for a in assessments:
+        row = a.columns()
+        row.update(
+            as_of=as_of,
+            window_days=window.days,
+            computed_at=computed_at,
+            config_hash=config_hash,
+            churn_probability=None,
+        )
+        rows.append(row)
+    return rows
+
+
 def _compute(
     conn: Connection,
     *,
@@ -208,14 +253,18 @@ def _compute(
         .returning(RUNS.c.id)
     ).scalar_one()
     computed_at = utcnow()
-    superseded = _tutors_with_later_rows(conn, as_of, only)
+    now = utcnow()
+    if only is None:
+        repair_current(conn, now=now, only_if_damaged=True)
+    superseded = _tutors_with_later_rows(conn, as_of, only, now)
     rows = []
     for a in assessments:
         row = a.columns()
         row.update(
-            # a new row is current unless the tutor already has a later one, so
-            # _mark_current does not have to rewrite every row just inserted
-            is_current=a.tutor_id not in superseded,
+            # a new row is current unless the tutor already has a later one (at or
+            # before now), so _mark_current does not have to rewrite every row just
+            # inserted; a row for a future as_of is never current
+            is_current=as_of <= now and a.tutor_id not in superseded,
             as_of=as_of,
             window_days=window.days,
             run_id=run_id,
@@ -226,7 +275,8 @@ def _compute(
         rows.append(row)
     if rows:
         _upsert(conn, rows)
-        _mark_current(conn, as_of, only)
+        if as_of <= now:
+            _mark_current(conn, as_of, only, now)
     stages["write"] = time.perf_counter() - mark
     mark = time.perf_counter()
     scored = 0
@@ -340,34 +390,81 @@ def _drop_live_rows(conn: Connection, tutor_id: str, before: datetime) -> None:
     conn.execute(stmt)
 
 
-def _tutors_with_later_rows(conn: Connection, as_of: datetime, only: str | None) -> set[str]:
-    """Tutors that already have a row after `as_of` (usually none: runs move forward)."""
-    query = select(METRICS.c.tutor_id).where(METRICS.c.as_of > as_of).distinct()
+def _tutors_with_later_rows(
+    conn: Connection, as_of: datetime, only: str | None, now: datetime
+) -> set[str]:
+    """Tutors that already have a row in (as_of, now] (usually none: runs move forward)."""
+    c = METRICS.c
+    query = select(c.tutor_id).where(c.as_of > as_of, c.as_of <= now).distinct()
     if only is not None:
         query = query.where(METRICS.c.tutor_id == only)
     return set(conn.scalars(query))
 
 
-def _mark_current(conn: Connection, as_of: datetime, only: str | None) -> None:
-    """Keep `is_current` on each tutor's latest row after writing rows at `as_of`.
+def _mark_current(conn: Connection, as_of: datetime, only: str | None, now: datetime) -> None:
+    """Keep `is_current` on each tutor's latest row at or before `now` after writing at `as_of`.
 
-    Same transaction as the write; the report's "current" filter relies on it.
+    Same transaction as the write; the report's "current" filter relies on it. Only
+    called for `as_of <= now`. Rows after `now` never count as "later".
     """
     m = METRICS
     other = METRICS.alias("other")
     scope = [] if only is None else [m.c.tutor_id == only]
-    later = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of > as_of)
+    later = exists().where(
+        other.c.tutor_id == m.c.tutor_id, other.c.as_of > as_of, other.c.as_of <= now
+    )
     conn.execute(
         update(m)
         .where(m.c.as_of == as_of, m.c.is_current == false(), *scope, ~later)
         .values(is_current=True)
     )
-    at_as_of = exists().where(other.c.tutor_id == m.c.tutor_id, other.c.as_of == as_of)
+    # every other current row of a tutor whose row at as_of is now current (earlier
+    # ones, and future ones an earlier version let become current)
+    current_at_as_of = exists().where(
+        other.c.tutor_id == m.c.tutor_id, other.c.as_of == as_of, other.c.is_current == true()
+    )
     conn.execute(
         update(m)
-        .where(m.c.is_current == true(), m.c.as_of < as_of, *scope, at_as_of)
+        .where(m.c.is_current == true(), m.c.as_of != as_of, *scope, current_at_as_of)
         .values(is_current=False)
     )
+
+
+def repair_current(
+    bind: Bind, *, now: datetime | None = None, only_if_damaged: bool = False
+) -> int:
+    """Re-mark `is_current` for every tutor: the latest row at or before `now`.
+
+    Returns the number of rows whose marker changed. `only_if_damaged` first probes
+    (on the `is_current` partial index) for a current row after `now` and does
+    nothing when there is none: what `compute_all` runs on every full recompute.
+    """
+    now = now or utcnow()
+    m = METRICS
+    with _connection(bind) as conn:
+        if only_if_damaged:
+            damaged = conn.scalar(
+                select(m.c.id).where(m.c.is_current == true(), m.c.as_of > now).limit(1)
+            )
+            if damaged is None:
+                return 0
+        other = METRICS.alias("other")
+        latest = (
+            select(func.max(other.c.as_of))
+            .where(other.c.tutor_id == m.c.tutor_id, other.c.as_of <= now)
+            .scalar_subquery()
+        )
+        cleared = conn.execute(
+            update(m)
+            .where(m.c.is_current == true(), (m.c.as_of > now) | (m.c.as_of != latest))
+            .values(is_current=False)
+        ).rowcount
+        marked = conn.execute(
+            update(m)
+            .where(m.c.is_current == false(), m.c.as_of <= now, m.c.as_of == latest)
+            .values(is_current=True)
+        ).rowcount
+        return int(cleared or 0) + int(marked or 0)
 
 
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:

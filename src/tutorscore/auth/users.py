@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from tutorscore.auth import passwords
 from tutorscore.auth.audit import record
 from tutorscore.auth.passwords import hash_password, verify_password
 from tutorscore.db.base import utcnow
@@ -41,11 +43,32 @@ class Principal:
         return self.role == "admin" or self.role in roles
 
 
+def normalize_username(username: str) -> str:
+    """The one form of a username: NFKC, surrounding whitespace stripped, case-folded.
+
+    Used for creation, login, throttling and every lookup, so `" Admin"`, `"admin\t"`
+    and `"admin\u00a0"` are all `"admin"` (NFKC turns NBSP and other compatibility
+    spaces into plain ones before the strip).
+    """
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
 def _check_username(username: str) -> str:
-    name = username.strip()
-    if not 1 <= len(name) <= 100 or any(c.isspace() for c in name):
-        raise UserError("username: expected 1-100 characters without spaces")
+    name = normalize_username(username)
+    if (
+        not 1 <= len(name) <= 100
+        or any(c.isspace() for c in name)
+        or any(unicodedata.category(c)[0] == "C" for c in name)
+    ):
+        raise UserError("username: expected 1-100 characters without spaces or control characters")
     return name
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == normalize_username(username)))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    return user
 
 
 def create_user(
@@ -74,19 +97,141 @@ def create_user(
 
 
 def authenticate(session: Session, username: str, password: str) -> Principal | None:
-    """The principal when the password matches an active user, else None (constant-ish time)."""
-    user = session.scalar(select(User).where(User.username == username.strip()))
+    """The principal when the password matches an active user, else None (constant-ish time).
+
+    A hash made with older argon2 parameters is replaced by one with the current
+    parameters (in the caller's transaction) while the plain password is at hand.
+    """
+    user = session.scalar(select(User).where(User.username == normalize_username(username)))
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.is_active:
         return None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
     return Principal(user.username, user.role, "session")
 
 
-def principal_for_username(session: Session, username: str) -> Principal | None:
+def session_version(session: Session, username: str) -> int | None:
+    """The user's current session version (None when no such active user)."""
+    return session.scalar(
+        select(User.session_version).where(User.username == username, User.is_active)
+    )
+
+
+def principal_for_username(
+    session: Session, username: str, version: int | None = None
+) -> Principal | None:
+    """The active user behind a cookie session; None when the session's version is stale."""
     row = session.execute(
-        select(User.username, User.role).where(User.username == username, User.is_active)
+        select(User.username, User.role, User.session_version).where(
+            User.username == username, User.is_active
+        )
     ).first()
-    return Principal(row[0], row[1], "session") if row else None
+    if row is None or (version is not None and row.session_version != version):
+        return None
+    return Principal(row.username, row.role, "session")
+
+
+def end_sessions(session: Session, username: str) -> None:
+    """Invalidate every cookie session of the user (logout, password change, deactivation)."""
+    session.execute(
+        update(User)
+        .where(User.username == normalize_username(username))
+        .values(session_version=User.session_version + 1)
+    )
+
+
+def set_password(
+    session: Session,
+    *,
+    username: str,
+    new_password: str,
+    actor: str,
+    current_password: str | None = None,
+) -> None:
+    """Change a password (checking `current_password` when given); ends the user's sessions."""
+    user = _user(session, username)
+    if current_password is not None and not verify_password(user.password_hash, current_password):
+        from tutorscore.errors import PermissionDenied
+
+        raise PermissionDenied("current_password: wrong password")
+    if len(new_password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password: expected at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(new_password)
+    user.session_version += 1
+    record(
+        session,
+        actor=actor,
+        action="user.set_password",
+        entity_type="user",
+        entity_id=user.username,
+        before=None,
+        after={"sessions_ended": True},
+    )
+
+
+def deactivate_user(session: Session, *, username: str, actor: str) -> User:
+    """Deactivate a user: no login, cookie sessions and API tokens refused from now on."""
+    user = _user(session, username)
+    before = {"is_active": user.is_active}
+    user.is_active = False
+    user.session_version += 1
+    record(
+        session,
+        actor=actor,
+        action="user.deactivate",
+        entity_type="user",
+        entity_id=user.username,
+        before=before,
+        after={"is_active": False},
+    )
+    return user
+
+
+def list_tokens(session: Session, *, username: str | None = None) -> list[dict[str, object]]:
+    """API tokens (never their values), newest first; one user's when `username` is given."""
+    query = (
+        select(ApiToken, User.username)
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.id.desc())
+    )
+    if username is not None:
+        query = query.where(User.username == normalize_username(username))
+    return [
+        {
+            "id": t.id,
+            "username": name,
+            "name": t.name,
+            "created_at": t.created_at,
+            "last_used_at": t.last_used_at,
+            "revoked": t.revoked,
+        }
+        for t, name in session.execute(query)
+    ]
+
+
+def revoke_token(
+    session: Session, *, token_id: int, actor: str, owner: str | None = None
+) -> ApiToken:
+    """Revoke one API token by id; `owner` restricts it to that user's tokens (404 otherwise)."""
+    query = select(ApiToken).join(User, User.id == ApiToken.user_id).where(ApiToken.id == token_id)
+    if owner is not None:
+        query = query.where(User.username == normalize_username(owner))
+    token = session.scalar(query)
+    if token is None:
+        raise NotFound(f"API token {token_id} not found")
+    before = {"revoked": token.revoked}
+    token.revoked = True
+    record(
+        session,
+        actor=actor,
+        action="token.revoke",
+        entity_type="api_token",
+        entity_id=token.id,
+        before=before,
+        after={"revoked": True},
+    )
+    return token
 
 
 def hash_token(token: str) -> str:
@@ -97,9 +242,8 @@ def create_token(
     session: Session, *, username: str, name: str | None = None, actor: str = "cli"
 ) -> str:
     """A new API token for `username`; returns the plain token (it is not stored)."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise NotFound(f"user {username!r} does not exist")
+    user = _user(session, username)
+    username = user.username
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(user_id=user.id, token_hash=hash_token(token), name=name, revoked=False)
     session.add(row)
@@ -172,6 +316,7 @@ def ensure_demo_admin(engine: Engine, data_dir: str | None = None) -> tuple[str,
             user.password_hash = hash_password(password)
             user.role = "admin"
             user.is_active = True
+            user.session_version += 1
             record(
                 session,
                 actor="demo",

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules
+from tutorscore.csvsafe import neutralise
 from tutorscore.db.engine import transaction
+from tutorscore.errors import UserError
 
 
 class ReportFormat(StrEnum):
@@ -36,10 +38,25 @@ RISK_STYLE = {"high": "red", "medium": "yellow", "low": "green", "not_enough_dat
 
 def analytics(
     as_of: str | None = typer.Option(None, "--as-of", help="End of the window (default: now)."),
+    repair_current: bool = typer.Option(
+        False,
+        "--repair-current",
+        help="Only re-mark each tutor's current row (the latest at or before now); no recompute.",
+    ),
 ) -> None:
-    """Full recompute of metrics, flags and reasons for every tutor (and churn scores)."""
-    from tutorscore.analytics.service import compute_all
+    """Full recompute of metrics, flags and reasons for every tutor (and churn scores).
 
+    A run at a future --as-of is stored as history but never becomes current.
+    """
+    from tutorscore.analytics.service import compute_all
+    from tutorscore.analytics.service import repair_current as repair
+
+    if repair_current:
+        if as_of is not None:
+            raise UserError("--repair-current takes no --as-of (it marks the latest row <= now)")
+        changed = repair(get_engine())
+        console.print(f"analytics: is_current re-marked, {changed} rows changed")
+        return
     when = parse_timestamp(as_of)
     summary = compute_all(get_engine(), as_of=when, rules=get_rules())
     console.print(f"analytics: {summary}")
@@ -82,6 +99,12 @@ def tutors(
     ),
     flag: list[str] = typer.Option([], "--flag", help="Only tutors with this flag (repeatable)."),
     limit: int | None = typer.Option(None, "--limit", min=0, help="At most N tutors."),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="CSV: text cells as they are; by default cells starting with = + - @ tab or CR "
+        "get a leading ' so spreadsheets do not run them",
+    ),
 ) -> None:
     """The per-tutor report (DATA_FORMAT.md): current metrics, or those at --as-of."""
     from tutorscore.analytics.report import tutor_reports
@@ -106,7 +129,10 @@ def tutors(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for item in items:
-            writer.writerow([_csv_value(item, c) for c in CSV_COLUMNS])
+            cells = [_csv_value(item, c) for c in CSV_COLUMNS]
+            if not raw:
+                cells = [neutralise(c) if isinstance(c, str) else c for c in cells]
+            writer.writerow(cells)
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"{len(items)} of {total} tutors")

@@ -121,12 +121,18 @@ def _after_import() -> None:
 def export(
     directory: Path = typer.Argument(..., help="directory to write the bundle into"),
     fmt: str = typer.Option("csv", "--format", help="csv or jsonl (transcripts are always jsonl)"),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="CSV: write text cells as they are (for re-import); by default cells starting "
+        "with = + - @ tab or CR get a leading ' so spreadsheets do not run them",
+    ),
 ) -> None:
     """Write the database as an import bundle (tutors, students, sessions, transcripts.jsonl)."""
     from tutorscore.ingest.exporter import export_bundle
 
     with _progress_bar(err_console.is_terminal) as progress:
-        report = export_bundle(get_engine(), directory, fmt=fmt, progress=progress)
+        report = export_bundle(get_engine(), directory, fmt=fmt, progress=progress, raw=raw)
     for kind, rows in report.rows.items():
         console.print(f"{kind}: {rows} rows")
     console.print(f"wrote {', '.join(str(p) for p in report.files)}", highlight=False)

@@ -175,9 +175,83 @@ def tokens_create(
     print(token)
 
 
+def users_deactivate(
+    username: str = typer.Option(..., "--username", help="Login name."),
+) -> None:
+    """Deactivate a user: no login; their cookie sessions and API tokens stop working (audited)."""
+    from tutorscore.auth.users import deactivate_user
+    from tutorscore.db.engine import transaction
+
+    with transaction(get_engine()) as session:
+        user = deactivate_user(session, username=username, actor="cli")
+        name = user.username
+    console.print(f"user [bold]{name}[/bold] deactivated")
+
+
+def users_set_password(
+    username: str = typer.Option(..., "--username", help="Login name."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the new password from standard input."
+    ),
+) -> None:
+    """Set a user's password (read from stdin); ends their cookie sessions (audited)."""
+    from tutorscore.auth.users import set_password
+    from tutorscore.db.engine import transaction
+
+    if not password_stdin:
+        raise UserError("pass --password-stdin and the password on standard input")
+    password = sys.stdin.readline().rstrip("\r\n")
+    with transaction(get_engine()) as session:
+        set_password(session, username=username, new_password=password, actor="cli")
+    console.print(f"password of [bold]{username}[/bold] changed; their sessions ended")
+
+
+def tokens_list(
+    username: str | None = typer.Option(None, "--username", help="Only this user's tokens."),
+) -> None:
+    """List API tokens (id, user, name, created, last used, revoked); never their values."""
+    from tutorscore.auth.users import list_tokens
+    from tutorscore.db.engine import transaction
+
+    with transaction(get_engine()) as session:
+        rows = list_tokens(session, username=username)
+    for t in rows:
+        state = "revoked" if t["revoked"] else "active"
+        print(
+            f"{t['id']}\t{t['username']}\t{t['name'] or '-'}\t{t['created_at']}\t"
+            f"{t['last_used_at'] or '-'}\t{state}"
+        )
+
+
+def tokens_revoke(
+    token_ids: list[int] = typer.Argument(None, help="Token ids (see `tokens list`)."),
+    username: str | None = typer.Option(
+        None, "--username", help="Revoke every token of this user."
+    ),
+) -> None:
+    """Revoke API tokens by id, or all of one user's (audited); they stop working at once."""
+    from tutorscore.auth.users import list_tokens, revoke_token
+    from tutorscore.db.engine import transaction
+
+    ids = list(token_ids or [])
+    if not ids and username is None:
+        raise UserError("give token ids or --username")
+    with transaction(get_engine()) as session:
+        if username is not None:
+            ids += [int(str(t["id"])) for t in list_tokens(session, username=username)
+                    if not t["revoked"]]  # fmt: skip
+        for token_id in ids:
+            revoke_token(session, token_id=token_id, actor="cli")
+    console.print(f"revoked {len(ids)} token(s)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     users_app.command("create")(users_create)
+    users_app.command("deactivate")(users_deactivate)
+    users_app.command("set-password")(users_set_password)
     tokens_app.command("create")(tokens_create)
+    tokens_app.command("list")(tokens_list)
+    tokens_app.command("revoke")(tokens_revoke)
     app.add_typer(users_app, name="users")
     app.add_typer(tokens_app, name="tokens")

@@ -41,6 +41,10 @@ HEARTBEAT_SECONDS = 1.0
 STALE_AFTER_SECONDS = 30.0
 
 
+class WorkerStopping(Exception):
+    """Asked to stop while waiting for the database: leave the job to its lease."""
+
+
 def is_database_error(exc: BaseException) -> bool:
     """True for errors of the database or the connection to it, not of one statement's data.
 

@@ -128,7 +128,8 @@ class RateLimiter:
         self._req_bucket = _Bucket(rpm / window_s, req_cap, req_cap, now)
         tok_cap = max(1.0, tpm / window_s * burst_s)
         self._tok_bucket = _Bucket(tpm / window_s, tok_cap, tok_cap, now)
-        self._log: deque[list[float]] = deque()  # [granted_at, tokens, still counted]
+        # [granted or answered at, tokens, still counted], in time order
+        self._log: deque[list[float]] = deque()
         self._log_requests = 0
         self._log_tokens = 0.0
         self._seq = 0
@@ -217,6 +218,32 @@ class RateLimiter:
         entry[1] = float(actual_tokens)
         self._cum_tokens += int(delta)
         self._tok_bucket.level = min(self._tok_bucket.capacity, self._tok_bucket.level - delta)
+
+    def answered(self, reservation: Reservation, now: float | None = None) -> None:
+        """The provider's answer is in, so it counted the request no later than now.
+
+        The entry moves to now in the window log: the provider counts a request when
+        it arrives, which may be well after we granted it (a busy event loop before
+        the send, a busy server before it stamps the request). Counted from the answer,
+        a request stays in our window at least as long as in the provider's, whatever
+        those delays were; counted from the grant it might leave ours first and let a
+        request through that the provider refuses. Appending at now keeps the log in
+        time order (grants are appended at now too).
+        """
+        entry = reservation._entry
+        if not entry or not entry[2]:
+            return  # already out of the window
+        now = self._clock() if now is None else now
+        if now <= entry[0]:
+            return
+        for i, other in enumerate(self._log):
+            if other is entry:
+                del self._log[i]
+                break
+        else:  # pragma: no cover - a counted entry is always in the log
+            return
+        entry[0] = now
+        self._log.append(entry)
 
     def release(self, reservation: Reservation) -> None:
         """The request was not counted by the provider (refused, never arrived): give its

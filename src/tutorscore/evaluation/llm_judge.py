@@ -456,10 +456,12 @@ class LLMJudge:
                 **self.request_body(prepared), timeout=self.timeout_s
             )
         except openai.APITimeoutError:  # the provider counted it: the estimate stands
+            self.limiter.answered(reservation)
             return _Attempt(
                 "timeout", error=f"no answer within {self.timeout_s:g}s", latency_ms=elapsed()
             )
         except openai.APIStatusError as exc:
+            self.limiter.answered(reservation)
             headers = exc.response.headers
             self.limiter.observe(reservation, headers)
             code = exc.status_code
@@ -477,9 +479,11 @@ class LLMJudge:
                 latency_ms=elapsed(),
             )
         except openai.APIConnectionError as exc:
+            self.limiter.answered(reservation)  # it may have arrived before the connection broke
             self.limiter.release(reservation)
             return _Attempt("error", error=f"connection failed: {exc}", latency_ms=elapsed())
         latency = elapsed()
+        self.limiter.answered(reservation)
         self.limiter.observe(reservation, raw.headers)
         try:
             completion = raw.parse()

@@ -50,6 +50,7 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.costs import BufferedLedger, insert_calls, spent_on_day_in
+from tutorscore.evaluation.health import WorkerStopping, is_database_error
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
 from tutorscore.evaluation.queue import ClaimedJob, claim_jobs, complete_job, extend_lease, fail_job
 from tutorscore.evaluation.service import (
@@ -204,14 +205,15 @@ class LLMPipeline:
         except Exception as exc:
             item.error = exc
             return
+        if not extend_lease(s, job, lease_seconds=self.cfg.lease_seconds):
+            item.lost = True  # another worker has it: store nothing for it
+            return
         if result is None:
             out.heuristic_cached = True
         elif insert_evaluation(s, info, self.heuristic, result) is None:
             out.heuristic_cached = True
         else:
             out.heuristic_new = True
-        if not extend_lease(s, job, lease_seconds=self.cfg.lease_seconds):
-            item.lost = True
 
     def _prepare(self, item: Item) -> Prepared | None:
         prepare = getattr(self.llm, "prepare", None)
@@ -236,12 +238,19 @@ class LLMPipeline:
                     continue
                 try:
                     jobs = await self._db(self._claim_fn, slot, min(CLAIM_BATCH, room))
-                except Exception:
+                except Exception as exc:
                     if once:
                         raise
+                    if is_database_error(exc):  # back off; one log line per outage
+                        try:
+                            await self.worker._wait_for_database(exc)
+                        except WorkerStopping:
+                            return
+                        continue
                     log.exception("claiming jobs failed; retrying")
                     await self.worker._idle()
                     continue
+                self.worker.outage.succeeded()
                 if not jobs:
                     if once:
                         if not self.held:
@@ -268,6 +277,20 @@ class LLMPipeline:
     async def _feed(self, items: list[Item]) -> list[_Fed]:
         """The claim's jobs in one transaction; when it fails, one transaction each, and a
         job that fails on its own fails (back to the queue with backoff)."""
+        while True:
+            try:
+                return await self._db(self._feed_batch, items)
+            except Exception as exc:
+                if self.worker.once or not is_database_error(exc):
+                    break
+                # the database went away: wait for it, then try the same jobs again (a
+                # job whose lease ran out meanwhile is fenced off as lost)
+                try:
+                    await self.worker._wait_for_database(exc)
+                except WorkerStopping:
+                    break
+                for item in items:
+                    item.__dict__.update(Item(item.job).__dict__)
         try:
             return await self._db(self._feed_batch, items)
         except Exception:
@@ -426,6 +449,8 @@ class LLMPipeline:
             try:
                 (outcome,) = await self._db(self._write_batch, [item])
             except Exception as exc:
+                if is_database_error(exc):
+                    self.worker.outage.failed(exc)  # logged once per outage, shown by /healthz
                 if loop.time() > give_up:  # the lease is gone by now: another worker redoes it
                     log.error("job %s: not stored within its lease; left to the queue", item.job.id)
                     self._account(item, "lost")
@@ -437,6 +462,7 @@ class LLMPipeline:
                 await asyncio.sleep(delay)
                 delay = min(WRITE_RETRY_MAX_S, delay * 2)
                 continue
+            self.worker.outage.succeeded()
             self._account(item, outcome)
             return
 
@@ -481,9 +507,10 @@ class LLMPipeline:
                 continue
             try:
                 lost = await self._db(self._renew, items)
-            except Exception:
-                log.exception("renewing %d leases failed", len(items))
-                continue
+            except Exception as exc:
+                if not is_database_error(exc):
+                    log.exception("renewing %d leases failed", len(items))
+                continue  # the outage is logged by whoever waits for the database
             for job_id in lost:
                 item = self.held.get(job_id)
                 if item is not None:

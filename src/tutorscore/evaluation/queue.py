@@ -44,6 +44,7 @@ from tutorscore.db.models import (
     TutoringSession,
     TutorMetrics,
 )
+from tutorscore.evaluation.notify import notify_jobs
 
 EVALUATE = "evaluate"
 JUDGES = ("heuristic", "llm")
@@ -180,6 +181,8 @@ def enqueue_evaluations(
         )
         .returning(Job.id)
     ).all()
+    if new_ids:
+        notify_jobs(session)
     return len(new_ids)
 
 
@@ -447,6 +450,7 @@ def release_job(
     went away mid-job). False when the job was no longer ours.
     """
     now = now or utcnow()
+    notify_jobs(session)
     return _update_owned(
         session,
         job,
@@ -537,6 +541,8 @@ def requeue_dead(session: Session, job_ids: list[int] | None = None) -> int:
             .execution_options(synchronize_session=False)
         )
         total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if total:
+        notify_jobs(session)
     return total
 
 

@@ -1,6 +1,13 @@
 """PII redaction before any transcript text leaves for an LLM provider.
 
-Emails and phone numbers are found by pattern. Names come from three places:
+Emails are found by pattern; phone numbers by pattern (North American and `+`
+international forms, local `555-1234`) and by `phonenumbers` (Google's libphonenumber
+metadata, offline) for national formats of `PHONE_REGIONS` (`020 7946 0958` in the
+UK, `06 12 34 56 78` in France): digit runs of 7+ digits that start with the trunk
+prefix `0` (or `+`) are parsed for each region and redacted when one of them calls
+the number valid, so arithmetic such as `12 x 12 = 144`, `10 20 30 40 50` or
+`3x + 7 = 31` stays. Approximate: national formats without a trunk prefix (Spain,
+Mexico) are only caught in their `+` form. Names come from three places:
 the names we know from the database (tutor name, passed in by the caller), a
 list of common first names, and the capitalised words that follow a
 self-introduction ("I'm Sofia", "my name is Liam Chen"). Ambiguous first names
@@ -15,8 +22,11 @@ the redacted text can be mapped back to the verbatim original text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+import phonenumbers
+from phonenumbers import NumberParseException
 
 EMAIL_TOKEN = "[EMAIL]"
 PHONE_TOKEN = "[PHONE]"
@@ -31,6 +41,54 @@ _PHONES = [
     # local seven digits 555-0134 and ten digits written together 5551234567
     re.compile(r"(?<![\w.-])(?:\d{3}-\d{4}|\d{10})(?![\w-])"),
 ]
+
+# Regions whose national formats are recognised (the `+` form works for every country).
+PHONE_REGIONS = ("US", "GB", "FR", "DE", "ES", "IT", "IN", "AU", "CA", "MX", "BR")
+# A run of digits and phone separators with at least 7 digits is a candidate.
+_PHONE_CANDIDATE = re.compile(r"(?<![\w.+])(?:\+\s?)?\(?\d[\d\s().-]{5,}\d(?!\w)")
+
+
+def _valid_somewhere(candidate: str) -> bool:
+    # national forms start with the trunk prefix 0 (020 ..., 06 ..., (02) ...): a bare
+    # digit run such as "20 30 40 50" is arithmetic far more often than a phone number
+    if not candidate.lstrip("(").startswith(("0", "+")):
+        return False
+    for region in PHONE_REGIONS:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return True
+    return False
+
+
+def _national_phones(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of phone numbers valid in one of PHONE_REGIONS (libphonenumber metadata).
+
+    A candidate run is taken whole when it is a valid number; otherwise its
+    space-separated groups are tried, longest first from each group, so
+    `020 7946 0958 2005` redacts the number and keeps the year.
+    """
+    for m in _PHONE_CANDIDATE.finditer(text):
+        candidate = m.group()
+        if sum(ch.isdigit() for ch in candidate) < 7:
+            continue
+        if _valid_somewhere(candidate):
+            yield m.span()
+            continue
+        groups = [(g.start(), g.end()) for g in re.finditer(r"\S+", candidate)]
+        i = 0
+        while i < len(groups):
+            for j in range(len(groups), i, -1):
+                piece = candidate[groups[i][0] : groups[j - 1][1]]
+                if sum(ch.isdigit() for ch in piece) >= 7 and _valid_somewhere(piece):
+                    yield m.start() + groups[i][0], m.start() + groups[j - 1][1]
+                    i = j
+                    break
+            else:
+                i += 1
+
 
 # Common first names that are not also everyday English words.
 COMMON_FIRST_NAMES = frozenset(
@@ -127,6 +185,7 @@ class Redactor:
         found += [(m.start(), m.end(), EMAIL_TOKEN) for m in _EMAIL.finditer(text)]
         for pattern in _PHONES:
             found += [(m.start(), m.end(), PHONE_TOKEN) for m in pattern.finditer(text)]
+        found += [(start, end, PHONE_TOKEN) for start, end in _national_phones(text)]
         known = _name_patterns(extra_names) if extra_names else None
         for names in (self._known, known, _COMMON_NAMES_RE):
             if names is not None:

@@ -43,11 +43,13 @@ from tutorscore.evaluation.health import (
     STOPPED,
     DatabaseOutage,
     WorkerStatus,
+    WorkerStopping,
     is_database_error,
     short_error,
 )
 from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.judge import EvaluationResult, Judge, JudgeUnavailable
+from tutorscore.evaluation.notify import JobListener
 from tutorscore.evaluation.queue import (
     ClaimedJob,
     claim_jobs,
@@ -76,10 +78,6 @@ T = TypeVar("T")
 
 class LeaseLost(Exception):
     """Another worker took the job over (our lease expired): roll back and drop it."""
-
-
-class WorkerStopping(Exception):
-    """Asked to stop while waiting for the database: leave the job to its lease."""
 
 
 @dataclass
@@ -160,6 +158,9 @@ class Worker:
             status=status,
         )
         self._probing = asyncio.Lock()
+        self.wake = asyncio.Event()  # set by the job listener (Postgres NOTIFY)
+        self.listener: JobListener | None = None
+        self.listener_stop = threading.Event()
 
     # -- database availability -----------------------------------------------------------
 
@@ -437,13 +438,43 @@ class Worker:
         await self.flush_analytics()
 
     async def _idle(self) -> None:
-        """Sleep one poll interval, waking early when asked to stop."""
-        deadline = asyncio.get_running_loop().time() + self.cfg.poll_seconds
+        """Sleep one poll interval, waking early when asked to stop or when a job
+        notification arrives (Postgres LISTEN, see evaluation.notify). While the
+        listener is connected the interval is `listen_poll_seconds`, else `poll_seconds`."""
+        listening = self.listener is not None and self.listener.connected.is_set()
+        interval = self.cfg.listen_poll_seconds if listening else self.cfg.poll_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + interval
         while not self.stop.is_set():
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - loop.time()
             if left <= 0:
                 return
-            await asyncio.sleep(min(left, 0.1))
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=min(left, 0.1))
+            except TimeoutError:
+                continue
+            self.wake.clear()
+            return
+
+    def start_listener(self) -> None:
+        """On Postgres, LISTEN for job notifications in a thread (continuous workers)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(self.wake.set)
+            except RuntimeError:  # the loop has closed: the worker is gone
+                pass
+
+        self.listener = JobListener(
+            self.engine,
+            wake,
+            stop=self.listener_stop,
+            retry_max_seconds=self.cfg.db_retry_max_seconds,
+        )
+        self.listener.start()
 
     async def slot(self, k: int, *, once: bool) -> None:
         slot_id = f"{self.worker_id}/{k}"
@@ -586,6 +617,7 @@ async def _run(
     chores: list[asyncio.Task[None]] = [asyncio.create_task(worker.heartbeat_loop())]
     if not once:
         chores.append(asyncio.create_task(worker.prune_loop()))
+        worker.start_listener()
     try:
         if llm is not None and hasattr(heuristic, "evaluate_sync"):
             # the LLM path as a pipeline (claim + heuristic, calls, batched writes)
@@ -602,6 +634,7 @@ async def _run(
             batcher.cancel()
         for chore in chores:
             chore.cancel()
+        worker.listener_stop.set()
     return worker.stats
 
 

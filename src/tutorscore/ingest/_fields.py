@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tutorscore.db.models.core import PARTIES, SESSION_STATUSES
+from tutorscore.textcheck import printable, text_problem
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -39,7 +40,8 @@ def render_got(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     if isinstance(value, str):
-        return json.dumps(text, ensure_ascii=False)
+        # NUL is escaped by json.dumps; a lone surrogate would not print or encode
+        return printable(json.dumps(text, ensure_ascii=False))
     return text
 
 
@@ -64,12 +66,30 @@ def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+def _storable(value: str) -> None:
+    problem = text_problem(value)
+    if problem is not None:
+        raise StorableTextError(problem)
+
+
+class StorableTextError(FieldError):
+    """Text with a NUL or a lone surrogate: the message says which and where."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"text without NUL characters or unpaired surrogates (found {problem})")
+
+
+# ids appear in URL paths (/tutors/{id}, /sessions/{id}): no "/" (and no controls)
+_ID_FORBIDDEN = re.compile(r"[/\x00-\x1f\x7f]")
+
+
 def _identifier(value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError("")
     text = value.strip()
-    if not 1 <= len(text) <= 64:
+    if not 1 <= len(text) <= 64 or _ID_FORBIDDEN.search(text):
         raise FieldError("")
+    _storable(text)
     return text
 
 
@@ -77,6 +97,7 @@ def _text(max_len: int | None, *, strip: bool) -> Parser:
     def parse(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("")
+        _storable(value)
         text = value.strip() if strip else value
         if max_len is not None and len(text) > max_len:
             raise FieldError("")
@@ -175,6 +196,7 @@ def _subjects(value: Any) -> list[str]:
     for item in items:
         if not isinstance(item, str) or len(item.strip()) > 200:
             raise FieldError("")
+        _storable(item)
         if item.strip() and item.strip() not in subjects:
             subjects.append(item.strip())
     if not subjects:
@@ -186,7 +208,7 @@ def _or(choices: Sequence[str]) -> str:
     return " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
 
 
-ID = "an id of 1-64 characters"
+ID = "an id of 1-64 characters without '/' or control characters"
 TIMESTAMP = "an ISO 8601 timestamp with an offset or Z"
 BOOL = "a boolean (true/false/1/0/yes/no)"
 PARTY = _or(PARTIES)
@@ -249,6 +271,10 @@ def clean_cells(
             continue
         try:
             append(column.parse(value))
+        except StorableTextError as exc:
+            errors.append(field_message(where, column.name, exc.expected, value))
+            failed.add(column.name)
+            append(None)
         except FieldError:
             errors.append(field_message(where, column.name, column.expected, value))
             failed.add(column.name)

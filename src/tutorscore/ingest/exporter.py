@@ -2,7 +2,9 @@
 
 The output re-imports to the same rows: timestamps in UTC with `Z`, booleans as
 true/false, null as an empty cell (CSV) or null (JSONL), subjects `;`-joined in
-CSV. Transcripts are written in the `turns` form. Rows stream from the database
+CSV. Transcripts are written in the `turns` form. CSV text cells that a spreadsheet
+would run as formulas are prefixed with `'` (`csvsafe.neutralise`) unless `raw=True`
+(`--raw`), which is what re-imports exactly. Rows stream from the database
 in id order, so memory stays flat on a million sessions.
 """
 
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, Table, func, select
 
+from tutorscore.csvsafe import neutralise
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.errors import UserError
 from tutorscore.ingest._fields import SESSION_COLUMNS, STUDENT_COLUMNS, TUTOR_COLUMNS
@@ -88,8 +91,13 @@ def export_bundle(
     *,
     fmt: str = "csv",
     progress: ProgressCallback | None = None,
+    raw: bool = False,
 ) -> ExportReport:
-    """Write tutors, students, sessions (CSV or JSONL) and transcripts.jsonl into `directory`."""
+    """Write tutors, students, sessions (CSV or JSONL) and transcripts.jsonl into `directory`.
+
+    CSV text cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading `'` unless
+    `raw` (JSONL is never changed: it is not opened by spreadsheets).
+    """
     if fmt not in ("csv", "jsonl"):
         raise UserError(f"--format: expected csv or jsonl, got {fmt!r}")
     target = Path(directory)
@@ -103,7 +111,7 @@ def export_bundle(
         with path.open("w", encoding="utf-8", newline="") as fh:
             rows = _stream(engine, table, names)
             written = (
-                _write_csv(fh, names, rows, kind, total, progress)
+                _write_csv(fh, names, rows, kind, total, progress, raw=raw)
                 if fmt == "csv"
                 else _write_jsonl(fh, names, rows, kind, total, progress)
             )
@@ -126,13 +134,22 @@ def _write_csv(
     kind: str,
     total: int,
     progress: ProgressCallback | None,
+    *,
+    raw: bool = False,
 ) -> int:
     # RFC 4180 CRLF: the writer then quotes any field holding a lone \r as well as \n.
     writer = csv.writer(fh, lineterminator="\r\n")
     writer.writerow(names)
     count = 0
     for row in rows:
-        writer.writerow([_csv_cell(v) for v in row])
+        cells = [_csv_cell(v) for v in row]
+        if not raw:
+            # only text: numbers and dates are written from non-str values
+            cells = [
+                neutralise(c) if isinstance(v, str | list) else c
+                for c, v in zip(cells, row, strict=True)
+            ]
+        writer.writerow(cells)
         count += 1
         _tick(progress, kind, count, total)
     return count

@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any, TypedDict
 
+from tutorscore.textcheck import text_problem
+
 SPEAKERS = ("tutor", "student")
 _PREFIXES = {"tutor:": "tutor", "student:": "student"}
 
@@ -24,6 +26,9 @@ def parse_text(raw: str) -> list[Turn]:
     """`Tutor: Hi` / `Student: Hello` lines to turns; unprefixed lines continue the turn above."""
     turns: list[Turn] = []
     for lineno, line in enumerate(raw.splitlines(), start=1):
+        problem = text_problem(line)
+        if problem is not None:
+            raise TranscriptFormatError(f"text line {lineno}: {problem} cannot be stored")
         stripped = line.strip()
         if not stripped:
             continue
@@ -59,6 +64,9 @@ def validate_turns(value: Any) -> list[Turn]:
         text = item.get("text")
         if not isinstance(text, str):
             raise TranscriptFormatError(f"turn {i}: text: expected a string, got {text!r}")
+        problem = text_problem(text)
+        if problem is not None:
+            raise TranscriptFormatError(f"turn {i}: text: {problem} cannot be stored")
         turn: Turn = {"speaker": speaker, "text": text}
         start = item.get("start_s")
         if start is not None:

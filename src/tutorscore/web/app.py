@@ -20,10 +20,12 @@ from tutorscore import __version__
 from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
+from tutorscore.web.body_check import StorableTextMiddleware
 from tutorscore.web.errors import install_error_handlers
 from tutorscore.web.metrics import build_registry
 from tutorscore.web.middleware import RequestContextMiddleware
 from tutorscore.web.report_cache import ReportCache
+from tutorscore.web.security import SecurityHeadersMiddleware
 from tutorscore.web.state import AppState
 from tutorscore.web.templating import STATIC_DIR
 
@@ -162,13 +164,18 @@ def create_app(
     registry, latency = build_registry(state)
     app.state.metrics_registry = registry
     install_error_handlers(app)
+    # innermost: sees the session (for error pages) and a body already capped in size
+    app.add_middleware(StorableTextMiddleware)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.resolved_secret_key(),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE,
         same_site="lax",
-        https_only=False,
+        https_only=False,  # Secure is added per request by SecurityHeadersMiddleware
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, cookie_name=SESSION_COOKIE, cookie_secure=settings.cookie_secure
     )
     app.add_middleware(RequestContextMiddleware, latency=latency, max_body_bytes=max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

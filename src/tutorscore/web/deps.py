@@ -30,6 +30,7 @@ from tutorscore.web.state import AppState
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 USER_SESSION_KEY = "user"
+SESSION_VERSION_KEY = "sv"  # users.session_version at login; stale -> logged out
 
 
 def get_state(request: Request) -> AppState:
@@ -130,8 +131,11 @@ def _resolve_principal(request: Request, db: DbSession) -> Principal | None:
         return principal
     username = request.session.get(USER_SESSION_KEY)
     if isinstance(username, str) and username:
-        principal = principal_for_username(db, username)
-        if principal is None:  # user deleted or deactivated since login
+        version = request.session.get(SESSION_VERSION_KEY)
+        principal = None
+        if isinstance(version, int):  # cookies from before versions: log in again
+            principal = principal_for_username(db, username, version)
+        if principal is None:  # deactivated, logged out or password changed since login
             request.session.clear()
         return principal
     return None

@@ -12,7 +12,8 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tutorscore.errors import UserError
@@ -121,7 +122,54 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
 
 async def out_of_range_handler(request: Request, exc: Exception) -> Response:
     """A number the database cannot store (e.g. an id beyond 64 bits) is the caller's mistake."""
+    if "NUL" in str(exc):  # Postgres: text with a NUL character (bodies are checked earlier)
+        return _respond(
+            request,
+            422,
+            "validation_error",
+            "a text value in the request contains a NUL character, which cannot be stored",
+        )
     return _respond(request, 400, "out_of_range", "a value in the request is out of range")
+
+
+async def unstorable_text_handler(request: Request, exc: Exception) -> Response:
+    """A lone surrogate reached the database driver (bodies are checked earlier)."""
+    return _respond(
+        request,
+        422,
+        "validation_error",
+        "a text value in the request contains an unpaired surrogate, which cannot be stored",
+    )
+
+
+# Seconds a client is told to wait when the database is busy or unreachable.
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """The database could not be used now (SQLite's write lock held past the busy
+    timeout by a long import, Postgres refusing connections): 503 with Retry-After,
+    one log line without a traceback. Other errors of these types stay 500s."""
+    import logging
+
+    from tutorscore.evaluation.health import is_database_error, short_error
+
+    if not is_database_error(exc):
+        return await unexpected_error_handler(request, exc)
+    locked = "database is locked" in str(exc)
+    logging.getLogger("tutorscore.web").warning(
+        "database unavailable for a request", extra={"error": short_error(exc)}
+    )
+    return _respond(
+        request,
+        503,
+        "unavailable",
+        "the database is busy with another write; retry shortly"
+        if locked
+        else "the database is unavailable; retry shortly",
+        {"reason": "locked" if locked else "unreachable", "retry_after_s": DATABASE_RETRY_AFTER_S},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
@@ -138,4 +186,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DataError, out_of_range_handler)
     app.add_exception_handler(OverflowError, out_of_range_handler)
+    app.add_exception_handler(UnicodeEncodeError, unstorable_text_handler)
+    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(db_error, database_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -147,6 +147,10 @@ class SessionRecorded(BaseModel):
 
 
 class SeedRequest(BaseModel):
+    """Unknown keys are refused (422): a typo must not reseed with defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
     tutors: int = Field(100, ge=1, le=10_000)
     students: int = Field(2500, ge=1, le=200_000)
     sessions: int = Field(3000, ge=0, le=1_000_000)
@@ -155,6 +159,9 @@ class SeedRequest(BaseModel):
     seed: int = Field(42, ge=0, le=2**31 - 1)
     as_of: datetime | None = Field(None, description="end of the seeded period (default now)")
     run_analytics: bool = Field(True, description="recompute metrics after seeding")
+    dry_run: bool = Field(
+        False, description="write nothing; answer what a reseed would delete (`would_delete`)"
+    )
 
 
 class SeedResponse(BaseModel):
@@ -163,3 +170,9 @@ class SeedResponse(BaseModel):
     summary: dict[str, Any]
     analytics: dict[str, Any] | None = None
     as_of: datetime
+    dry_run: bool = False
+    would_delete: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows a reseed deletes (synthetic tutors, students, sessions and what "
+        "hangs off them: evaluations, transcripts, jobs, metrics, alerts, interventions)",
+    )

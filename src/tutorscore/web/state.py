@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings
+from tutorscore.web.computed_reports import ComputedReports
 from tutorscore.web.report_cache import ReportCache
 
 
@@ -23,6 +24,8 @@ class AppState:
     sessions: sessionmaker[Session]
     login_throttle: LoginThrottle
     report_cache: ReportCache = field(default_factory=ReportCache)
+    # reports at an as_of no stored run covers (web.computed_reports)
+    computed_reports: ComputedReports = field(default_factory=ComputedReports)
     # write requests in flight and the threads that commit them (web.deps.get_db)
     write_slots: Semaphore | None = None
     finish_limiter: CapacityLimiter | None = None

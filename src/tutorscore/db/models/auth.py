@@ -22,6 +22,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Cookie sessions carry the version they started with; logout, a password change
+    # and deactivation bump it, so every earlier cookie stops working server-side.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LoginFailure(Base):
@@ -34,7 +37,7 @@ class LoginFailure(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(200))  # as typed, lower-cased
+    username: Mapped[str] = mapped_column(String(200))  # normalised (auth.users.normalize_username)
     address: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from tutorscore.errors import UserError
 from tutorscore.web.deps import CurrentUser, DbSession, State, require_role
 
 router = APIRouter(prefix="/api", tags=["analytics"])
@@ -40,9 +39,11 @@ def _aware(as_of: datetime | None) -> datetime:
 
     if as_of is None:
         return live_as_of()
-    if as_of.tzinfo is None:
-        raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
-    return as_of
+    from tutorscore.web.params import checked_as_of
+
+    checked = checked_as_of(as_of)
+    assert checked is not None
+    return checked
 
 
 @router.post(

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tutorscore.auth.users import Principal
-from tutorscore.errors import ValidationFailed
 from tutorscore.interventions import alerts, outcomes, playbook, service
 from tutorscore.web.deps import CurrentUser, DbSession, State, require_role
 
@@ -21,9 +20,10 @@ router = APIRouter(prefix="/api", tags=["interventions"])
 
 
 def _aware(as_of: datetime | None) -> datetime | None:
-    if as_of is not None and as_of.tzinfo is None:
-        raise ValidationFailed("as_of: needs an offset or Z", details=[{"field": "as_of"}])
-    return as_of
+    from tutorscore.web.params import checked_as_of
+
+    return checked_as_of(as_of)
+
 
 
 Coach = Annotated[Principal, Depends(require_role("coach"))]

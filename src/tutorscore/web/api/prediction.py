@@ -13,6 +13,7 @@ from tutorscore.prediction.model_store import list_models
 from tutorscore.prediction.no_show import no_show_risks
 from tutorscore.prediction.no_show_model import PREFIX, no_show_model_status
 from tutorscore.web.deps import CurrentUser, DbSession, State
+from tutorscore.web.params import checked_as_of
 
 router = APIRouter(prefix="/api", tags=["prediction"])
 
@@ -32,11 +33,7 @@ def no_show_risk(
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> dict[str, Any]:
     """Upcoming scheduled sessions whose no-show probability reaches the alert threshold."""
-    when = as_of or utcnow()
-    if when.tzinfo is None:
-        from tutorscore.errors import ValidationFailed
-
-        raise ValidationFailed("as_of: needs an offset or Z", details=[{"field": "as_of"}])
+    when = checked_as_of(as_of) or utcnow()
     threshold = (
         None
         if all

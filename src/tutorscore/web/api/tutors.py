@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from tutorscore.web.computed_reports import report_page
 from tutorscore.web.deps import CurrentUser, DbSession, State
+from tutorscore.web.params import checked_as_of
 from tutorscore.web.responses import json_response
 from tutorscore.web.schemas import RiskLevel, TutorDetail, TutorPage, TutorReport
 
@@ -46,26 +48,23 @@ def list_tutors(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages."""
-    from tutorscore.analytics import report
+    """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages.
 
-    chosen = tuple(flags or ())
-    key = ("api", as_of, sort, risk, subject, min_sessions, chosen, limit, offset)
-    items, total = state.report_cache.get(
+    Never writes: an `as_of` without stored metrics is computed in memory (rules only,
+    one such computation per process at a time, others answer 429)."""
+
+    items, total = report_page(
         db,
-        key,
-        lambda: report.tutor_reports(
-            db,
-            as_of=as_of,
-            sort=sort,
-            risk=risk,
-            subject=subject,
-            min_sessions=min_sessions,
-            flags=chosen,
-            limit=limit,
-            offset=offset,
-            rules=state.rules,
-        ),
+        state,
+        as_of=checked_as_of(as_of),
+        sort=sort,
+        risk=risk,
+        subject=subject,
+        min_sessions=min_sessions,
+        flags=tuple(flags or ()),
+        limit=limit,
+        offset=offset,
+        kind="api",
     )
     return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
@@ -78,13 +77,16 @@ def list_tutors(
 def get_tutor(
     tutor_id: str,
     db: DbSession,
+    state: State,
     user: CurrentUser,
     as_of: Annotated[datetime | None, Query()] = None,
 ) -> Response:
     """One tutor: the report above plus history and recent sessions."""
     from tutorscore.analytics import report
 
-    detail: dict[str, Any] = report.tutor_detail(db, tutor_id, as_of=as_of)
+    detail: dict[str, Any] = report.tutor_detail(
+        db, tutor_id, as_of=checked_as_of(as_of), rules=state.rules, store=False
+    )
     return json_response(detail)
 
 

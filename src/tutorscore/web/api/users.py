@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from tutorscore.auth.users import create_token, create_user
+from tutorscore.auth.users import (
+    create_token,
+    create_user,
+    deactivate_user,
+    list_tokens,
+    revoke_token,
+)
 from tutorscore.db.models import User
 from tutorscore.web.deps import AdminUser, CurrentUser, DbSession
 
@@ -67,3 +73,45 @@ def add_token(body: TokenIn, db: DbSession, user: CurrentUser) -> TokenOut:
     """A new API token acting as the caller, with the caller's role."""
     token = create_token(db, username=user.username, name=body.name, actor=user.username)
     return TokenOut(token=token, username=user.username)
+
+
+class TokenInfo(BaseModel):
+    id: int
+    username: str
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+@router.get("/tokens", response_model=list[TokenInfo])
+def get_tokens(db: DbSession, user: CurrentUser) -> list[dict[str, object]]:
+    """API tokens (never their values): an admin sees everyone's, others their own."""
+    return list_tokens(db, username=None if user.role == "admin" else user.username)
+
+
+@router.post(
+    "/tokens/{token_id}/revoke",
+    response_model=TokenInfo,
+    responses={404: {"description": "no such token (or not the caller's)"}},
+)
+def revoke(token_id: int, db: DbSession, user: CurrentUser) -> dict[str, object]:
+    """Revoke a token at once (audited). Admins may revoke any, others only their own."""
+    owner = None if user.role == "admin" else user.username
+    revoke_token(db, token_id=token_id, actor=user.username, owner=owner)
+    db.flush()
+    (info,) = [t for t in list_tokens(db) if t["id"] == token_id]
+    return info
+
+
+@router.post(
+    "/users/{username}/deactivate",
+    response_model=UserOut,
+    responses={404: {"description": "no such user"}},
+)
+def deactivate(username: str, db: DbSession, user: AdminUser) -> UserOut:
+    """Deactivate a user (audited): logins, cookie sessions and API tokens stop working."""
+    row = deactivate_user(db, username=username, actor=user.username)
+    return UserOut(
+        username=row.username, role=row.role, is_active=row.is_active, created_at=row.created_at
+    )

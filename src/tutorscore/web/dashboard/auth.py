@@ -8,9 +8,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tutorscore.errors import UserError
-from tutorscore.web.api.auth import attempt_login
+from tutorscore.web.api.auth import attempt_login, end_session
 from tutorscore.web.csrf import verify_csrf_value
-from tutorscore.web.deps import USER_SESSION_KEY, CurrentUser, DbSession, State
+from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.errors import TooManyRequests
 from tutorscore.web.templating import render
 
@@ -61,6 +61,6 @@ def login_submit(
 
 
 @router.post("/logout")
-async def logout(request: Request, user: CurrentUser) -> RedirectResponse:
-    request.session.pop(USER_SESSION_KEY, None)
+def logout(request: Request, db: DbSession, user: CurrentUser) -> RedirectResponse:
+    end_session(request, db, user)
     return RedirectResponse("/login", status_code=303)

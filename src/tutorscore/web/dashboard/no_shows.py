@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from tutorscore.db.base import utcnow
 from tutorscore.db.models import Tutor
-from tutorscore.errors import UserError
 from tutorscore.web.deps import CurrentUser, DbSession, State
+from tutorscore.web.params import checked_as_of
 from tutorscore.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -33,9 +33,7 @@ def no_shows_page(
     from tutorscore.prediction.no_show import no_show_risks
     from tutorscore.prediction.no_show_model import no_show_model_status
 
-    if as_of is not None and as_of.tzinfo is None:
-        raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
-    when = as_of or utcnow()
+    when = checked_as_of(as_of) or utcnow()
     threshold = state.rules.prediction.no_show_alert_probability
     risks = no_show_risks(
         db,

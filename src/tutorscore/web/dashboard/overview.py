@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from tutorscore.db.models import TutorMetrics
 from tutorscore.evaluation.backlog import llm_backlog
@@ -28,7 +28,9 @@ def overview(request: Request, db: DbSession, state: State, user: CurrentUser) -
         {
             "risk_counts": counts,
             "tutor_count": sum(counts.values()),
-            "latest_as_of": db.scalar(select(func.max(TutorMetrics.as_of))),
+            "latest_as_of": db.scalar(
+                select(func.max(TutorMetrics.as_of)).where(TutorMetrics.is_current == true())
+            ),
             "new_flags": new,
             "new_flags_total": new_total,
             "backlog": views.backlog(db),

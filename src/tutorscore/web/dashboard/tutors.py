@@ -12,6 +12,7 @@ from sqlalchemy import select
 from tutorscore.db.models import SessionTranscript, Tutor, TutoringSession
 from tutorscore.errors import NotFound
 from tutorscore.web.charts import trend_chart
+from tutorscore.web.computed_reports import report_page
 from tutorscore.web.dashboard import views
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.schemas import RiskLevel
@@ -39,27 +40,22 @@ def tutor_list(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     """The filter form submits empty fields; they mean "any"."""
-    from tutorscore.analytics.report import tutor_reports
-
     risk = risk or None
     min_sessions_n = int(min_sessions) if min_sessions else None
 
     chosen_flags = [f for f in (flags or []) if f in views.FLAG_FILTERS]
-    key = ("page", sort, risk, subject or None, min_sessions_n, tuple(chosen_flags), page)
-    items, total = state.report_cache.get(
+    items, total = report_page(
         db,
-        key,
-        lambda: tutor_reports(
-            db,
-            sort=sort,
-            risk=risk,
-            subject=subject or None,
-            min_sessions=min_sessions_n,
-            flags=tuple(chosen_flags),
-            limit=PER_PAGE,
-            offset=(page - 1) * PER_PAGE,
-            rules=state.rules,
-        ),
+        state,
+        as_of=None,
+        sort=sort,
+        risk=risk,
+        subject=subject or None,
+        min_sessions=min_sessions_n,
+        flags=tuple(chosen_flags),
+        limit=PER_PAGE,
+        offset=(page - 1) * PER_PAGE,
+        kind="page",
     )
     query: dict[str, Any] = {"sort": sort}
     if subject:
@@ -120,7 +116,7 @@ def tutor_page(
     from tutorscore.analytics.report import tutor_detail
     from tutorscore.reviews.counted import choose_counted
 
-    detail = tutor_detail(db, tutor_id, rules=state.rules)
+    detail = tutor_detail(db, tutor_id, rules=state.rules, store=False)
     tutor = views.shape_report(detail)
     counted = choose_counted(db, state.rules)  # which judge's scores this page shows, and why
     sessions, total_sessions = views.tutor_sessions(
