@@ -260,3 +260,34 @@ def test_migration_0005_normalises_usernames(engine: Engine) -> None:
         db.dispose()
     # ERIN would collide with erin: left as it was
     assert rows == {"carol": 0, "dave": 0, "erin": 0, "ERIN": 0}
+
+
+def test_token_use_is_recorded_outside_the_request_transaction(engine: Engine) -> None:
+    """A GET with a token must not turn into a write transaction holding locks: the
+    last_used_at refresh commits on its own (it survives the request's rollback) and the
+    request's transaction holds no lock on the token row (on SQLite: no write lock)."""
+    from sqlalchemy.orm import Session
+
+    from tutorscore.auth.users import principal_for_token
+
+    make_user(engine, "tia", "viewer")
+    with transaction(engine) as db:
+        from tutorscore.auth.users import create_token
+
+        token = create_token(db, username="tia", actor="test")
+    with Session(engine) as request_db:
+        request_db.begin()
+        assert principal_for_token(request_db, token) is not None
+        with engine.connect() as other:
+            if engine.dialect.name == "sqlite":
+                other.exec_driver_sql("PRAGMA busy_timeout=0")
+                other.exec_driver_sql("BEGIN IMMEDIATE")  # raises 'database is locked' if held
+                other.exec_driver_sql("ROLLBACK")
+            else:
+                other.execute(
+                    text("SELECT id FROM api_tokens FOR UPDATE NOWAIT")
+                ).all()  # raises if the request's transaction locked the row
+                other.rollback()
+        request_db.rollback()
+    with transaction(engine) as db:
+        assert db.scalar(select(ApiToken.last_used_at)) is not None

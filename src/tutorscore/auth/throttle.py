@@ -29,6 +29,7 @@ from tutorscore.db.base import utcnow
 from tutorscore.db.models.auth import LoginFailure
 
 FAILURES = cast(Table, LoginFailure.__table__)
+LOCK_NAMESPACE = 0x4C47  # "LG": the throttle's advisory locks (Postgres)
 
 
 class LoginThrottle:
@@ -78,8 +79,11 @@ class LoginThrottle:
         c = FAILURES.c
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                lock_key = zlib.crc32(f"login:{name}\x00{addr}".encode())
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                # two-key form: (namespace, key) cannot collide with single-key locks
+                key = zlib.crc32(f"{name}\x00{addr}".encode()) - 2**31  # int4 range
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:ns, :k)"), {"ns": LOCK_NAMESPACE, "k": key}
+                )
             # the delete comes first: on SQLite it takes the write lock, so the count
             # below cannot interleave with another process's reservation
             conn.execute(delete(FAILURES).where(c.failed_at <= now - self.window))

@@ -11,10 +11,11 @@ import os
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tutorscore.auth import passwords
@@ -274,10 +275,30 @@ def principal_for_token(session: Session, token: str) -> Principal | None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
-        token_row = session.get(ApiToken, row.id)
-        if token_row is not None:
-            token_row.last_used_at = now
+        _touch_token(session, row.id, now)
     return Principal(row.username, row.role, "token")
+
+
+def _touch_token(session: Session, token_id: int, now: datetime) -> None:
+    """Refresh `last_used_at` in a short transaction of its own, not the request's.
+
+    In the request's transaction the UPDATE would make every GET with a token a
+    write transaction: on SQLite it held the database's write lock for the whole
+    request (a seconds-long report serialised every other token request behind
+    it). Best effort: a busy or unreachable database does not fail the request.
+    """
+    bind = session.get_bind()
+    stmt = update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+    if not isinstance(bind, Engine):  # a session on a caller's connection: stay inside it
+        session.execute(stmt)
+        return
+    try:
+        with bind.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError:
+        import logging
+
+        logging.getLogger("tutorscore.auth").warning("could not record API token use")
 
 
 def ensure_demo_admin(engine: Engine, data_dir: str | None = None) -> tuple[str, str]:
