@@ -15,7 +15,7 @@ export DATABASE_URL ?= sqlite:///./data/tutorscore.db
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install lock run demo serve test lint typecheck pytest bench chromium postgres screenshots clean migration
+.PHONY: install lock run demo serve test lint typecheck pytest bench chromium postgres screenshots clean migration judge-model
 
 $(UV_STAMP):
 	rm -rf $(UV_HOME)
@@ -77,6 +77,11 @@ bench: install postgres
 	$(BIN)/python benchmarks/ingest_rate.py
 	$(BIN)/python benchmarks/prediction.py
 	$(BIN)/python benchmarks/caption_import.py
+	$(BIN)/python benchmarks/judge_validity.py
+
+## make judge-model: retrain the offline judge's tutor-move model from corpora/ (deterministic)
+judge-model: install
+	$(BIN)/tutorscore judge train
 
 screenshots: install chromium
 	$(BIN)/python scripts/screenshots.py

@@ -284,7 +284,8 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(
             _wait_started(tmp_path / f"{name}.log")  # its SIGTERM handler is installed
             procs[name].send_signal(signal.SIGTERM)
         for name in ("steady", "late"):
-            assert procs[name].wait(timeout=20) == 0, (tmp_path / f"{name}.log").read_text()
+            # generous: a worker started on a loaded machine may still be importing
+            assert procs[name].wait(timeout=90) == 0, (tmp_path / f"{name}.log").read_text()
     finally:
         for proc in procs.values():
             if proc.poll() is None:

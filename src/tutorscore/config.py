@@ -72,7 +72,12 @@ class HeuristicConfig(BaseModel):
     min_tutor_turns_for_checks: int = 4
     min_questions_for_closed_tag: int = 3
     strong_uptake_turns: int = 3
-    strong_uptake_rate: float = 0.5
+    strong_uptake_score: float = 0.35
+    strong_uptake_share: float = 0.4
+    weak_uptake_share: float = 0.2
+    strong_scaffolding_share: float = 0.6
+    telling_share_area: float = 0.3
+    giveaway_min_telling: float = 0.5
     self_answered_tail_words: int = 8
     rushed_self_answered: int = 3
     rushed_words_per_second: float = 3.2

@@ -35,6 +35,7 @@ def _register() -> None:
         "ingest",
         "analytics",
         "evaluation",
+        "judge",
         "llm",
         "web",
         "prediction",

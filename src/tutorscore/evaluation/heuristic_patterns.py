@@ -73,6 +73,8 @@ ANSWER_GIVEAWAY = re.compile(
     r"|i'll (?:just )?(?:tell|give) you the (?:answer|solution)(?: is)?"
     r"|so [a-z] (?:=|equals))\s*:?\s*(?P<ans>-?[a-z0-9./]+)?"
 )
+# A number as written in a turn ("12", "3.5", "1/2", "1,200").
+NUMBER = re.compile(r"(?<![a-z])\d+(?:[.,/]\d+)*")
 CONFIRMATION_START = re.compile(r"^\s*(?:yes|yeah|yep|right|correct|exactly|perfect|great|good)\b")
 
 # A tutor reply that moves past a student question without answering it.
@@ -101,7 +103,6 @@ PRAISE_WORDS = frozenset(
     " explanation working sticking explaining showing checking worked tried like love didn't"
     " kept stuck reasoned keep right".split()
 )
-GIVEAWAY_WORDS = frozenset("answer solution equals".split())
 
 # Words that carry no topic: ignored when measuring uptake of the student's words.
 STOPWORDS = frozenset(

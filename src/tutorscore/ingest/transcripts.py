@@ -1,11 +1,14 @@
 """A template grammar for realistic tutoring transcripts, generated offline.
 
 A transcript is a sequence of tutoring *moves* (greeting, goal setting, open
-question, check for understanding, uptake of the student's words, praise of
-effort, recap; or monologue, ignoring a question, rushing, giving the answer
-away). Which moves a tutor makes is drawn from their teaching quality, so the
-heuristic judge has real signal to find; each move has many phrasings and every
-subject its own problems, steps and vocabulary, so transcripts do not repeat.
+question, focusing and probing questions, check for understanding, uptake of
+the student's words, praise of effort, recap; or telling the step, monologue,
+ignoring a question, rushing, giving the answer away). Which moves a tutor makes
+is drawn from their teaching quality: strong tutors mostly focus and probe
+(MathDial's scaffolding moves), weak ones mostly tell, and everyone mixes, so
+the judge sees a spread. Each move has many phrasings and every subject its own
+problems, steps and vocabulary, so transcripts do not repeat. The judge was
+trained on real dialogue (corpora/), never tuned on this text.
 """
 
 from __future__ import annotations
@@ -472,9 +475,11 @@ SUBJECT_WEIGHTS: tuple[float, ...] = tuple(w / sum(_raw_weights) for w in _raw_w
 
 GOOD_MOVES = frozenset(
     {"goal_setting", "open_question", "check_understanding", "uptake", "praise_effort",
-     "student_explains", "recap", "answers_question"}
+     "student_explains", "recap", "answers_question", "focusing", "probing"}
 )  # fmt: skip
-POOR_MOVES = frozenset({"monologue", "ignored_question", "rushing", "gives_answer", "no_goal"})
+POOR_MOVES = frozenset(
+    {"monologue", "ignored_question", "rushing", "gives_answer", "no_goal", "telling"}
+)
 
 # ------------------------------------------------------------------------ phrasings
 T_GREET_FIRST = (
@@ -553,6 +558,38 @@ T_OPEN_Q = (
     "What do you already know that might help with {problem}?",
     "Can you walk me through how you'd approach {problem}?",
     "What's the first thing you'd try here, and why?",
+)
+T_FOCUS = (
+    "Let's focus on the first step. What do you get when you {step}?",
+    "What's the first thing we need to find in {problem}?",
+    "Let's just look at the {term}. What does it tell us here?",
+    "Try to {step} first. What do you get?",
+    "Which part of {problem} should we work out before anything else?",
+    "If you {step}, what does {problem} turn into?",
+    "What do we know already, and what are we trying to find?",
+    "Let's slow down on one piece: what happens when you {step2}?",
+)
+T_PROBE = (
+    "How did you get that?",
+    "Can you explain why you'd {step}?",
+    "What made you think of that?",
+    "How could you check that answer?",
+    "Why does that work?",
+    "Walk me through your steps. Where did the numbers come from?",
+    "Are you sure about that step? Look at it again and tell me what you see.",
+    "What would happen if that were true? Does it fit {problem}?",
+)
+T_TELL_STEP = (
+    "You need to {step}, and then {step2}. That gives you {answer}.",
+    "First {step}. Then {step2}, so it's {answer}.",
+    "Remember, {concept}. So you {step} and you get {answer}.",
+    "No, you have to {step} before you {step2}. The result is {answer}.",
+    "The rule is that {concept}, so just {step2} and write {answer}.",
+)
+T_NEXT_TELL = (
+    "Next one is {problem}: you {step}, then {step2}, and it comes out to {answer}.",
+    "Same thing with {problem}. You {step} and {step2}, which gives {answer}.",
+    "Now {problem}. It's the same steps, {step} and then {step2}, so the answer is {answer}.",
 )
 T_CLOSED_Q = ("Got it?", "Okay?", "Right?", "Understand?", "Make sense? Okay, moving on.")
 MONOLOGUE_SENTENCES = (
@@ -822,9 +859,12 @@ def generate_transcript(
         if b.turns[-1]["speaker"] == "tutor" and len(b.turns) > 3:
             b.say("student", S_ACK)
         if good():
+            if rng.random() < 0.3:
+                b.say("tutor", T_EXPLAIN, "telling")
             if rng.random() < 0.5:
-                b.say("tutor", T_EXPLAIN)
-            b.say("tutor", T_OPEN_Q, "open_question")
+                b.say("tutor", T_FOCUS, "focusing")
+            else:
+                b.say("tutor", T_OPEN_Q, "open_question")
             prompt = "open"
         elif rng.random() < 0.6:
             sentences = rng.sample(MONOLOGUE_SENTENCES, k=rng.randint(4, 7))
@@ -833,7 +873,7 @@ def generate_transcript(
                 b.say("tutor", T_CLOSED_Q)
             prompt = "lecture"
         else:
-            b.say("tutor", T_EXPLAIN)
+            b.say("tutor", T_TELL_STEP, "telling")
             b.say("tutor", T_CLOSED_Q)
             prompt = "closed"
 
@@ -873,12 +913,18 @@ def generate_transcript(
         elif good():
             if reply == "attempt":
                 b.say("tutor", T_UPTAKE, "uptake")
-                if rng.random() < 0.5:
+                if rng.random() < 0.4:
+                    b.say("student", S_ATTEMPT, "student_explains")
+                    b.say("tutor", T_PROBE, "probing")
+                elif rng.random() < 0.5:
                     b.say("tutor", T_PRAISE_EFFORT, "praise_effort")
             else:
-                b.say("tutor", T_CORRECT_GENTLY)
+                b.say("tutor", T_CORRECT_GENTLY if rng.random() < 0.5 else T_PROBE, "probing")
                 b.say("student", S_ATTEMPT, "student_explains")
                 b.say("tutor", T_UPTAKE, "uptake")
+                if rng.random() < 0.4:
+                    b.say("student", S_ACK)
+                    b.say("tutor", T_FOCUS, "focusing")
             if rng.random() < 0.6:
                 b.say("tutor", T_CHECK, "check_understanding")
                 b.say("student", S_EXPLAIN_BACK, "student_explains")
@@ -887,7 +933,10 @@ def generate_transcript(
         else:
             if rng.random() < 0.35:
                 b.say("tutor", T_RUSH, "rushing")
-            if reply in ("wrong", "attempt", "ack") and rng.random() < 0.7:
+            if reply in ("wrong", "attempt") and rng.random() < 0.6:
+                b.say("tutor", T_TELL_STEP, "telling")
+                b.say("student", S_ACK)
+            if reply in ("wrong", "attempt", "ack") and rng.random() < 0.6:
                 b.say("tutor", T_GIVE_ANSWER, "gives_answer")
 
         # next problem or topic
@@ -897,7 +946,10 @@ def generate_transcript(
         if b.turns[-1]["speaker"] == "tutor":
             b.say("student", S_ACK)
         if len(b.turns) < target - closing_turns:
-            b.say("tutor", T_NEXT)
+            if good():
+                b.say("tutor", T_NEXT)
+            else:
+                b.say("tutor", T_NEXT_TELL, "telling")
 
     # closing
     if b.turns[-1]["speaker"] == "tutor":

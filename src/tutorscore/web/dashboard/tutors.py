@@ -171,6 +171,7 @@ def session_page(
     turns = views.highlight_turns(
         list(transcript.turns) if transcript else [],
         list((evaluation or {}).get("evidence") or []),
+        views.turn_moves(evaluation),
     )
     return render(
         request,

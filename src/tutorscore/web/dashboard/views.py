@@ -120,13 +120,39 @@ ORDER BY p.scheduled_start_at DESC, p.session_id"""
     return out, int(total or 0)
 
 
+_MOVE_NAMES = {"F": "focus", "P": "probing", "T": "telling", "G": "generic"}
+
+
+def turn_moves(evaluation: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(move, confidence) of each tutor turn, in order, from the heuristic judge's features.
+
+    The evaluation shown may be the LLM's; the moves come from the newest heuristic
+    evaluation that has them (heuristic-v2 on), else there are none.
+    """
+    if not evaluation:
+        return []
+    candidates = [evaluation, *reversed(evaluation.get("evaluations") or [])]
+    for ev in candidates:
+        features = ev.get("features") or {}
+        codes = features.get("turn_moves")
+        if ev.get("judge") == "heuristic" and isinstance(codes, str):
+            conf = str(features.get("turn_move_confidence") or "").split(",")
+            return [
+                (_MOVE_NAMES.get(c, "generic"), conf[k] if k < len(conf) else "")
+                for k, c in enumerate(codes)
+            ]
+    return []
+
+
 def highlight_turns(
-    turns: list[dict[str, Any]], evidence: list[dict[str, Any]]
+    turns: list[dict[str, Any]],
+    evidence: list[dict[str, Any]],
+    moves: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Turns split into (text, marked) segments where the evaluation quotes them.
 
     Segments stay plain strings so the template escapes them; nothing is marked
-    up in Python.
+    up in Python. Tutor turns carry their move (`moves`, one per tutor turn).
     """
     quotes: dict[int, list[str]] = {}
     for e in evidence:
@@ -135,8 +161,14 @@ def highlight_turns(
         if isinstance(turn, int) and isinstance(quote, str) and quote.strip():
             quotes.setdefault(turn, []).append(quote.strip())
     out = []
+    tutor_seen = 0
     for index, turn in enumerate(turns):
         body = str(turn.get("text", ""))
+        move: tuple[str, str] | None = None
+        if turn.get("speaker") == "tutor":
+            if moves and tutor_seen < len(moves):
+                move = moves[tutor_seen]
+            tutor_seen += 1
         segments: list[tuple[str, bool]] = [(body, False)]
         for quote in quotes.get(index, []):
             new: list[tuple[str, bool]] = []
@@ -157,6 +189,8 @@ def highlight_turns(
                 "speaker": "tutor" if turn.get("speaker") == "tutor" else "student",
                 "segments": segments,
                 "quoted": index in quotes,
+                "move": move[0] if move else None,
+                "move_confidence": move[1] if move else None,
             }
         )
     return out
