@@ -214,3 +214,19 @@ def test_session_page_labels_each_tutor_turn_with_its_move() -> None:
     rows = views.highlight_turns([dict(t) for t in turns], [], moves)
     assert [r["move"] for r in rows] == [moves[0][0], None, moves[1][0]]
     assert views.turn_moves({"judge": "heuristic", "features": {"uptake_rate": 0.5}}) == []
+
+
+def test_giveaway_rules_kept_from_v1() -> None:
+    """v1's checks stand: "so x = 5" at the start of a turn is a give-away, and an answer
+    in words that the student already said is a confirmation, not a give-away."""
+    opening: list[Turn] = [
+        {"speaker": "student", "text": "I don't know where to start."},
+        {"speaker": "tutor", "text": "so x = 5, write it down."},
+    ]
+    assert "answer_giveaway" in evaluate_turns(opening).risk_tags
+    echo: list[Turn] = [
+        {"speaker": "tutor", "text": "What do you get for the total?"},
+        {"speaker": "student", "text": "I think it is twelve."},
+        {"speaker": "tutor", "text": "Great, the answer is twelve. Why does that work?"},
+    ]
+    assert "answer_giveaway" not in evaluate_turns(echo).risk_tags

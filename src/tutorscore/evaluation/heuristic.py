@@ -329,14 +329,17 @@ def _moves(
     predictions = model.predict(turns, lowers, tokens)
     by_turn = {p.turn: k for k, p in enumerate(predictions)}
     giveaways: list[tuple[int, int, int]] = []
-    said: set[str] = set()
+    said_words: set[str] = set()  # every word the student has said so far
+    said_numbers: set[str] = set()  # and every number, as `P.NUMBER` writes it
     for i, turn in enumerate(turns):
         low = lowers[i]
         if turn["speaker"] != "tutor":
-            said.update(P.NUMBER.findall(low))
+            said_words.update(tokens[i])
+            said_numbers.update(P.NUMBER.findall(low))
             continue
         k = by_turn[i]
-        span = _stated_result(low, said, predictions[k].probabilities["telling"], cfg)
+        p_telling = predictions[k].probabilities["telling"]
+        span = _stated_result(low, tokens[i], said_words, said_numbers, p_telling, cfg)
         if span is not None:
             giveaways.append((i, *span))
             # A turn that hands over the answer tells, whatever else it asks.
@@ -354,27 +357,32 @@ def _moves(
 
 
 def _stated_result(
-    low: str, said: set[str], p_telling: float, cfg: HeuristicConfig
+    low: str,
+    tokens: list[str],
+    said_words: set[str],
+    said_numbers: set[str],
+    p_telling: float,
+    cfg: HeuristicConfig,
 ) -> tuple[int, int] | None:
     """The sentence that gives the answer away, or None.
 
-    Either the turn says "the answer is ..." (not echoing the student's own answer),
-    or the move model reads it as telling and it states a result (a number after
-    "=", "is", "gives", "so" ...) the student has not said yet.
+    Either the turn says "the answer is ..." / "so x = ..." (not echoing an answer the
+    student already said), or the move model reads it as telling and it states a result
+    (a number after "=", "is", "gives", "so" ...) the student has not said yet.
     """
     m = (
         P.ANSWER_GIVEAWAY.search(low)
-        if "answer" in low or "solution" in low or " so " in low
+        if "=" in low or not P.GIVEAWAY_WORDS.isdisjoint(tokens)
         else None
     )
     if m and not P.CONFIRMATION_START.match(low):
         ans = (m.group("ans") or "").strip("./")
-        if not (ans and ans in said):
+        if not (ans and ans in said_words):
             return _sentence_span(low, m.start(), m.end())
     if p_telling < cfg.giveaway_min_telling:
         return None
     for m in _RESULT.finditer(low):
-        if m.group("num") not in said:
+        if m.group("num") not in said_numbers:
             return _sentence_span(low, m.start(), m.end())
     return None
 

@@ -73,6 +73,8 @@ ANSWER_GIVEAWAY = re.compile(
     r"|i'll (?:just )?(?:tell|give) you the (?:answer|solution)(?: is)?"
     r"|so [a-z] (?:=|equals))\s*:?\s*(?P<ans>-?[a-z0-9./]+)?"
 )
+# Cheap pre-filter of ANSWER_GIVEAWAY (with "=" in the turn).
+GIVEAWAY_WORDS = frozenset("answer solution equals".split())
 # A number as written in a turn ("12", "3.5", "1/2", "1,200").
 NUMBER = re.compile(r"(?<![a-z])\d+(?:[.,/]\d+)*")
 CONFIRMATION_START = re.compile(r"^\s*(?:yes|yeah|yep|right|correct|exactly|perfect|great|good)\b")
