@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from tutorscore.config import HeuristicConfig
 from tutorscore.evaluation import heuristic_patterns as P
 from tutorscore.evaluation.judge import EvaluationResult, Evidence, Rubric
-from tutorscore.evaluation.moves import MOVES, SCAFFOLDING, MoveModel, TurnMove, bundled_model
+from tutorscore.evaluation.moves import (
+    MOVE_CODES,
+    MOVES,
+    SCAFFOLDING,
+    MoveModel,
+    TurnMove,
+    bundled_model,
+)
 from tutorscore.evaluation.uptake import uptake_tokens
 from tutorscore.ingest.transcript_format import Turn
 
@@ -308,10 +315,9 @@ class _Moves:
 
     @property
     def codes(self) -> str:
-        return "".join(_MOVE_CODES[m.move] for m in self.predictions)
+        return "".join(MOVE_CODES[m.move] for m in self.predictions)
 
 
-_MOVE_CODES = {"focus": "F", "probing": "P", "telling": "T", "generic": "G"}
 _RESULT = re.compile(
     r"(?:=|\bequals\b|\bis\b|\bare\b|\bgives?\b|\bget\b|\bgot\b|\bmakes\b|\bleaves\b|\bmeans\b"
     r"|\bwould be\b|\bwill be\b|\bso\b|\btotal of\b|\bthat's\b|\bit's\b)\s*(?:\$\s*)?"

@@ -41,6 +41,8 @@ from tutorscore.ingest.transcript_format import Turn
 
 MOVES: tuple[str, ...] = ("focus", "probing", "telling", "generic")
 SCAFFOLDING: frozenset[str] = frozenset({"focus", "probing"})
+# One letter per move, as evaluations store the moves of a session (`features.turn_moves`).
+MOVE_CODES: dict[str, str] = {"focus": "F", "probing": "P", "telling": "T", "generic": "G"}
 MODEL_FORMAT = "tutorscore-tutor-moves/1"
 MODEL_FILE = "tutor_moves.json"
 

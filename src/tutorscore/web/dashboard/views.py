@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
 from tutorscore.db.base import JSONType, UTCDateTime, utcnow
 from tutorscore.db.models import Job, LLMCall, SessionEvaluation, Tutor
+from tutorscore.evaluation.moves import MOVE_CODES
 
 FLAG_NAMES = (
     "high_rescheduler_flag",
@@ -120,7 +121,7 @@ ORDER BY p.scheduled_start_at DESC, p.session_id"""
     return out, int(total or 0)
 
 
-_MOVE_NAMES = {"F": "focus", "P": "probing", "T": "telling", "G": "generic"}
+_MOVE_NAMES = {code: move for move, code in MOVE_CODES.items()}
 
 
 def turn_moves(evaluation: dict[str, Any] | None) -> list[tuple[str, str]]:
