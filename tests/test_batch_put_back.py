@@ -55,7 +55,7 @@ def _jobs(engine: Engine) -> list[tuple[str, str, str | None]]:
             .where(Job.kind == "evaluate")
             .order_by(Job.session_id, Job.id)
         ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [(str(r[0]), r[1], r[2]) for r in rows]
 
 
 def _other_engine(engine: Engine) -> Engine:
@@ -70,6 +70,7 @@ def test_put_back_keeps_a_session_queued_meanwhile(
     _backlog(engine, rules, ["L1", "L2", "L3"])
     settings = _settings(fake)
     judge = FailingAfter.from_settings(settings, engine)
+    assert isinstance(judge, FailingAfter)
     other = _other_engine(engine)
 
     def queue_l2_again() -> None:
@@ -106,6 +107,7 @@ def test_put_back_waits_for_a_concurrent_enqueue_and_retries(
     _backlog(engine, rules, ["L1", "L2"])
     settings = _settings(fake)
     judge = FailingAfter.from_settings(settings, engine)
+    assert isinstance(judge, FailingAfter)
     other = _other_engine(engine)
     errors: list[BaseException] = []
     committer: list[threading.Thread] = []

@@ -40,7 +40,9 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("sessions_prev_14d", "sessions in the 14 days before", "count"),
     FeatureSpec("volume_change_14d", "session volume, last 14 days vs the 14 before", "log_ratio"),
     FeatureSpec(
-        "volume_vs_own_level_14d", "session volume, last 14 days vs the tutor's own level", "log_ratio"
+        "volume_vs_own_level_14d",
+        "session volume, last 14 days vs the tutor's own level",
+        "log_ratio",
     ),
     FeatureSpec("tutor_reschedule_rate", "reschedule rate (30 days)", "rate"),
     FeatureSpec("reschedule_rate_14d", "reschedule rate (14 days)", "rate"),
@@ -398,7 +400,8 @@ def compute_features(
                 r.total_14, active["last"], r.prev_14, active["prev"], fdays
             ),
             "volume_vs_own_level_14d": _volume_change(
-                r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"], fdays
+                r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"],
+                fdays,
             ),
             "tutor_reschedule_rate": _ratio(r.resched, r.total),
             "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
