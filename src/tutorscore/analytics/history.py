@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import FLAG_NAMES
 from tutorscore.analytics.rules import risk_level
 from tutorscore.analytics.window import iso
 from tutorscore.db.models import TutorMetrics
@@ -23,12 +24,7 @@ from tutorscore.errors import UserError
 
 METRICS = cast(Table, TutorMetrics.__table__)
 RISK_LEVELS = ("high", "medium", "low", "not_enough_data")
-HISTORY_FLAGS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-)
+HISTORY_FLAGS = FLAG_NAMES
 MAX_WEEKS = 520
 
 
@@ -58,9 +54,7 @@ def _week_counts(bind: Session | Connection, end: datetime) -> dict[str, Any]:
     return {"tutors": tutors, "risk": risk, "flags": flags}
 
 
-def risk_history(
-    bind: Session | Connection, *, as_of: datetime, weeks: int = 12
-) -> dict[str, Any]:
+def risk_history(bind: Session | Connection, *, as_of: datetime, weeks: int = 12) -> dict[str, Any]:
     """Counts per week for the `weeks` weeks ending at `as_of`, oldest week first."""
     if not 1 <= weeks <= MAX_WEEKS:
         raise UserError(f"weeks: expected 1..{MAX_WEEKS}, got {weeks}")
