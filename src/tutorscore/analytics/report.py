@@ -1,4 +1,4 @@
-"""Reading tutor_metrics back: the per-tutor report (DATA_FORMAT.md) and one tutor's detail.
+"""Reading tutor_metrics back: the per-tutor report (docs/data-format.md) and one tutor's detail.
 
 `as_of=None` means "current": each tutor's latest row (`is_current`, kept by
 analytics.service). A given `as_of` reads the rows of that computation; when some
@@ -70,7 +70,7 @@ SORT_ALIASES = {
 SORT_CHOICES = ("risk", *SORT_KEYS, *SORT_ALIASES)
 
 
-# The report's own columns, in DATA_FORMAT.md order: the list reads exactly these (never
+# The report's own columns, in docs/data-format.md order: the list reads exactly these (never
 # `details`, the heavy per-tutor JSON only the detail page needs) as plain rows.
 REPORT_COLUMNS: tuple[str, ...] = (
     "tutor_id",
@@ -119,7 +119,7 @@ def _report_dict(row: Any, name: str, subjects: Sequence[str] | None) -> dict[st
 
 
 def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str, Any]:
-    """One tutor as DATA_FORMAT.md "What the system reports per tutor" (plus extras)."""
+    """One tutor as docs/data-format.md "What the system reports per tutor" (plus extras)."""
     return _report_dict(m, name, subjects)
 
 
@@ -192,7 +192,7 @@ def _check_aware(as_of: datetime | None) -> None:
 
 
 def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfig | None) -> None:
-    """Compute the rows a report needs when they are missing (CLI.md `tutors`)."""
+    """Compute the rows a report needs when they are missing (docs/cli.md `tutors`)."""
     if as_of is None:
         # one cheap probe on the common path (metrics exist); count tutors only when not
         if session.scalar(select(TutorMetrics.id).limit(1)) is None and session.scalar(

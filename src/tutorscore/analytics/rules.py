@@ -1,6 +1,6 @@
-"""RULES.md in code: counts in, flags, labels and their reasons out (no I/O).
+"""docs/rules.md in code: counts in, flags, labels and their reasons out (no I/O).
 
-Guards (small samples) follow RULES.md; a rule whose guard is not met is never
+Guards (small samples) follow docs/rules.md; a rule whose guard is not met is never
 raised and gets a `not_enough_data` reason instead. Rates with a zero
 denominator are None. The falling-trend signal uses the guard of the quantity
 it is about (>= min_ratings ratings, >= min_evaluations evaluations in the
@@ -94,7 +94,7 @@ def _slice(tally: Tally) -> dict[str, Any]:
 
 
 def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessment:
-    """Apply every rule of RULES.md to one tutor's counts."""
+    """Apply every rule of docs/rules.md to one tutor's counts."""
     t = rules.thresholds
     w = counts.window
     days = window.days

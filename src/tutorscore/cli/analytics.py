@@ -113,7 +113,7 @@ def tutors(
         "get a leading ' so spreadsheets do not run them",
     ),
 ) -> None:
-    """The per-tutor report (DATA_FORMAT.md): current metrics, or those at --as-of."""
+    """The per-tutor report (docs/data-format.md): current metrics, or those at --as-of."""
     from tutorscore.analytics.report import tutor_reports
 
     when = parse_timestamp(as_of) if as_of else None

@@ -42,7 +42,7 @@ def list_tutors(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages.
+    """Tutors ranked by `sort`, as docs/data-format.md describes; `total` counts all pages.
 
     Never writes: an `as_of` without stored metrics is computed in memory (rules only,
     one such computation per process at a time, others answer 429)."""
