@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import FLAG_NAMES
 from tutorscore.analytics.rules import risk_level
 from tutorscore.analytics.service import RunSummary, compute_all
 from tutorscore.analytics.window import iso
@@ -25,12 +26,7 @@ from tutorscore.errors import UserError
 
 METRICS = cast(Table, TutorMetrics.__table__)
 RISK_LEVELS = ("high", "medium", "low", "not_enough_data")
-HISTORY_FLAGS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-)
+HISTORY_FLAGS = FLAG_NAMES
 MAX_WEEKS = 520
 
 
