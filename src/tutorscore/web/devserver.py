@@ -121,6 +121,8 @@ def prepare_demo(
                 "days": days,
                 "transcripts": transcripts,
             },
+            demo_extras=False,
+            history_weeks=0,
             train_churn_model=False,
             deliver_alerts=False,
             demo_login=False,
