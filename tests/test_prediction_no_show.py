@@ -1,4 +1,5 @@
 """No-show risk: the smoothed-rate formula on a hand-checked history, and the ops list."""
+
 from __future__ import annotations
 
 import math
