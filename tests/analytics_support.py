@@ -54,12 +54,8 @@ class Data:
 
     def tutor(self, tutor_id: str, subjects: tuple[str, ...] = ("SAT Math",)) -> str:
         self.tutors.append(
-            {
-                "tutor_id": tutor_id,
-                "name": f"Tutor {tutor_id}",
-                "subjects": list(subjects),
-                "is_synthetic": False,
-            }
+            {"tutor_id": tutor_id, "name": f"Tutor {tutor_id}", "subjects": list(subjects),
+             "is_synthetic": False}
         )
         return tutor_id
 
@@ -68,77 +64,44 @@ class Data:
         return student_id
 
     def session(
-        self,
-        tutor_id: str,
-        *,
-        days_ago: float = 1.0,
-        at: datetime | None = None,
-        student_id: str = "ST1",
-        **fields: Any,
+        self, tutor_id: str, *, days_ago: float = 1.0, at: datetime | None = None,
+        student_id: str = "ST1", **fields: Any,
     ) -> str:
         self._n += 1
         sid = fields.pop("session_id", f"S{self._n:05d}")
         when = at if at is not None else AS_OF - timedelta(days=days_ago)
-        row = {
-            **SESSION_DEFAULTS,
-            **fields,
-            "session_id": sid,
-            "tutor_id": tutor_id,
-            "student_id": student_id,
-            "scheduled_start_at": when,
-        }
+        row = {**SESSION_DEFAULTS, **fields, "session_id": sid, "tutor_id": tutor_id,
+               "student_id": student_id, "scheduled_start_at": when}
         self.sessions.append(row)
         return str(sid)
 
     def sessions_n(self, tutor_id: str, n: int, **fields: Any) -> list[str]:
         """n sessions spread over the window (days 1..29)."""
-        return [
-            self.session(tutor_id, days_ago=1 + (i * 28) / max(n, 1), **fields) for i in range(n)
-        ]
+        return [self.session(tutor_id, days_ago=1 + (i * 28) / max(n, 1), **fields)
+                for i in range(n)]
 
     def evaluation(
-        self,
-        session_id: str,
-        score: float,
-        *,
-        judge: str = "heuristic",
-        created_at: datetime | None = None,
-        risk_tags: tuple[str, ...] = (),
-        model: str = "",
+        self, session_id: str, score: float, *, judge: str = "heuristic",
+        created_at: datetime | None = None, risk_tags: tuple[str, ...] = (), model: str = "",
     ) -> None:
         self.evaluations.append(
-            {
-                "session_id": session_id,
-                "judge": judge,
-                "model": model,
-                "prompt_version": "v1",
-                "transcript_hash": f"h{len(self.evaluations)}",
-                "quality_score": score,
-                "rubric": {},
-                "strengths": [],
-                "areas_for_improvement": [],
-                "risk_tags": list(risk_tags),
-                "evidence": [],
-                "features": {},
-                "created_at": created_at or AS_OF,
-            }
+            {"session_id": session_id, "judge": judge, "model": model, "prompt_version": "v1",
+             "transcript_hash": f"h{len(self.evaluations)}", "quality_score": score,
+             "rubric": {}, "strengths": [], "areas_for_improvement": [],
+             "risk_tags": list(risk_tags), "evidence": [], "features": {},
+             "created_at": created_at or AS_OF}
         )
 
     def flush(self, engine: Engine) -> None:
         with engine.begin() as conn:
             known = set(conn.scalars(select(Student.student_id)))
-            for sid in (
-                {s["student_id"] for s in self.sessions}
-                - known
-                - {s["student_id"] for s in self.students}
-            ):
+            for sid in {s["student_id"] for s in self.sessions} - known - {
+                s["student_id"] for s in self.students
+            }:
                 self.students.append({"student_id": sid, "is_synthetic": False})
-            for model, rows in (
-                (Tutor, self.tutors),
-                (Student, self.students),
-                (TutoringSession, self.sessions),
-                (SessionEvaluation, self.evaluations),
-            ):
+            for model, rows in ((Tutor, self.tutors), (Student, self.students),
+                                (TutoringSession, self.sessions),
+                                (SessionEvaluation, self.evaluations)):
                 if rows:
                     conn.execute(insert(model), rows)
         self.tutors, self.students, self.sessions, self.evaluations = [], [], [], []
@@ -151,15 +114,15 @@ def rules_with(**overrides: Any) -> RulesConfig:
 
 
 def compute(engine: Engine, rules: RulesConfig | None = None, as_of: datetime = AS_OF) -> None:
-    compute_all(engine, as_of=as_of, rules=rules or load_rules(None, environ={}), score_churn=False)
+    compute_all(engine, as_of=as_of, rules=rules or load_rules(None, environ={}),
+                score_churn=False)
 
 
 def metrics_row(engine: Engine, tutor_id: str, as_of: datetime = AS_OF) -> TutorMetrics:
     with Session(engine) as session:
         row = session.scalar(
-            select(TutorMetrics).where(
-                TutorMetrics.tutor_id == tutor_id, TutorMetrics.as_of == as_of
-            )
+            select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id,
+                                       TutorMetrics.as_of == as_of)
         )
         assert row is not None, f"no tutor_metrics row for {tutor_id} at {as_of}"
         return row

@@ -35,32 +35,15 @@ def _world(d: Data) -> None:
     d.sessions_n("RISKY", 8, student_rating=3)
     d.sessions_n("RISKY", 4, status="rescheduled", reschedule_initiator="tutor")
     for i in range(4):
-        sid = d.session(
-            "RISKY",
-            days_ago=2 + i,
-            subject="Chemistry",
-            is_first_session=True,
-            student_rating=1 if i < 3 else 5,
-            student_id=f"STR{i}",
-        )
-        d.evaluation(
-            sid,
-            2.0,
-            risk_tags=("low_student_talk_ratio", "answer_giveaway")
-            if i < 3
-            else ("answer_giveaway",),
-        )
+        sid = d.session("RISKY", days_ago=2 + i, subject="Chemistry", is_first_session=True,
+                        student_rating=1 if i < 3 else 5, student_id=f"STR{i}")
+        d.evaluation(sid, 2.0, risk_tags=("low_student_talk_ratio", "answer_giveaway")
+                     if i < 3 else ("answer_giveaway",))
     d.evaluation("S00001", 4.0, judge="llm", model="m", created_at=AS_OF - timedelta(days=3))
     d.sessions_n("OK", 12, student_rating=5, subject="Chemistry")
     for i in range(4):
-        sid = d.session(
-            "OK",
-            days_ago=3 + i,
-            subject="Chemistry",
-            is_first_session=True,
-            student_rating=5,
-            student_id=f"STO{i}",
-        )
+        sid = d.session("OK", days_ago=3 + i, subject="Chemistry", is_first_session=True,
+                        student_rating=5, student_id=f"STO{i}")
         d.evaluation(sid, 4.0, risk_tags=("answer_giveaway",) if i == 0 else ())
     d.sessions_n("NEW", 2, student_rating=4)
 
@@ -152,10 +135,8 @@ def test_tutor_detail(world: Engine, rules: RulesConfig) -> None:
         with pytest.raises(NotFound):
             tutor_detail(session, "nobody", rules=rules)
     assert REPORT_CONTRACT_KEYS <= set(detail)
-    assert [h["as_of"] for h in detail["history"]] == [
-        "2026-11-17T00:00:00Z",
-        "2026-11-24T00:00:00Z",
-    ]
+    assert [h["as_of"] for h in detail["history"]] == ["2026-11-17T00:00:00Z",
+                                                       "2026-11-24T00:00:00Z"]
     assert len(detail["weekly"]) == 5 and detail["weekly"][-1]["week_end"] == detail["as_of"]
     assert sum(w["sessions"] for w in detail["weekly"]) == detail["total_sessions"]
     chem = {s["subject"]: s for s in detail["first_sessions_by_subject"]}["Chemistry"]
@@ -220,27 +201,14 @@ def test_cli_tutors_json_csv_table(cli: CliRunner, world: Engine) -> None:
     with Session(world) as session:
         expected, _ = tutor_reports(session, as_of=AS_OF, limit=None)
     assert items == json.loads(json.dumps(expected))
-    result = cli.invoke(
-        cli_app, ["tutors", "--format", "csv", "--as-of", "2026-11-24", "--risk", "high"]
-    )
+    result = cli.invoke(cli_app, ["tutors", "--format", "csv", "--as-of", "2026-11-24",
+                              "--risk", "high"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["tutor_id"] for r in rows] == ["RISKY"]
     assert rows[0]["high_rescheduler_flag"] == "true" and "rescheduled" in rows[0]["reasons"]
-    result = cli.invoke(
-        cli_app,
-        [
-            "tutors",
-            "--format",
-            "table",
-            "--subject",
-            "Chemistry",
-            "--min-sessions",
-            "10",
-            "--sort",
-            "rating",
-        ],
-    )
+    result = cli.invoke(cli_app, ["tutors", "--format", "table", "--subject", "Chemistry",
+                              "--min-sessions", "10", "--sort", "rating"])
     assert result.exit_code == 0, result.output
     assert "RISKY" in result.stdout and "IDLE" not in result.stdout
     result = cli.invoke(cli_app, ["tutors", "--sort", "bogus"])
@@ -268,21 +236,18 @@ async def test_api_run_analytics_needs_coach(client: httpx.AsyncClient, engine: 
     _world(d)
     d.flush(engine)
     viewer = bearer(engine, "viewer1", "viewer")
-    r = await client.post(
-        "/api/run-analytics", json={"as_of": "2026-11-24T00:00:00Z"}, headers=viewer
-    )
+    r = await client.post("/api/run-analytics", json={"as_of": "2026-11-24T00:00:00Z"},
+                          headers=viewer)
     assert r.status_code == 403
     coach = bearer(engine, "coach1", "coach")
-    r = await client.post(
-        "/api/run-analytics", json={"as_of": "2026-11-24T00:00:00Z"}, headers=coach
-    )
+    r = await client.post("/api/run-analytics", json={"as_of": "2026-11-24T00:00:00Z"},
+                          headers=coach)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["tutors"] == 4 and body["as_of"] == "2026-11-24T00:00:00Z"
     assert body["risk"]["high"] == 1
-    r = await client.post(
-        "/api/run-analytics", json={"as_of": "2026-11-24T00:00:00"}, headers=coach
-    )
+    r = await client.post("/api/run-analytics", json={"as_of": "2026-11-24T00:00:00"},
+                          headers=coach)
     assert r.status_code == 400
     # the thresholds behind the run, by the fingerprint every report row carries
     r = await client.get(f"/api/analytics/configs/{body['config_hash']}", headers=viewer)
@@ -291,9 +256,8 @@ async def test_api_run_analytics_needs_coach(client: httpx.AsyncClient, engine: 
     assert r.json()["config"]["thresholds"]["high_rescheduler_rate"] == 0.15
     r = await client.get("/api/analytics/configs/0000", headers=viewer)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    r = await client.get(
-        "/api/first-sessions", params={"as_of": "2026-11-24T00:00:00Z"}, headers=viewer
-    )
+    r = await client.get("/api/first-sessions", params={"as_of": "2026-11-24T00:00:00Z"},
+                         headers=viewer)
     assert r.status_code == 200, r.text
     assert r.json()["first_sessions"] == 8
     r = await client.get("/api/first-sessions")

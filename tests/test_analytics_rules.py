@@ -85,24 +85,14 @@ def test_tutor_without_sessions_gets_a_row_of_nulls(engine: Engine) -> None:
     compute(engine)
     row = metrics_row(engine, "IDLE")
     assert row.total_sessions == 0 and row.first_sessions == 0
-    for name in (
-        "tutor_reschedule_rate",
-        "tutor_no_show_rate",
-        "first_session_dropout_rate",
-        "avg_student_rating",
-        "ai_avg_quality_score",
-        "rating_trend",
-        "ai_score_trend",
-    ):
+    for name in ("tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
+                 "avg_student_rating", "ai_avg_quality_score", "rating_trend", "ai_score_trend"):
         assert getattr(row, name) is None, name
     assert row.insufficient_data is True
     assert row.churn_risk_label == "low"
     assert {r["flag"] for r in row.reasons if r["kind"] == "not_enough_data"} >= {
-        "insufficient_data",
-        "no_show_risk_label",
-        "poor_first_session_flag",
-        "low_rating_flag",
-        "low_ai_quality_flag",
+        "insufficient_data", "no_show_risk_label", "poor_first_session_flag",
+        "low_rating_flag", "low_ai_quality_flag",
     }
 
 
@@ -311,7 +301,9 @@ def test_low_rating_boundaries(
 @pytest.mark.parametrize(
     ("scores", "flag"), [((3.0, 3.0, 3.0), False), ((2.9, 2.9, 2.9), True), ((1.0, 1.0), False)]
 )
-def test_low_ai_quality_boundaries(engine: Engine, scores: tuple[float, ...], flag: bool) -> None:
+def test_low_ai_quality_boundaries(
+    engine: Engine, scores: tuple[float, ...], flag: bool
+) -> None:
     d = Data()
     d.tutor("T")
     for i, score in enumerate(scores):

@@ -201,11 +201,8 @@ EVENTS = st.lists(
         st.tuples(
             st.just("evaluate"),
             st.integers(0, 30),
-            st.tuples(
-                st.sampled_from(["heuristic", "llm"]),
-                st.floats(1, 5).map(lambda x: round(x, 2)),
-                st.integers(0, 3),
-            ),
+            st.tuples(st.sampled_from(["heuristic", "llm"]), st.floats(1, 5).map(
+                lambda x: round(x, 2)), st.integers(0, 3)),
         ),
     ),
     min_size=1,
@@ -257,9 +254,8 @@ def test_incremental_equals_full_for_random_event_sequences(
         ids: list[tuple[str, str]] = []  # (session_id, tutor_id) alive
         for n, (target, fields, score) in enumerate(initial):
             row = _row(fields)
-            sid = d.session(
-                TUTORS[target], at=row.pop("scheduled_start_at"), session_id=f"I{n}", **row
-            )
+            sid = d.session(TUTORS[target], at=row.pop("scheduled_start_at"),
+                            session_id=f"I{n}", **row)
             ids.append((sid, TUTORS[target]))
             if score is not None:
                 d.evaluation(sid, round(score, 2))
@@ -271,14 +267,8 @@ def test_incremental_equals_full_for_random_event_sequences(
             with Session(engine) as session, session.begin():
                 if kind == "add":
                     sid = f"P{n}"
-                    session.add(
-                        TutoringSession(
-                            session_id=sid,
-                            tutor_id=TUTORS[target],
-                            student_id="ST1",
-                            **_row(payload),
-                        )
-                    )
+                    session.add(TutoringSession(session_id=sid, tutor_id=TUTORS[target],
+                                                student_id="ST1", **_row(payload)))
                     ids.append((sid, TUTORS[target]))
                     touched.add(TUTORS[target])
                 elif not ids:
@@ -301,25 +291,17 @@ def test_incremental_equals_full_for_random_event_sequences(
                     else:
                         judge, score, hours = payload
                         evals += 1
-                        session.add(
-                            SessionEvaluation(
-                                session_id=sid,
-                                judge=judge,
-                                model="m" if judge == "llm" else "",
-                                prompt_version="v1",
-                                transcript_hash=f"ev{evals}",
-                                quality_score=score,
-                                rubric={},
-                                created_at=AS_OF - timedelta(hours=hours),
-                            )
-                        )
+                        session.add(SessionEvaluation(
+                            session_id=sid, judge=judge, model="m" if judge == "llm" else "",
+                            prompt_version="v1", transcript_hash=f"ev{evals}",
+                            quality_score=score, rubric={},
+                            created_at=AS_OF - timedelta(hours=hours)))
             for tutor in sorted(touched):
                 update_tutor(engine, tutor, rules=rules, as_of=AS_OF, score_churn=False)
         incremental = snapshot(engine)  # touched tutors updated, the rest from the start
         for tutor in TUTORS:  # and every tutor recomputed incrementally on its own
-            update_tutor(
-                engine, tutor, rules=rules, as_of=AS_OF + timedelta(seconds=1), score_churn=False
-            )
+            update_tutor(engine, tutor, rules=rules, as_of=AS_OF + timedelta(seconds=1),
+                         score_churn=False)
         each = snapshot(engine, AS_OF + timedelta(seconds=1))
         compute(engine)
         assert snapshot(engine) == incremental
@@ -431,16 +413,12 @@ def test_each_config_is_stored_once_and_explains_its_runs(
         assert hashes == [rules.fingerprint()] * 4 + [stricter.fingerprint()]
         assert session.scalar(select(func.count()).select_from(AnalyticsConfig)) == 2
     # the rows written by each run stay explainable by their own thresholds
-    assert (
-        stored_config(engine, rules.fingerprint())["config"]["thresholds"]["high_rescheduler_rate"]
-        == 0.15
-    )
-    assert (
-        stored_config(engine, stricter.fingerprint())["config"]["thresholds"][
-            "high_rescheduler_rate"
-        ]
-        == 0.05
-    )
+    assert stored_config(engine, rules.fingerprint())["config"]["thresholds"][
+        "high_rescheduler_rate"
+    ] == 0.15
+    assert stored_config(engine, stricter.fingerprint())["config"]["thresholds"][
+        "high_rescheduler_rate"
+    ] == 0.05
     assert metrics_row(engine, "A").config_hash == stricter.fingerprint()
     with pytest.raises(NotFound):
         stored_config(engine, "no-such-hash")

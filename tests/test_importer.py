@@ -262,11 +262,8 @@ BAD_CELLS = [
         'is_first_session_for_student: expected a boolean (true/false/1/0/yes/no), got "maybe"',
     ),
     ("duration_minutes", "-5", 'duration_minutes: expected an integer >= 0, got "-5"'),
-    (
-        "session_id",
-        "X" * 65,
-        "session_id: expected an id of 1-64 characters without '/' or control characters, got",
-    ),
+    ("session_id", "X" * 65,
+     "session_id: expected an id of 1-64 characters without '/' or control characters, got"),
     ("subject", "", "subject: expected a subject of at most 200 characters, got nothing"),
     ("tutor_id", "T404", 'tutor_id: expected a tutor in the bundle or the database, got "T404"'),
     (

@@ -1,5 +1,4 @@
 """Playbook mapping, the intervention lifecycle with roles and audit, the board and tutor panel."""
-
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta

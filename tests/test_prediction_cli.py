@@ -1,5 +1,4 @@
 """The model / no-shows / interventions / alerts commands and the churn-model endpoint."""
-
 from __future__ import annotations
 
 import json

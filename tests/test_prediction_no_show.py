@@ -1,5 +1,4 @@
 """No-show risk: the smoothed-rate formula on a hand-checked history, and the ops list."""
-
 from __future__ import annotations
 
 import math

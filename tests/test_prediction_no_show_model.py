@@ -1,5 +1,4 @@
 """The trained no-show model: gated against the formula on a time-ordered backtest."""
-
 from __future__ import annotations
 
 import json

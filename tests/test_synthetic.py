@@ -44,7 +44,6 @@ def test_default_seed_has_the_required_distributions(engine: Engine) -> None:
 
     past = [r for r in rows if r.status != "scheduled"]
     upcoming = [r for r in rows if r.status == "scheduled"]
-
     def share(rs: list[Any], pred: Callable[[Any], bool]) -> float:
         return sum(1 for r in rs if pred(r)) / len(rs)
 
@@ -175,10 +174,8 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     }
     with engine.connect() as conn:
         return {
-            name: [
-                tuple(json.dumps(v) if isinstance(v, list) else v for v in row)
-                for row in conn.execute(text(sql))
-            ]  # fmt: skip
+            name: [tuple(json.dumps(v) if isinstance(v, list) else v for v in row)
+                   for row in conn.execute(text(sql))]  # fmt: skip
             for name, sql in queries.items()
         }
 
@@ -263,7 +260,6 @@ def test_reseed_keeps_imported_rows_and_drops_synthetic_dependents(engine: Engin
     assert summary.deleted["session_evaluations"] == 1 and summary.deleted["jobs"] == 1
     assert summary.deleted["tutor_metrics"] == 1 and summary.deleted["interventions"] == 1
     with transaction(engine) as s:
-
         def count(model: Any, *where: Any) -> int | None:
             return s.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -308,16 +304,8 @@ def test_large_seed_rebuilds_indexes(engine: Engine, monkeypatch: pytest.MonkeyP
     from sqlalchemy.exc import IntegrityError
 
     with pytest.raises(IntegrityError), transaction(engine) as s:
-        s.add(
-            TutoringSession(
-                session_id="bad",
-                tutor_id="nobody",
-                student_id="S001",
-                subject="Algebra",
-                scheduled_start_at=AS_OF,
-                status="scheduled",
-            )
-        )
+        s.add(TutoringSession(session_id="bad", tutor_id="nobody", student_id="S001",
+                              subject="Algebra", scheduled_start_at=AS_OF, status="scheduled"))
 
 
 def test_bad_sizes_are_user_errors(engine: Engine) -> None:

@@ -315,11 +315,8 @@ async def test_concurrent_writes_finish_with_a_single_handler_thread(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             bodies = [
                 session_record(
-                    f"M{i}",
-                    "T1" if i % 2 else "T2",
-                    "S1",
-                    when=AS_OF - timedelta(hours=i + 1),
-                    turns=TRANSCRIPT,
+                    f"M{i}", "T1" if i % 2 else "T2", "S1",
+                    when=AS_OF - timedelta(hours=i + 1), turns=TRANSCRIPT,
                 )  # fmt: skip
                 for i in range(6)
             ]

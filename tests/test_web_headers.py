@@ -1,5 +1,6 @@
 """Issue 14: security headers, a Secure session cookie behind https, HEAD on pages."""
 
+
 from __future__ import annotations
 
 import httpx

@@ -3,6 +3,7 @@
 Extreme as_of offsets, NUL and lone surrogates in JSON bodies, forms and import files,
 ids that cannot be part of a URL path."""
 
+
 from __future__ import annotations
 
 import json

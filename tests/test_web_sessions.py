@@ -1,6 +1,7 @@
 """Issue 14: usernames normalised once, an atomic throttle, sessions that end server-side,
 token revocation and user deactivation (CLI and API, audited), argon2 rehash on login."""
 
+
 from __future__ import annotations
 
 import asyncio
@@ -116,7 +117,9 @@ async def test_password_change_ends_every_session(
     client.cookies = httpx.Cookies()
     r = await client.post("/api/login", json={"username": "pat", "password": PASSWORD})
     assert r.status_code == 401
-    r = await client.post("/api/login", json={"username": "pat", "password": "a new long password"})
+    r = await client.post(
+        "/api/login", json={"username": "pat", "password": "a new long password"}
+    )
     assert r.status_code == 200
     assert ("pat", "user.set_password", "pat") in _actions(engine)
 

@@ -28,7 +28,6 @@ from tutorscore.testing.fake_llm import FakeServerProcess
 
 SETTINGS = Settings(DATABASE_URL="sqlite://")  # the engine fixture decides the database
 
-
 def fast(rules: RulesConfig, **evaluation: object) -> RulesConfig:
     """Rules with a short poll and no analytics debounce wait (tests stay quick)."""
     values = {"poll_seconds": 0.05, "analytics_debounce_seconds": 0.05, **evaluation}

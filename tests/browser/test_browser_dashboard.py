@@ -155,11 +155,9 @@ def test_pages_pass_the_content_security_policy(page: Page, server: Server) -> N
     violations: list[str] = []
     page.on(
         "console",
-        lambda msg: (
-            violations.append(f"{page.url}: {msg.text}")
-            if "Content Security Policy" in msg.text
-            else None
-        ),
+        lambda msg: violations.append(f"{page.url}: {msg.text}")
+        if "Content Security Policy" in msg.text
+        else None,
     )
     _login(page, server.base_url, "admin1")
     page.goto(f"{server.base_url}/tutors?flags=high_rescheduler_flag")
