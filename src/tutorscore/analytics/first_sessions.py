@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import POOR_FIRST_SESSION
 from tutorscore.analytics.metrics import (
     FIRST_SESSION,
     FIRST_SESSION_FAILED,
@@ -104,7 +105,7 @@ HAVING COUNT(*) >= :min_first"""
                 "first_sessions": n,
                 "dropouts": bad,
                 "dropout_rate": dropout_rate,
-                "poor_first_session_flag": bool(
+                POOR_FIRST_SESSION.name: bool(
                     dropout_rate is not None and dropout_rate > t.poor_first_session_rate
                 ),
             }

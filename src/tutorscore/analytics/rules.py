@@ -1,6 +1,6 @@
-"""RULES.md in code: counts in, flags, labels and their reasons out (no I/O).
+"""docs/rules.md in code: counts in, flags, labels and their reasons out (no I/O).
 
-Guards (small samples) follow RULES.md; a rule whose guard is not met is never
+Guards (small samples) follow docs/rules.md; a rule whose guard is not met is never
 raised and gets a `not_enough_data` reason instead. Rates with a zero
 denominator are None. The falling-trend signal uses the guard of the quantity
 it is about (>= min_ratings ratings, >= min_evaluations evaluations in the
@@ -9,23 +9,27 @@ window) and needs a value in both halves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tutorscore.analytics import flags
+from tutorscore.analytics.flags import (
+    CHURN_RISK,
+    CHURN_SIGNALS,
+    FALLING_TREND,
+    HIGH_RESCHEDULER,
+    INSUFFICIENT_DATA,
+    LOW_AI_QUALITY,
+    LOW_RATING,
+    NO_SHOW_RISK,
+    POOR_FIRST_SESSION,
+)
 from tutorscore.analytics.metrics import Tally, TutorCounts, mean
 from tutorscore.analytics.reasons import FLAG, NOT_ENOUGH_DATA, SUMMARY, Reason, num, pct, plural
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig
 
 LABELS = ("high", "medium", "low")
-SIGNAL_NAMES = {
-    "high_rescheduler_flag": "high rescheduler",
-    "no_show_high": "high no-show risk",
-    "poor_first_session_flag": "poor first sessions",
-    "low_rating_flag": "low ratings",
-    "low_ai_quality_flag": "low AI quality",
-    "falling_trend": "falling rating or AI score",
-}
 
 
 def rate(numerator: int, denominator: int) -> float | None:
@@ -73,14 +77,10 @@ class Assessment:
         return out
 
 
-METRIC_COLUMNS = (
-    "tutor_id", "total_sessions", "first_sessions", "tutor_reschedules", "tutor_no_shows",
-    "first_session_dropouts", "rated_sessions", "evaluated_sessions", "tutor_reschedule_rate",
-    "tutor_no_show_rate", "first_session_dropout_rate", "avg_student_rating",
-    "ai_avg_quality_score", "rating_trend", "ai_score_trend", "high_rescheduler_flag",
-    "poor_first_session_flag", "low_rating_flag", "low_ai_quality_flag", "no_show_risk_label",
-    "churn_risk_label", "insufficient_data",
-)  # fmt: skip
+# every field of an Assessment but its reasons and details is a tutor_metrics column
+METRIC_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(Assessment) if f.name not in ("reasons", "details")
+)
 
 
 def _slice(tally: Tally) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def _slice(tally: Tally) -> dict[str, Any]:
 
 
 def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessment:
-    """Apply every rule of RULES.md to one tutor's counts."""
+    """Apply every rule of docs/rules.md to one tutor's counts."""
     t = rules.thresholds
     w = counts.window
     days = window.days
@@ -127,7 +127,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not sessions_ok:
         reasons.append(
             Reason(
-                "insufficient_data",
+                INSUFFICIENT_DATA.name,
                 w.total_sessions,
                 t.min_sessions,
                 w.total_sessions,
@@ -144,7 +144,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.high_rescheduler_flag = True
         reasons.append(
             Reason(
-                "high_rescheduler_flag",
+                HIGH_RESCHEDULER.name,
                 r_rate,
                 t.high_rescheduler_rate,
                 w.tutor_reschedules,
@@ -161,7 +161,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not sessions_ok:
         reasons.append(
             Reason(
-                "no_show_risk_label",
+                NO_SHOW_RISK.name,
                 w.total_sessions,
                 t.min_sessions,
                 w.total_sessions,
@@ -178,7 +178,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label",
+                    NO_SHOW_RISK.name,
                     ns_rate,
                     t.no_show_high_rate,
                     w.tutor_no_shows,
@@ -197,7 +197,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
             a.no_show_risk_label = "high"
             reasons.append(
                 Reason(
-                    "no_show_risk_label",
+                    NO_SHOW_RISK.name,
                     r_rate,
                     t.no_show_high_combo_reschedule_rate,
                     w.tutor_reschedules,
@@ -228,7 +228,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 evidence, kind, threshold = None, SUMMARY, t.no_show_medium_rate
             reasons.append(
                 Reason(
-                    "no_show_risk_label",
+                    NO_SHOW_RISK.name,
                     ns_rate,
                     threshold,
                     w.tutor_no_shows,
@@ -247,7 +247,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not first_ok:
         reasons.append(
             Reason(
-                "poor_first_session_flag",
+                POOR_FIRST_SESSION.name,
                 w.first_sessions,
                 t.min_first_sessions,
                 w.first_sessions,
@@ -261,7 +261,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.poor_first_session_flag = True
         reasons.append(
             Reason(
-                "poor_first_session_flag",
+                POOR_FIRST_SESSION.name,
                 f_rate,
                 t.poor_first_session_rate,
                 w.first_session_dropouts,
@@ -282,14 +282,14 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 "first_sessions": subj.first_sessions,
                 "dropouts": subj.dropouts,
                 "dropout_rate": s_rate,
-                "poor_first_session_flag": s_flag,
-                "insufficient_data": not s_ok,
+                POOR_FIRST_SESSION.name: s_flag,
+                INSUFFICIENT_DATA.name: not s_ok,
             }
         )
         if s_flag and s_rate is not None:
             reasons.append(
                 Reason(
-                    "poor_first_session_flag",
+                    POOR_FIRST_SESSION.name,
                     s_rate,
                     t.poor_first_session_rate,
                     subj.dropouts,
@@ -306,7 +306,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not ratings_ok:
         reasons.append(
             Reason(
-                "low_rating_flag",
+                LOW_RATING.name,
                 w.rated_sessions,
                 t.min_ratings,
                 w.rated_sessions,
@@ -320,7 +320,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.low_rating_flag = True
         reasons.append(
             Reason(
-                "low_rating_flag",
+                LOW_RATING.name,
                 avg_rating,
                 t.low_rating,
                 w.rating_sum,
@@ -334,7 +334,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
     if not evals_ok:
         reasons.append(
             Reason(
-                "low_ai_quality_flag",
+                LOW_AI_QUALITY.name,
                 w.evaluated_sessions,
                 t.min_evaluations,
                 w.evaluated_sessions,
@@ -349,7 +349,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.low_ai_quality_flag = True
         reasons.append(
             Reason(
-                "low_ai_quality_flag",
+                LOW_AI_QUALITY.name,
                 ai,
                 t.low_ai_quality,
                 round(w.quality_sum, 6),
@@ -387,13 +387,9 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
                 )
 
     # churn_risk_label from rules (the churn model may override it later)
+    row = {name: getattr(a, name) for name in METRIC_COLUMNS}
     signals = {
-        "high_rescheduler_flag": a.high_rescheduler_flag,
-        "no_show_high": a.no_show_risk_label == "high",
-        "poor_first_session_flag": a.poor_first_session_flag,
-        "low_rating_flag": a.low_rating_flag,
-        "low_ai_quality_flag": a.low_ai_quality_flag,
-        "falling_trend": bool(falling),
+        f.name: bool(falling) if f is FALLING_TREND else f.raised_in(row) for f in CHURN_SIGNALS
     }
     raised = [name for name, on in signals.items() if on]
     n = len(raised)
@@ -403,7 +399,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         a.churn_risk_label, threshold = "medium", t.churn_medium_signals
     else:
         a.churn_risk_label, threshold = "low", t.churn_medium_signals
-    names = ", ".join(SIGNAL_NAMES[r] for r in raised)
+    names = ", ".join(flags.label(r) for r in raised)
     if a.churn_risk_label == "low":
         text = f"No churn risk signals among the {len(signals)} checked"
         if a.insufficient_data:
@@ -415,7 +411,7 @@ def assess(counts: TutorCounts, rules: RulesConfig, window: Window) -> Assessmen
         )
     reasons.append(
         Reason(
-            "churn_risk_label",
+            CHURN_RISK.name,
             n,
             threshold,
             n,

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tutorscore.analytics import metrics
+from tutorscore.analytics.flags import COUNTED_COLUMNS
 from tutorscore.analytics.rules import Assessment, assess, risk_level
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig
@@ -59,13 +60,7 @@ Bind = Engine | Connection | Session
 RUNS = cast(Table, AnalyticsRun.__table__)
 CONFIGS = cast(Table, AnalyticsConfig.__table__)
 METRICS = cast(Table, TutorMetrics.__table__)
-FLAG_COLUMNS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-    "insufficient_data",
-)
+FLAG_COLUMNS = COUNTED_COLUMNS
 
 
 @dataclass(frozen=True)

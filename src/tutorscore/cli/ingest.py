@@ -61,7 +61,7 @@ def import_(
         help="after a change: queue evaluations of new transcripts and recompute analytics",
     ),
 ) -> None:
-    """Import a bundle (DATA_FORMAT.md): all or nothing, errors with file:line: column."""
+    """Import a bundle (docs/data-format.md): all or nothing, errors with file:line: column."""
     from tutorscore.ingest.importer import ImportFailed, find_bundle_files, import_bundle
 
     files = find_bundle_files(paths)

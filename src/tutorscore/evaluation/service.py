@@ -189,7 +189,7 @@ def evaluate_session(
 
 
 def evaluation_to_dict(row: SessionEvaluation) -> dict[str, Any]:
-    """The DATA_FORMAT.md evaluation object (plus cache key fields and features)."""
+    """The docs/data-format.md evaluation object (plus cache key fields and features)."""
     return {
         "session_id": row.session_id,
         "judge": row.judge,

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from tutorscore.analytics.flags import CHURN_RISK
 from tutorscore.config import RulesConfig, Settings, get_settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import TutoringSession, TutorMetrics
@@ -47,7 +48,7 @@ from tutorscore.prediction.logit import Platt, WindowedLogit, brier, reliability
 from tutorscore.prediction.model_store import StoredModel, load_model, new_version, save_model
 
 Array = np.ndarray[Any, Any]
-MODEL_REASON_FLAG = "churn_risk_label"
+MODEL_REASON_FLAG = CHURN_RISK.name
 MODEL_KIND = "logistic_regression"
 # L2 strengths tried; the grouped CV picks one
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

@@ -56,7 +56,7 @@ class BatchQueued(BaseModel):
 @router.post(
     "/evaluate-session",
     responses={
-        200: {"description": "the evaluation object (DATA_FORMAT.md) plus `cached`"},
+        200: {"description": "the evaluation object (docs/data-format.md) plus `cached`"},
         202: {"description": "LLM evaluation queued for the worker", "model": EvaluationQueued},
         404: {"description": "no such session, or it has no transcript"},
         409: {"description": "the LLM judge is not configured"},

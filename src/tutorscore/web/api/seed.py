@@ -105,6 +105,4 @@ def seed_data(body: SeedRequest, state: State, user: AdminUser) -> SeedResponse:
             before=None,
             after={"request": body.model_dump(mode="json"), "summary": summary_dict},
         )
-    return SeedResponse(
-        summary=summary_dict, analytics=analytics, as_of=as_of, would_delete=doomed
-    )
+    return SeedResponse(summary=summary_dict, analytics=analytics, as_of=as_of, would_delete=doomed)

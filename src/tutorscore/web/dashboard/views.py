@@ -15,51 +15,35 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from tutorscore.analytics.flags import CHURN_RISK, FILTER_NAMES, INSUFFICIENT_DATA, LABELS
+from tutorscore.analytics.flags import FLAG_NAMES as FLAG_NAMES
 from tutorscore.analytics.queries import (
     current_metrics,
     is_current_row,
     recent_sessions,
     session_count,
 )
+from tutorscore.analytics.rules import risk_level
 from tutorscore.db.base import utcnow
 from tutorscore.db.models import SessionEvaluation, Tutor, TutorMetrics
 from tutorscore.evaluation.moves import MOVE_CODES
 from tutorscore.evaluation.queries import llm_spend_today, queue_backlog
 
-FLAG_NAMES = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-)
-# what the tutor list can filter on (tutorscore.analytics.report.FLAG_FILTERS)
-FLAG_FILTERS = (*FLAG_NAMES, "no_show_high", "insufficient_data")
-FLAG_LABELS = {
-    "insufficient_data": "not enough data",
-    "high_rescheduler_flag": "high rescheduler",
-    "poor_first_session_flag": "poor first sessions",
-    "low_rating_flag": "low rating",
-    "low_ai_quality_flag": "low AI quality",
-    "no_show_risk_label": "no-show risk",
-    "churn_risk_label": "churn risk",
-    "no_show_high": "no-show risk high",
-    "falling_trend": "falling trend",
-}
+# the flags a tutor can carry and what the tutor list can filter on (analytics/flags.py)
+FLAG_FILTERS = FILTER_NAMES
+FLAG_LABELS = LABELS
 
 
 def display_risk(item: dict[str, Any]) -> str:
     """The churn label, or "not_enough_data" where a guard hides a low label."""
     if isinstance(item.get("risk_level"), str):
         return str(item["risk_level"])
-    label = str(item.get("churn_risk_label") or "low")
-    if label == "low" and item.get("insufficient_data"):
-        return "not_enough_data"
-    return label
+    label = str(item.get(CHURN_RISK.name) or "low")
+    return risk_level(label, bool(item.get(INSUFFICIENT_DATA.name)))
 
 
 def active_flags(item: dict[str, Any]) -> list[str]:
-    flags = [f for f in FLAG_NAMES if item.get(f)]
-    return flags
+    return [f for f in FLAG_NAMES if item.get(f)]
 
 
 def shape_report(item: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +245,7 @@ def new_flags(
                 {
                     "tutor_id": row["tutor_id"],
                     "name": row["name"],
-                    "churn_risk_label": row["churn_risk_label"],
+                    CHURN_RISK.name: row[CHURN_RISK.name],
                     "flags": [f for f in FLAG_NAMES if row[f] and not row[f"old_{f}"]],
                 }
             )
@@ -275,6 +259,6 @@ def risk_counts(db: Session) -> dict[str, int]:
     ).group_by(TutorMetrics.churn_risk_label, TutorMetrics.insufficient_data)
     counts: dict[str, int] = {}
     for label, insufficient, n in db.execute(query):
-        level = display_risk({"churn_risk_label": label, "insufficient_data": bool(insufficient)})
+        level = risk_level(label, bool(insufficient))
         counts[level] = counts.get(level, 0) + int(n)
     return counts
