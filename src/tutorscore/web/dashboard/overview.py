@@ -6,12 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select, true
 
 from tutorscore.analytics.flags import label as flag_label
 from tutorscore.analytics.history import RISK_LEVELS, risk_history
+from tutorscore.analytics.queries import current_as_of
 from tutorscore.analytics.service import live_as_of
-from tutorscore.db.models import TutorMetrics
 from tutorscore.evaluation.backlog import llm_backlog
 from tutorscore.reviews.service import reviews_since
 from tutorscore.web.charts import count_chart
@@ -34,9 +33,7 @@ def overview(request: Request, db: DbSession, state: State, user: CurrentUser) -
         {
             "risk_counts": counts,
             "tutor_count": sum(counts.values()),
-            "latest_as_of": db.scalar(
-                select(func.max(TutorMetrics.as_of)).where(TutorMetrics.is_current == true())
-            ),
+            "latest_as_of": current_as_of(db),
             "new_flags": new,
             "new_flags_total": new_total,
             "backlog": views.backlog(db),
