@@ -1,4 +1,4 @@
-"""Column types of the import bundle (DATA_FORMAT.md): parse one cell, or say what was expected.
+"""Import bundle column types (docs/data-format.md): parse one cell, or say what was expected.
 
 The same parsers serve CSV cells (always strings) and JSONL values (native JSON
 types or strings), so `POST /api/sessions`, the importer and the exporter agree

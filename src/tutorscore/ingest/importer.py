@@ -1,4 +1,4 @@
-"""`tutorscore import`: read a bundle (DATA_FORMAT.md), validate all of it, then write it at once.
+"""`tutorscore import`: read a bundle (docs/data-format.md), validate all of it, then write it.
 
 Two phases keep the run all-or-nothing without holding a file in memory:
 
@@ -74,7 +74,7 @@ _PROGRESS_EVERY = 5000
 _DB_CHUNK = 500
 _MAX_PAIRS = 50_000
 
-# Several-MB feedback or transcript cells are valid (DATA_FORMAT.md).
+# Several-MB feedback or transcript cells are valid (docs/data-format.md).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 ProgressCallback = Callable[[str, int, int], None]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -215,11 +215,14 @@ def seed(
     seed: int = 42,
     as_of: datetime | None = None,
     progress: ProgressCallback | None = None,
+    extras: Sequence[SeedExtra] = (),
 ) -> SeedSummary:
     """Replace all synthetic rows with a freshly generated data set, in one transaction.
 
     Imported (non-synthetic) rows are left alone; the synthetic rows' evaluations,
-    jobs, metrics, interventions and alerts go with them.
+    jobs, metrics, interventions and alerts go with them. Each of `extras` may change
+    the generated data before it is written and add rows of its own after it, in the
+    same transaction (the demo's coaching history and reviews).
     """
     started = time.perf_counter()
     when = (as_of or utcnow()).astimezone(UTC)
@@ -234,6 +237,8 @@ def seed(
         as_of=when,
         progress=report,
     )
+    for extra in extras:
+        extra.adjust(data)
     big = data.session_count >= INDEX_REBUILD_ROWS
     with engine.begin() as conn, _bulk_cache(conn):
         only_synthetic = _only_synthetic(conn)
@@ -247,6 +252,8 @@ def seed(
             deleted = delete_synthetic(conn, progress=report, everything=only_synthetic)
             with _indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
                 _insert(conn, data, report)
+        for extra in extras:
+            extra.write(conn, data)
     codes = np.bincount(data.session_status, minlength=_SCHEDULED + 1)
     counts: dict[str, int] = {}
     for code, n in enumerate(codes.tolist()):
@@ -267,6 +274,16 @@ def seed(
         deleted=deleted,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+class SeedExtra(Protocol):
+    """More synthetic data derived from a generated data set (see `seed(extras=...)`)."""
+
+    def adjust(self, data: SyntheticDataset) -> None:
+        """Change the generated arrays in place before they are written."""
+
+    def write(self, conn: Connection, data: SyntheticDataset) -> None:
+        """Insert rows that refer to the written data (same transaction)."""
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
