@@ -10,7 +10,7 @@ import typer
 from sqlalchemy import Engine
 
 from tutorscore.cli.common import console, get_engine, parse_timestamp
-from tutorscore.config import get_rules, get_settings
+from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.migrate import upgrade
 
 # The demo's size: about 3,000 sessions a week for 100 tutors over 17 weeks, so the
@@ -51,7 +51,7 @@ def demo(
     started = time.perf_counter()
 
     upgrade(engine)
-    console.print("[bold]1/6[/bold] schema ready")
+    console.print("[bold]1/7[/bold] schema ready")
     history = DemoHistory(
         rules=rules,
         seed=seed,
@@ -70,19 +70,19 @@ def demo(
         as_of=when,
         extras=[history],
     )
-    console.print(f"[bold]2/6[/bold] seeded {summary}; {history.summary(when.date())}")
+    console.print(f"[bold]2/7[/bold] seeded {summary}; {history.summary(when.date())}")
     done = asyncio.run(evaluate_pending(engine, settings, rules))
-    console.print(f"[bold]3/6[/bold] evaluated {done} sessions with the heuristic judge")
+    console.print(f"[bold]3/7[/bold] evaluated {done} sessions with the heuristic judge")
     if not no_coaching:
-        console.print(f"      {demo_llm_evaluations(engine)}")
+        console.print(f"      {demo_llm_evaluations(engine, settings, rules)}")
     mark = time.perf_counter()
     past = compute_weekly_history(engine, as_of=when, rules=rules, weeks=HISTORY_WEEKS)
     console.print(
-        f"[bold]4/6[/bold] metrics history: {len(past)} weekly snapshots before the current one "
+        f"[bold]4/7[/bold] metrics history: {len(past)} weekly snapshots before the current one "
         f"in {time.perf_counter() - mark:.1f} s"
     )
     result = compute_all(engine, as_of=when, rules=rules)
-    console.print(f"[bold]5/6[/bold] analytics computed: {result}")
+    console.print(f"[bold]5/7[/bold] analytics computed: {result}")
     try:
         from tutorscore.prediction.churn import train_and_apply
 
@@ -90,9 +90,20 @@ def demo(
         # known, so the demo trains on them (a real history uses --labels-until = as_of).
         known = when + timedelta(days=rules.prediction.horizon_days)
         trained = train_and_apply(engine, as_of=when, rules=rules, labels_until=known)
-        console.print(f"[bold]6/6[/bold] churn model: {trained}")
+        console.print(f"[bold]6/7[/bold] churn model: {trained}")
     except ImportError:
-        console.print("[bold]6/6[/bold] churn model: not available, rules decide churn risk")
+        console.print("[bold]6/7[/bold] churn model: not available, rules decide churn risk")
+    try:
+        from tutorscore.prediction.no_show_model import train_no_show_model
+
+        shows = train_no_show_model(engine, as_of=when, rules=rules, settings=settings)
+        verdict = "model used" if shows.gate_passed else "the formula stays"
+        console.print(
+            f"[bold]7/7[/bold] no-show model {shows.version}: held-out AUC "
+            f"{_auc(shows.model_auc)} vs formula {_auc(shows.formula_auc)}, {verdict}"
+        )
+    except ImportError:
+        console.print("[bold]7/7[/bold] no-show model: not available, the formula decides")
     from tutorscore.interventions.alerts import deliver_pending
 
     sent = deliver_pending(engine, rules=rules, settings=settings)
@@ -106,16 +117,15 @@ def demo(
     )
 
 
-def demo_llm_evaluations(engine: Engine) -> str:
+def demo_llm_evaluations(engine: Engine, settings: Settings, rules: RulesConfig) -> str:
     """A handful of LLM-judge evaluations of reviewed sessions, only when an LLM is set up."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from tutorscore.db.engine import transaction
-    from tutorscore.db.models import Review
+    from tutorscore.db.models import Review, SessionEvaluation
     from tutorscore.evaluation import queue
     from tutorscore.evaluation.worker import run_worker
 
-    settings, rules = get_settings(), get_rules()
     if not settings.llm_enabled:
         return "LLM judge: not configured (set TUTORSCORE_LLM_BASE_URL), no LLM evaluations"
     with transaction(engine) as s:
@@ -131,10 +141,20 @@ def demo_llm_evaluations(engine: Engine) -> str:
             s, judge="llm", session_ids=ids, pending=False, limit=None, rules=rules
         )
     result = run_worker(engine, settings, rules, once=True, use_llm=True)
+    with transaction(engine) as s:
+        evaluated = s.scalar(
+            select(func.count(func.distinct(SessionEvaluation.session_id))).where(
+                SessionEvaluation.judge == "llm", SessionEvaluation.session_id.in_(ids)
+            )
+        )
     return (
-        f"LLM judge: {result.evaluated} of {queued} reviewed sessions evaluated"
-        f"{f', {result.dead} failed' if result.dead else ''}"
+        f"LLM judge: {evaluated} of {queued} reviewed sessions evaluated"
+        f"{f', {result.dead} jobs failed' if result.dead else ''}"
     )
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def settings_host() -> str:
