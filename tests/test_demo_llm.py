@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
-from tutorscore.cli.demo import LLM_DEMO_EVALUATIONS, demo_llm_evaluations
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import Review, SessionEvaluation
+from tutorscore.flows.demo import LLM_DEMO_EVALUATIONS, demo_llm_evaluations
 from tutorscore.ingest.synthetic import seed
 from tutorscore.ingest.synthetic_coaching import DemoHistory
 from tutorscore.testing.fake_llm import FakeServerProcess
@@ -36,7 +36,7 @@ def test_without_an_llm_the_demo_writes_no_llm_evaluations(
     engine: Engine, rules: RulesConfig
 ) -> None:
     _seed_with_reviews(engine, rules)
-    message = demo_llm_evaluations(engine, Settings(DATABASE_URL="sqlite://"), rules)
+    message = demo_llm_evaluations(engine, settings=Settings(DATABASE_URL="sqlite://"), rules=rules)
     assert "not configured" in message and "TUTORSCORE_LLM_BASE_URL" in message
     assert _llm_evaluations(engine) == []
 
@@ -52,7 +52,7 @@ def test_with_an_llm_a_handful_of_reviewed_sessions_get_llm_evaluations(
         TUTORSCORE_LLM_RPM=10_000,
         TUTORSCORE_LLM_TPM=50_000_000,
     )
-    message = demo_llm_evaluations(engine, settings, rules)
+    message = demo_llm_evaluations(engine, settings=settings, rules=rules)
     evaluated = _llm_evaluations(engine)
     assert message == (
         f"LLM judge: {LLM_DEMO_EVALUATIONS} of {LLM_DEMO_EVALUATIONS} reviewed sessions evaluated"
