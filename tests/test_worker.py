@@ -273,11 +273,13 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(
         procs["victim"].send_signal(signal.SIGKILL)  # while it holds claimed jobs
         procs["victim"].wait(timeout=10)
         with transaction(engine) as s:
-            orphaned = list(
-                s.scalars(
-                    select(Job.id).where(Job.status == "running", Job.locked_by.like("victim/%"))
-                )
-            )
+            # The victim's last transaction can outlive it: a COMMIT it sent just before
+            # SIGKILL still lands on its backend, finishing that job with attempts == 1
+            # (it was never orphaned). Waiting for the row locks its backends still hold
+            # on its jobs lets such a commit (or abort) land before we read who holds what.
+            victims = Job.locked_by.like("victim/%")
+            s.execute(select(Job.id).where(victims).with_for_update())
+            orphaned = list(s.scalars(select(Job.id).where(Job.status == "running", victims)))
         procs["late"] = _start_worker(url, "late", tmp_path)
         assert _wait_for(engine, n, timeout=40) == n, (tmp_path / "steady.log").read_text()
         for name in ("steady", "late"):
