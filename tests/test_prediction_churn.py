@@ -102,9 +102,9 @@ def rules(rules: RulesConfig) -> RulesConfig:
 
 
 def _metrics_rows(engine: Engine, rules: RulesConfig) -> None:
-    from tutorscore.analytics.service import compute_all
+    from tutorscore.flows.metrics import nightly_recompute
 
-    compute_all(engine, as_of=END, rules=rules)
+    nightly_recompute(engine, as_of=END, rules=rules)
 
 
 def test_gate_uses_the_model_only_when_it_beats_the_rules() -> None:

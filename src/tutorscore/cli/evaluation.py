@@ -98,6 +98,7 @@ def evaluate(
     from tutorscore.evaluation.backlog import backlog_sentence, llm_backlog
     from tutorscore.evaluation.queries import queue_backlog
     from tutorscore.evaluation.worker import run_worker
+    from tutorscore.flows.metrics import after_metrics
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
     if dead or stats:
@@ -160,6 +161,7 @@ def evaluate(
             concurrency=concurrency,
             use_llm=judge == JudgeName.llm,
             progress=progress,
+            after_write=after_metrics,
         )
     with transaction(engine) as s:
         after = queue_backlog(s)
@@ -226,6 +228,7 @@ def worker(
 ) -> None:
     """Long-running evaluation worker; run as many copies as you like against Postgres."""
     from tutorscore.evaluation.worker import new_worker_id, run_worker
+    from tutorscore.flows.metrics import after_metrics
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
@@ -245,7 +248,7 @@ def worker(
     err_console.print(f"worker {name} started ({engine.url.get_backend_name()})")
     result = run_worker(
         engine, settings, rules, once=once, concurrency=concurrency, stop_event=stop,
-        worker_id=name,
+        worker_id=name, after_write=after_metrics,
     )  # fmt: skip
     err_console.print(
         f"worker {name} stopped: {result.done} jobs done, {result.evaluated} new evaluations, "

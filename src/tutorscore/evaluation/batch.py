@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, select, update
 
@@ -37,6 +37,9 @@ from tutorscore.evaluation.llm_judge import (
     session_name_lookup,
 )
 from tutorscore.ingest.transcript_format import Turn
+
+if TYPE_CHECKING:
+    from tutorscore.analytics.service import AfterWrite
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +281,7 @@ def _store_line(
     sid: str,
     submitted_hash: str,
     response: dict[str, Any],
+    after_write: AfterWrite | None = None,
 ) -> tuple[str, CallRecord]:
     """Store one batch answer; returns its outcome (stored|cached|stale|failed) and ledger row."""
     from tutorscore.evaluation.service import load_transcript, store_evaluation
@@ -322,7 +326,9 @@ def _store_line(
             llm_tokens_out=tokens_out,
             llm_cost_usd=round(record.cost_usd, 6),
         )
-        _, cached = store_evaluation(session, info, judge, result, rules=rules)
+        _, cached = store_evaluation(
+            session, info, judge, result, rules=rules, after_write=after_write
+        )
     return ("cached" if cached else "stored"), record
 
 
@@ -333,8 +339,12 @@ async def collect_batches_async(
     *,
     judge: LLMJudge | None = None,
     now: datetime | None = None,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
-    """Poll waiting batches; store finished results; re-queue failed sessions. A summary."""
+    """Poll waiting batches; store finished results; re-queue failed sessions. A summary.
+
+    Each stored result updates its tutor's metrics, then runs `after_write`.
+    """
     from tutorscore.evaluation.queue import enqueue_evaluation
 
     judge = judge or LLMJudge.from_settings(settings, engine)
@@ -390,6 +400,7 @@ async def collect_batches_async(
                     sid,
                     sessions[sid],
                     item.get("response") or {},
+                    after_write,
                 )
                 records.append(record)
                 if outcome == "failed":
@@ -423,6 +434,11 @@ def collect_batches(
     *,
     judge: LLMJudge | None = None,
     now: datetime | None = None,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
     """Synchronous `collect_batches_async`."""
-    return asyncio.run(collect_batches_async(engine, settings, rules, judge=judge, now=now))
+    return asyncio.run(
+        collect_batches_async(
+            engine, settings, rules, judge=judge, now=now, after_write=after_write
+        )
+    )
