@@ -5,7 +5,7 @@ screenshots' database (`web.devserver.prepare_demo`): schema, synthetic data (wi
 for the demo, a coaching history and coach reviews), the heuristic judge on every
 transcript (and, when an LLM is configured, the LLM judge on a few reviewed
 sessions), weekly metrics snapshots for the risk-over-time chart, the nightly
-recompute, then a churn model trained on the generated outcomes, alert delivery
+recompute, then churn and no-show models trained on the generated outcomes, alert delivery
 and a demo login.
 seed-synthetic is `tutorscore seed` and POST /api/seed-data: the data, then the
 nightly recompute unless asked not to.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from tutorscore.analytics.history import compute_weekly_history
 from tutorscore.analytics.service import RunSummary
@@ -29,7 +29,7 @@ from tutorscore.auth.users import ensure_demo_admin
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.migrate import upgrade
-from tutorscore.db.models import Review
+from tutorscore.db.models import Review, SessionEvaluation
 from tutorscore.evaluation.queue import enqueue_evaluations
 from tutorscore.evaluation.worker import evaluate_pending, run_worker
 from tutorscore.flows.metrics import after_metrics, nightly_recompute
@@ -38,6 +38,7 @@ from tutorscore.ingest.synthetic import seed as seed_data
 from tutorscore.ingest.synthetic_coaching import DemoHistory
 from tutorscore.interventions.alerts import DeliveryReport, deliver_pending
 from tutorscore.prediction.churn import train_and_apply
+from tutorscore.prediction.no_show_model import train_no_show_model
 
 T = TypeVar("T")
 # extra transcripts in the last weeks of the demo (the judge's recent trend has data)
@@ -106,7 +107,8 @@ def seed_demo(
 
     `demo_extras` adds recent transcripts and, with `coaching`, the synthetic coaching
     history and coach reviews (and their LLM evaluations when an LLM is configured);
-    `history_weeks` 0 stores no weekly snapshots. `say` hears one line per numbered
+    `history_weeks` 0 stores no weekly snapshots; `train_churn_model` trains the no-show
+    model too (the /model page shows both gates). `say` hears one line per numbered
     step as it finishes (the CLI numbers them, `demo_steps` says how many), `note`
     the lines in between.
     """
@@ -151,6 +153,12 @@ def seed_demo(
         known = as_of + timedelta(days=rules.prediction.horizon_days)
         trained = train_and_apply(engine, as_of=as_of, rules=rules, labels_until=known)
         tell(f"churn model: {trained}")
+        no_shows = train_no_show_model(engine, as_of=as_of, rules=rules, settings=settings)
+        verdict = "model used" if no_shows.gate_passed else "the formula stays"
+        tell(
+            f"no-show model {no_shows.version}: held-out AUC {_auc(no_shows.model_auc)} "
+            f"vs formula {_auc(no_shows.formula_auc)}, {verdict}"
+        )
     alerts = deliver_pending(engine, rules=rules, settings=settings) if deliver_alerts else None
     login = ensure_demo_admin(engine) if demo_login else None
     return DemoResult(seeded, evaluated, analytics, trained, alerts, login)
@@ -158,7 +166,7 @@ def seed_demo(
 
 def demo_steps(*, history_weeks: int = HISTORY_WEEKS, train_churn_model: bool = True) -> int:
     """How many numbered steps `seed_demo` reports through `say`."""
-    return 4 + bool(history_weeks) + bool(train_churn_model)
+    return 4 + bool(history_weeks) + 2 * bool(train_churn_model)
 
 
 def demo_llm_evaluations(engine: Engine, *, settings: Settings, rules: RulesConfig) -> str:
@@ -178,10 +186,20 @@ def demo_llm_evaluations(engine: Engine, *, settings: Settings, rules: RulesConf
             s, judge="llm", session_ids=ids, pending=False, limit=None, rules=rules
         )
     result = run_worker(engine, settings, rules, once=True, use_llm=True, after_write=after_metrics)
+    with transaction(engine) as s:  # the worker's count includes any other judge's jobs
+        evaluated = s.scalar(
+            select(func.count(func.distinct(SessionEvaluation.session_id))).where(
+                SessionEvaluation.judge == "llm", SessionEvaluation.session_id.in_(ids)
+            )
+        )
     return (
-        f"LLM judge: {result.evaluated} of {queued} reviewed sessions evaluated"
-        f"{f', {result.dead} failed' if result.dead else ''}"
+        f"LLM judge: {evaluated} of {queued} reviewed sessions evaluated"
+        f"{f', {result.dead} jobs failed' if result.dead else ''}"
     )
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
