@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
 
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.base import utcnow
@@ -239,17 +241,7 @@ async def send_backlog_to_batch_async(
         )
     except BaseException as exc:
         with transaction(engine) as session:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(job_ids))
-                .values(
-                    status="queued",
-                    finished_at=None,
-                    run_after=now + POLL_INTERVAL,
-                    updated_at=now,
-                    last_error=f"batch submission failed: {exc}"[:500],
-                )
-            )
+            _put_back(session, job_ids, f"batch submission failed: {exc}"[:500], now=now)
         raise
     with transaction(engine) as session:
         session.execute(
@@ -258,6 +250,52 @@ async def send_backlog_to_batch_async(
             .values(last_error=f"sent to batch {batch_id}" if batch_id else "already evaluated")
         )
     return batch_id
+
+
+def _put_back(session: Session, job_ids: list[int], reason: str, *, now: datetime) -> None:
+    """Return jobs taken for a failed batch to the queue, due after POLL_INTERVAL.
+
+    While the submission ran, the same (session, judge) may have been queued again
+    (a new transcript, `evaluate --pending`): that job already stands for the
+    session at `uq_jobs_queued_evaluation`, so ours stays done and says so, instead
+    of the whole put-back failing on the index and leaving every job "sent to
+    batch". On Postgres a sibling committed after this statement's snapshot still
+    meets the index: the savepoint rolls back and the next round sees it.
+    """
+    sibling = aliased(Job)
+    queued_sibling = exists().where(
+        sibling.kind == "evaluate",
+        sibling.status == "queued",
+        sibling.session_id == Job.session_id,
+        sibling.judge == Job.judge,
+        sibling.id != Job.id,
+    )
+    mine = and_(Job.id.in_(job_ids), Job.status == "done")
+    for attempt in range(3):
+        try:
+            with session.begin_nested():
+                session.execute(
+                    update(Job)
+                    .where(mine, ~queued_sibling)
+                    .values(
+                        status="queued",
+                        finished_at=None,
+                        run_after=now + POLL_INTERVAL,
+                        updated_at=now,
+                        last_error=reason,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    session.execute(
+        update(Job)
+        .where(mine)
+        .values(updated_at=now, last_error=f"{reason}; a queued job for the session stands")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def send_backlog_to_batch(
