@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select, true
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from tutorscore.analytics.flags import (
@@ -32,12 +32,11 @@ from tutorscore.analytics.flags import (
     NO_SHOW_RISK,
     POOR_FIRST_SESSION,
 )
-from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
+from tutorscore.analytics.queries import is_current_row, recent_sessions
 from tutorscore.analytics.rules import risk_level, window_series
 from tutorscore.analytics.service import compute_all, compute_rows, live_as_of, update_tutor
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig, get_rules
-from tutorscore.db.base import JSONType, UTCDateTime
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound, UserError
@@ -125,11 +124,6 @@ def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str
 
 # ids per IN (...) when loading full rows (SQLite's bound-parameter limit)
 LOAD_CHUNK = 500
-
-
-def _latest_row() -> ColumnElement[bool]:
-    """Each tutor's latest row: the maintained `is_current` marker (indexed)."""
-    return TutorMetrics.is_current == true()
 
 
 def _subject_filter(session: Session, subject: str) -> ColumnElement[bool]:
@@ -365,7 +359,7 @@ def tutor_reports(
         _ensure_computed(session, as_of, rules)
 
     where: list[ColumnElement[bool]] = [
-        _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+        is_current_row() if as_of is None else TutorMetrics.as_of == as_of
     ]
     if risk is not None:
         where.append(_risk_filter(risk))
@@ -450,38 +444,17 @@ def _recent_sessions(
     session: Session, tutor_id: str, row: TutorMetrics, rules: RulesConfig, limit: int
 ) -> list[dict[str, Any]]:
     """The tutor's latest sessions up to as_of, with first-session badges and evaluations."""
-    window_start = row.as_of - timedelta(days=row.window_days)
-    own = "s.tutor_id = :tutor_id AND s.scheduled_start_at <= :as_of"
-    sql = f"""WITH recent AS (
-  SELECT s.session_id FROM sessions s WHERE {own}
-  ORDER BY s.scheduled_start_at DESC, s.session_id LIMIT :limit
-), {chosen_evaluations_cte(f"{own} AND s.session_id IN (SELECT session_id FROM recent)")}
-SELECT s.session_id, s.student_id, s.subject, s.scheduled_start_at, s.status, s.no_show_by,
-  s.reschedule_initiator, s.is_first_session, s.student_rating,
-  s.student_churned_after_session, s.duration_minutes,
-  c.evaluation_id, c.judge, c.quality_score, c.risk_tags
-FROM sessions s JOIN recent r ON r.session_id = s.session_id
-LEFT JOIN chosen c ON c.session_id = s.session_id
-ORDER BY s.scheduled_start_at DESC, s.session_id"""
     from tutorscore.reviews.counted import counted_params
 
-    params = {
-        "tutor_id": tutor_id,
-        "as_of": row.as_of,
-        "limit": limit,
-        **counted_params(session, rules),
-    }
+    window_start = row.as_of - timedelta(days=row.window_days)
+    rows = recent_sessions(
+        session, tutor_id, counted=counted_params(session, rules), limit=limit, upto=row.as_of
+    )
     max_rating = rules.thresholds.poor_first_session_max_rating
     out = []
-    typed = statement(sql, params).columns(
-        scheduled_start_at=UTCDateTime(),
-        risk_tags=JSONType,
-        is_first_session=Boolean(),
-        student_churned_after_session=Boolean(),
-    )
-    for r in session.execute(typed).mappings():
+    for r in rows:
         at: datetime = r["scheduled_start_at"]
-        first = bool(r["is_first_session"]) and r["status"] == "completed"
+        first = r["is_first_session"] and r["status"] == "completed"
         risk_tags = r["risk_tags"]
         out.append(
             {
@@ -534,7 +507,7 @@ def tutor_detail(
     if tutor is None:
         raise NotFound(f"tutor {tutor_id!r} not found")
     rules = rules or get_rules()
-    where = _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+    where = is_current_row() if as_of is None else TutorMetrics.as_of == as_of
     query = select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id, where)
     row: Any = session.scalar(query)
     computed = None

@@ -96,13 +96,14 @@ def evaluate(
     """Queue evaluations and process them in-process until the queue is drained."""
     from tutorscore.evaluation import queue
     from tutorscore.evaluation.backlog import backlog_sentence, llm_backlog
+    from tutorscore.evaluation.queries import queue_backlog
     from tutorscore.evaluation.worker import run_worker
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
     if dead or stats:
         with transaction(engine) as s:
             if stats:
-                out = queue.queue_stats(s)
+                out = queue_backlog(s)
                 out["llm"] = llm_backlog(s, settings)
                 console.print_json(json.dumps(out))
             if dead:
@@ -126,7 +127,7 @@ def evaluate(
             limit=limit,
             rules=rules,
         )
-        before = queue.queue_stats(s)
+        before = queue_backlog(s)
         backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     total = before["queued_due"] + before["running"]
     console.print(f"queued {queued} sessions for the {judge.value} judge ({total} jobs to run)")
@@ -161,7 +162,7 @@ def evaluate(
             progress=progress,
         )
     with transaction(engine) as s:
-        after = queue.queue_stats(s)
+        after = queue_backlog(s)
         backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     console.print(
         f"done {result.done} jobs: {result.evaluated} new evaluations, {result.cached} cached, "

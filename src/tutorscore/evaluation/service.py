@@ -24,6 +24,7 @@ from tutorscore.db.base import utcnow
 from tutorscore.db.models import SessionEvaluation, SessionTranscript, TutoringSession
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.judge import EvaluationResult, Judge
+from tutorscore.evaluation.queries import chosen_evaluation_ids
 from tutorscore.ingest.transcript_format import Turn, content_hash
 
 log = logging.getLogger(__name__)
@@ -206,28 +207,10 @@ def evaluation_to_dict(row: SessionEvaluation) -> dict[str, Any]:
     }
 
 
-def _preferred(
-    rows: list[SessionEvaluation], counted: tuple[str, str, str] | None
-) -> SessionEvaluation:
-    """The evaluation that counts, as analytics picks it (`analytics.metrics`): the latest
-    by the preferred judge version (`reviews.counted`), else the latest LLM one, else the
-    latest."""
-    return max(
-        rows,
-        key=lambda r: (
-            (r.judge, r.model, r.prompt_version) == counted,
-            r.judge == "llm",
-            r.created_at,
-            r.id,
-        ),
-    )
+def _counted_params(session: Session, rules: RulesConfig | None) -> dict[str, str]:
+    from tutorscore.reviews.counted import counted_params
 
-
-def _counted_version(session: Session, rules: RulesConfig | None) -> tuple[str, str, str] | None:
-    from tutorscore.reviews.counted import choose_counted
-
-    version = choose_counted(session, rules or get_rules()).version
-    return None if version is None else (version.judge, version.model, version.prompt_version)
+    return counted_params(session, rules or get_rules())
 
 
 def get_evaluation(
@@ -236,16 +219,18 @@ def get_evaluation(
     """The session's evaluation object, with every judge's evaluations under `evaluations`.
 
     The top-level object is the evaluation that counts (`[evaluation.counted]`)."""
-    rows = list(
-        session.scalars(
-            select(SessionEvaluation)
-            .where(SessionEvaluation.session_id == session_id)
-            .order_by(SessionEvaluation.created_at, SessionEvaluation.id)
-        )
-    )
-    if not rows:
+    # the evaluation that counts, as analytics picks it (`evaluation.queries`), in the
+    # same statement as the rows
+    chosen = chosen_evaluation_ids(_counted_params(session, rules), [session_id]).subquery()
+    found = session.execute(
+        select(SessionEvaluation, SessionEvaluation.id.in_(select(chosen.c.evaluation_id)))
+        .where(SessionEvaluation.session_id == session_id)
+        .order_by(SessionEvaluation.created_at, SessionEvaluation.id)
+    ).all()
+    if not found:
         return None
-    out = evaluation_to_dict(_preferred(rows, _counted_version(session, rules)))
+    rows = [row for row, _ in found]
+    out = evaluation_to_dict(next(row for row, counts in found if counts))
     out["evaluations"] = [evaluation_to_dict(r) for r in rows]
     return out
 
@@ -264,12 +249,10 @@ def list_evaluations(
     )
     if session_ids:
         stmt = stmt.where(SessionEvaluation.session_id.in_(session_ids))
+    if not all_judges:  # the evaluation that counts per session (`evaluation.queries`)
+        counted = _counted_params(session, rules)
+        chosen = chosen_evaluation_ids(counted, session_ids or None).subquery()
+        stmt = stmt.where(SessionEvaluation.id.in_(select(chosen.c.evaluation_id)))
     rows = list(session.scalars(stmt))
-    if not all_judges:
-        by_session: dict[str, list[SessionEvaluation]] = {}
-        for r in rows:
-            by_session.setdefault(r.session_id, []).append(r)
-        counted = _counted_version(session, rules)
-        rows = [_preferred(group, counted) for group in by_session.values()]
     out = [evaluation_to_dict(r) for r in rows]
     return out[:limit] if limit is not None else out

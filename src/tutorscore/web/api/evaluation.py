@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from tutorscore.errors import Conflict, NotFound
 from tutorscore.evaluation.backlog import llm_backlog
 from tutorscore.evaluation.heuristic import HeuristicJudge
-from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations, queue_stats
+from tutorscore.evaluation.queries import queue_backlog
+from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations
 from tutorscore.evaluation.service import evaluate_session, evaluation_to_dict, get_evaluation
 from tutorscore.web.deps import CoachUser, CurrentUser, DbSession, State
 
@@ -97,7 +98,7 @@ def evaluate_batch(
         limit=body.limit,
         rules=state.rules,
     )
-    return BatchQueued(queued=queued, judge=body.judge, queue=queue_stats(db))
+    return BatchQueued(queued=queued, judge=body.judge, queue=queue_backlog(db))
 
 
 @router.get(
@@ -119,4 +120,4 @@ def session_evaluation(
 def evaluation_queue(db: DbSession, state: State, user: CurrentUser) -> dict[str, Any]:
     """Backlog: queued by priority, oldest queued age, running, done, dead; `llm`: how long
     the backlog takes at the LLM limits (null when the LLM judge is off)."""
-    return {**queue_stats(db), "llm": llm_backlog(db, state.settings)}
+    return {**queue_backlog(db), "llm": llm_backlog(db, state.settings)}
