@@ -194,7 +194,7 @@ def _seeded_history(engine: Engine, rules: RulesConfig, as_of: datetime) -> None
          as_of=as_of)  # fmt: skip
     runs = compute_weekly_history(engine, as_of=as_of, rules=rules, weeks=12)
     assert [r.as_of for r in runs] == [as_of - timedelta(weeks=k) for k in range(11, 0, -1)]
-    compute_all(engine, as_of=as_of, rules=rules, score_churn=False)
+    compute_all(engine, as_of=as_of, rules=rules)
 
 
 def test_seeded_weekly_history_counts_equal_the_stored_rows(

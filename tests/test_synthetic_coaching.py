@@ -180,7 +180,7 @@ def test_seeded_history_in_the_database_leaves_imported_rows_alone(
 
     # the outcomes page's numbers come from the stored sessions and metrics history
     compute_weekly_history(engine, as_of=AS_OF, rules=rules, weeks=12)
-    compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    compute_all(engine, as_of=AS_OF, rules=rules)
     with transaction(engine) as db:
         done = list(db.scalars(select(Intervention).where(Intervention.status == "done")))
         assert done

@@ -11,7 +11,7 @@ import os
 import secrets
 import tomllib
 from functools import lru_cache
-from importlib import resources
+from importlib import resources  # the bundled defaults.toml, read from the installed package
 from pathlib import Path
 from typing import Any, Literal
 

@@ -85,7 +85,7 @@ def compute_weekly_history(
     if not 1 <= weeks <= MAX_WEEKS:
         raise UserError(f"weeks: expected 1..{MAX_WEEKS}, got {weeks}")
     return [
-        compute_all(engine, as_of=as_of - timedelta(days=7 * k), rules=rules, score_churn=False)
+        compute_all(engine, as_of=as_of - timedelta(days=7 * k), rules=rules)
         for k in range(weeks - 1, 0, -1)
     ]
 

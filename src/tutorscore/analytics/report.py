@@ -34,7 +34,13 @@ from tutorscore.analytics.flags import (
 )
 from tutorscore.analytics.queries import is_current_row, recent_sessions
 from tutorscore.analytics.rules import risk_level, window_series
-from tutorscore.analytics.service import compute_all, compute_rows, live_as_of, update_tutor
+from tutorscore.analytics.service import (
+    AfterWrite,
+    compute_all,
+    compute_rows,
+    live_as_of,
+    update_tutor,
+)
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig, get_rules
 from tutorscore.db.models.analytics import TutorMetrics
@@ -185,14 +191,20 @@ def _check_aware(as_of: datetime | None) -> None:
         raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
 
 
-def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfig | None) -> None:
+def _ensure_computed(
+    session: Session,
+    as_of: datetime | None,
+    rules: RulesConfig | None,
+    after_write: AfterWrite | None,
+) -> None:
     """Compute the rows a report needs when they are missing (docs/cli.md `tutors`)."""
     if as_of is None:
         # one cheap probe on the common path (metrics exist); count tutors only when not
         if session.scalar(select(TutorMetrics.id).limit(1)) is None and session.scalar(
             select(Tutor.tutor_id).limit(1)
         ):
-            compute_all(session, as_of=live_as_of(), rules=rules or get_rules())
+            rules = rules or get_rules()
+            compute_all(session, as_of=live_as_of(), rules=rules, after_write=after_write)
         return
     tutors = session.scalar(select(func.count()).select_from(Tutor)) or 0
     if not tutors:
@@ -201,7 +213,7 @@ def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfi
         select(func.count()).select_from(TutorMetrics).where(TutorMetrics.as_of == as_of)
     )
     if (have or 0) < tutors:
-        compute_all(session, as_of=as_of, rules=rules or get_rules())
+        compute_all(session, as_of=as_of, rules=rules or get_rules(), after_write=after_write)
 
 
 def stored_complete(session: Session, as_of: datetime) -> bool:
@@ -346,17 +358,19 @@ def tutor_reports(
     offset: int = 0,
     rules: RulesConfig | None = None,
     ensure: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The per-tutor report: a page of items and the total matching count.
 
-    `ensure=False` reads what is stored and never writes (no rows: an empty page).
+    `ensure=False` reads what is stored and never writes (no rows: an empty page);
+    missing rows are computed with `after_write` (see `analytics.service.AfterWrite`).
     """
     flags = list(flags)
     _validate(sort, risk, flags, min_sessions, limit, offset)
     order = _order_by(sort)
     _check_aware(as_of)
     if ensure:
-        _ensure_computed(session, as_of, rules)
+        _ensure_computed(session, as_of, rules, after_write)
 
     where = _report_filters(session, as_of, risk, subject, min_sessions, flags)
 
@@ -513,12 +527,13 @@ def tutor_detail(
     as_of: datetime | None = None,
     rules: RulesConfig | None = None,
     store: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
     """One tutor: the report item plus history, weekly series, subjects and recent sessions.
 
     When the tutor has no row for `as_of` (or no current row), `store=True` computes
-    and stores it (`update_tutor`); `store=False` computes it in memory only (rules'
-    labels, no churn model), so a read never writes.
+    and stores it (`update_tutor`, then `after_write`); `store=False` computes it in
+    memory only (rules' labels, no churn model), so a read never writes.
     """
     _check_aware(as_of)
     tutor = session.get(Tutor, tutor_id)
@@ -535,7 +550,7 @@ def tutor_detail(
         )
         row = computed = SimpleNamespace(**values)
     elif row is None:
-        update_tutor(session, tutor_id, rules=rules, as_of=as_of)
+        update_tutor(session, tutor_id, rules=rules, as_of=as_of, after_write=after_write)
         row = session.scalar(query)
         if row is None:  # pragma: no cover - update_tutor always writes the row
             raise NotFound(f"no metrics for tutor {tutor_id!r}")

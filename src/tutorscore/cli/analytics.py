@@ -55,8 +55,8 @@ def analytics(
 
     A run at a future --as-of is stored as history but never becomes current.
     """
-    from tutorscore.analytics.service import compute_all
     from tutorscore.analytics.service import repair_current as repair
+    from tutorscore.flows.metrics import nightly_recompute
 
     if repair_current:
         if as_of is not None:
@@ -65,7 +65,7 @@ def analytics(
         console.print(f"analytics: is_current re-marked, {changed} rows changed")
         return
     when = parse_timestamp(as_of)
-    summary = compute_all(get_engine(), as_of=when, rules=get_rules())
+    summary = nightly_recompute(get_engine(), as_of=when, rules=get_rules())
     console.print(f"analytics: {summary}")
     flags = ", ".join(f"{n} {name}" for name, n in summary.flags.items())
     console.print(f"  flags: {flags}")
@@ -115,6 +115,7 @@ def tutors(
 ) -> None:
     """The per-tutor report (docs/data-format.md): current metrics, or those at --as-of."""
     from tutorscore.analytics.report import tutor_reports
+    from tutorscore.flows.metrics import after_metrics
 
     when = parse_timestamp(as_of) if as_of else None
     with transaction(get_engine()) as session:
@@ -128,6 +129,7 @@ def tutors(
             flags=flag,
             limit=limit,
             rules=get_rules(),
+            after_write=after_metrics,  # rows computed on demand get the churn model too
         )
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")

@@ -1,17 +1,14 @@
-"""`tutorscore demo`: init + seed + analytics + evaluate + demo login (what `make run` does)."""
+"""`tutorscore demo`: the seed-demo flow (`tutorscore.flows.demo`), what `make run` does."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import typer
-from sqlalchemy import Engine
 
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules, get_settings
-from tutorscore.db.migrate import upgrade
 
 # The demo's size: about 3,000 sessions a week for 100 tutors over 17 weeks, so the
 # overview's 12 weekly points and the coaching history's before/after windows all
@@ -20,10 +17,8 @@ DEMO_TUTORS = 100
 DEMO_STUDENTS = 6000
 DEMO_SESSIONS = 50_000
 DEMO_DAYS = 120
-DEMO_TRANSCRIPTS = 240  # spread over the history, plus RECENT_TRANSCRIPTS in the last weeks
-RECENT_TRANSCRIPTS = 160
-HISTORY_WEEKS = 12
-LLM_DEMO_EVALUATIONS = 8
+# spread over the history, plus flows.demo.RECENT_TRANSCRIPTS in the last weeks
+DEMO_TRANSCRIPTS = 240
 
 
 def demo(
@@ -39,101 +34,45 @@ def demo(
     ),
 ) -> None:
     """Create the schema, seed demo data, compute analytics and evaluations, print a login."""
-    from tutorscore.analytics.history import compute_weekly_history
-    from tutorscore.analytics.service import compute_all
-    from tutorscore.auth.users import ensure_demo_admin
-    from tutorscore.evaluation.worker import evaluate_pending
-    from tutorscore.ingest.synthetic import seed as seed_data
-    from tutorscore.ingest.synthetic_coaching import DemoHistory
+    from tutorscore.flows.demo import demo_steps, seed_demo
 
-    settings, rules, engine = get_settings(), get_rules(), get_engine()
     when = parse_timestamp(as_of) if as_of else datetime.now(UTC).replace(microsecond=0)
     started = time.perf_counter()
+    total = demo_steps()
+    steps = iter(range(1, total + 1))
 
-    upgrade(engine)
-    console.print("[bold]1/6[/bold] schema ready")
-    history = DemoHistory(
-        rules=rules,
-        seed=seed,
-        coaching=not no_coaching,
-        reviews=not no_coaching,
-        recent_transcripts=min(RECENT_TRANSCRIPTS, transcripts),
-    )
-    summary = seed_data(
-        engine,
-        tutors=tutors,
-        students=students,
-        sessions=sessions,
-        days=days,
-        transcripts=transcripts,
-        seed=seed,
+    def say(text: str) -> None:
+        console.print(f"[bold]{next(steps)}/{total}[/bold] {text}")
+
+    def note(text: str) -> None:
+        console.print(f"      {text}")
+
+    result = seed_demo(
+        get_engine(),
+        settings=get_settings(),
+        rules=get_rules(),
         as_of=when,
-        extras=[history],
+        seed=seed,
+        sizes={
+            "tutors": tutors,
+            "students": students,
+            "sessions": sessions,
+            "days": days,
+            "transcripts": transcripts,
+        },
+        coaching=not no_coaching,
+        say=say,
+        note=note,
     )
-    console.print(f"[bold]2/6[/bold] seeded {summary}; {history.summary(when.date())}")
-    done = asyncio.run(evaluate_pending(engine, settings, rules))
-    console.print(f"[bold]3/6[/bold] evaluated {done} sessions with the heuristic judge")
-    if not no_coaching:
-        console.print(f"      {demo_llm_evaluations(engine)}")
-    mark = time.perf_counter()
-    past = compute_weekly_history(engine, as_of=when, rules=rules, weeks=HISTORY_WEEKS)
-    console.print(
-        f"[bold]4/6[/bold] metrics history: {len(past)} weekly snapshots before the current one "
-        f"in {time.perf_counter() - mark:.1f} s"
-    )
-    result = compute_all(engine, as_of=when, rules=rules)
-    console.print(f"[bold]5/6[/bold] analytics computed: {result}")
-    try:
-        from tutorscore.prediction.churn import train_and_apply
-
-        # The generator draws each leaver's churned_on after `when`: those outcomes are
-        # known, so the demo trains on them (a real history uses --labels-until = as_of).
-        known = when + timedelta(days=rules.prediction.horizon_days)
-        trained = train_and_apply(engine, as_of=when, rules=rules, labels_until=known)
-        console.print(f"[bold]6/6[/bold] churn model: {trained}")
-    except ImportError:
-        console.print("[bold]6/6[/bold] churn model: not available, rules decide churn risk")
-    from tutorscore.interventions.alerts import deliver_pending
-
-    sent = deliver_pending(engine, rules=rules, settings=settings)
-    if sent.skipped is None:
+    sent = result.alerts
+    if sent is not None and sent.skipped is None:
         console.print(f"alerts: {sent.delivered} delivered, {sent.failed} failed")
-    username, password = ensure_demo_admin(engine)
+    assert result.login is not None  # seed_demo makes the demo login by default
+    username, password = result.login
     console.print(
         f"\n[green]demo ready[/green] in {time.perf_counter() - started:.1f} s\n"
         f"  dashboard: http://{settings_host()}/\n"
         f"  login:     [bold]{username}[/bold] / [bold]{password}[/bold]\n"
-    )
-
-
-def demo_llm_evaluations(engine: Engine) -> str:
-    """A handful of LLM-judge evaluations of reviewed sessions, only when an LLM is set up."""
-    from sqlalchemy import select
-
-    from tutorscore.db.engine import transaction
-    from tutorscore.db.models import Review
-    from tutorscore.evaluation import queue
-    from tutorscore.evaluation.worker import run_worker
-
-    settings, rules = get_settings(), get_rules()
-    if not settings.llm_enabled:
-        return "LLM judge: not configured (set TUTORSCORE_LLM_BASE_URL), no LLM evaluations"
-    with transaction(engine) as s:
-        ids = list(
-            s.scalars(
-                select(Review.session_id)
-                .distinct()
-                .order_by(Review.session_id)
-                .limit(LLM_DEMO_EVALUATIONS)
-            )
-        )
-        queued = queue.enqueue_evaluations(
-            s, judge="llm", session_ids=ids, pending=False, limit=None, rules=rules
-        )
-    result = run_worker(engine, settings, rules, once=True, use_llm=True)
-    return (
-        f"LLM judge: {result.evaluated} of {queued} reviewed sessions evaluated"
-        f"{f', {result.dead} failed' if result.dead else ''}"
     )
 
 

@@ -110,6 +110,7 @@ def _drain(
 ) -> WorkerStats:
     """Run the worker in-process until the queue is drained, with a progress bar."""
     from tutorscore.evaluation.worker import run_worker
+    from tutorscore.flows.metrics import after_metrics
 
     with Progress(
         TextColumn("[bold]evaluating[/bold]"),
@@ -138,6 +139,7 @@ def _drain(
             concurrency=concurrency,
             use_llm=use_llm,
             progress=progress,
+            after_write=after_metrics,
         )
 
 
@@ -254,6 +256,7 @@ def worker(
 ) -> None:
     """Long-running evaluation worker; run as many copies as you like against Postgres."""
     from tutorscore.evaluation.worker import new_worker_id, run_worker
+    from tutorscore.flows.metrics import after_metrics
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
@@ -273,7 +276,7 @@ def worker(
     err_console.print(f"worker {name} started ({engine.url.get_backend_name()})")
     result = run_worker(
         engine, settings, rules, once=once, concurrency=concurrency, stop_event=stop,
-        worker_id=name,
+        worker_id=name, after_write=after_metrics,
     )  # fmt: skip
     err_console.print(
         f"worker {name} stopped: {result.done} jobs done, {result.evaluated} new evaluations, "

@@ -3,7 +3,8 @@
 The cache key is session x judge x model x prompt_version x transcript hash (a
 unique constraint): evaluating the same transcript again with the same judge
 returns the stored row without calling the judge. After a new evaluation is
-stored, the tutor's metrics are updated incrementally.
+stored, the tutor's metrics are updated incrementally, followed by the caller's
+`after_write` step (`tutorscore.flows.metrics.after_metrics`: churn, alerts, webhooks).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.service import AfterWrite, update_tutor
 from tutorscore.config import RulesConfig, get_rules
 from tutorscore.db.base import utcnow
 from tutorscore.db.models import SessionEvaluation, SessionTranscript, TutoringSession
@@ -116,6 +118,7 @@ def store_evaluation(
     *,
     rules: RulesConfig | None = None,
     update_analytics: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[SessionEvaluation, bool]:
     """Insert the result unless the same cache key is already stored (then that row, True)."""
     new_id = insert_evaluation(session, info, judge, result)
@@ -127,12 +130,19 @@ def store_evaluation(
     row = session.get(SessionEvaluation, new_id)
     assert row is not None
     if update_analytics:
-        refresh_tutor_metrics(session, info.tutor_id, rules or get_rules())
+        refresh_tutor_metrics(
+            session, info.tutor_id, rules or get_rules(), after_write=after_write
+        )
     return row, False
 
 
 def refresh_tutor_metrics(
-    session: Session, tutor_id: str, rules: RulesConfig, *, savepoint: bool = True
+    session: Session,
+    tutor_id: str,
+    rules: RulesConfig,
+    *,
+    savepoint: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> None:
     """Incremental analytics for the tutor; a failure there never loses the evaluation.
 
@@ -140,16 +150,12 @@ def refresh_tutor_metrics(
     SAVEPOINT opened before any write starts a read transaction that cannot
     later take the write lock when another connection wrote meanwhile.
     """
-    try:
-        from tutorscore.analytics.service import update_tutor
-    except ImportError:  # analytics not installed in this build
-        return
     if not savepoint:
-        update_tutor(session, tutor_id, rules=rules)
+        update_tutor(session, tutor_id, rules=rules, after_write=after_write)
         return
     try:
         with session.begin_nested():
-            update_tutor(session, tutor_id, rules=rules)
+            update_tutor(session, tutor_id, rules=rules, after_write=after_write)
     except Exception:
         log.exception("analytics update for tutor %s failed; the nightly run will fix it", tutor_id)
 
@@ -176,6 +182,7 @@ def evaluate_session(
     *,
     rules: RulesConfig | None = None,
     update_analytics: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[SessionEvaluation, bool]:
     """Evaluate one session with `judge` (cache hit: no judge call). Returns (row, cached)."""
     info = load_transcript(session, session_id)
@@ -184,7 +191,13 @@ def evaluate_session(
         return cached, True
     result = run_judge(judge, info.turns, session_id)
     return store_evaluation(
-        session, info, judge, result, rules=rules, update_analytics=update_analytics
+        session,
+        info,
+        judge,
+        result,
+        rules=rules,
+        update_analytics=update_analytics,
+        after_write=after_write,
     )
 
 

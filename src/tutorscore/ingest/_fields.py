@@ -282,7 +282,10 @@ def clean_cells(
     return values, errors, failed
 
 
-_STATUS, _NO_SHOW_BY, _INITIATOR = 7, 8, 9  # positions in SESSION_COLUMNS
+_SESSION_NAMES = [c.name for c in SESSION_COLUMNS]
+_STATUS, _NO_SHOW_BY, _INITIATOR = (
+    _SESSION_NAMES.index(name) for name in ("status", "no_show_by", "reschedule_initiator")
+)
 
 
 def session_row_checks(values: list[Any], where: str, failed: set[str]) -> list[str]:

@@ -679,8 +679,8 @@ def apply_churn_scores(
 ) -> ApplyResult:
     """Write churn_probability (and, past the gate, churn_risk_label) into tutor_metrics.
 
-    Called by analytics after compute_all / update_tutor for the rows it just
-    wrote at `as_of`. Without a model nothing changes; a model that failed the
+    Called by `tutorscore.flows.metrics.after_metrics` for the rows analytics
+    just wrote at `as_of`. Without a model nothing changes; a model that failed the
     gate leaves the rules' label and says so in `details["churn_model"]`.
     """
     stored = stored or load_model((settings or get_settings()).data_dir)
@@ -852,39 +852,3 @@ def result_dict(result: TrainResult) -> dict[str, Any]:
     out = asdict(result)
     out.pop("meta", None)
     return out
-
-
-def after_metrics(
-    session: Session,
-    *,
-    as_of: datetime,
-    rules: RulesConfig,
-    tutor_ids: list[str] | None = None,
-    settings: Settings | None = None,
-) -> ApplyResult:
-    """The one call analytics makes after writing tutor_metrics rows at `as_of`.
-
-    Scores churn, records alerts, and once the caller's transaction commits,
-    sends the alerts to the webhook in the background.
-    """
-    from sqlalchemy import event
-
-    from tutorscore.interventions.alerts import deliver_in_background, detect_alerts
-
-    settings = settings or get_settings()
-    applied = apply_churn_scores(
-        session, as_of=as_of, rules=rules, settings=settings, tutor_ids=tutor_ids
-    )
-    found = detect_alerts(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids)
-    bind = session.get_bind()
-    # An ORM session that owns its transaction tells us when it commits; a session
-    # borrowed on a caller's connection does not: `tutorscore alerts deliver` (or the
-    # next scoring pass) sends those.
-    if found and settings.alert_webhook_url and isinstance(bind, Engine):
-        event.listen(
-            session,
-            "after_commit",
-            lambda _s: deliver_in_background(bind, rules=rules, settings=settings),
-            once=True,
-        )
-    return applied

@@ -40,6 +40,11 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("sessions_14d", "sessions in the last 14 days", "count"),
     FeatureSpec("sessions_prev_14d", "sessions in the 14 days before", "count"),
     FeatureSpec("volume_change_14d", "session volume, last 14 days vs the 14 before", "log_ratio"),
+    FeatureSpec(
+        "volume_vs_own_level_14d",
+        "session volume, last 14 days vs the tutor's own level",
+        "log_ratio",
+    ),
     FeatureSpec("tutor_reschedule_rate", "reschedule rate (30 days)", "rate"),
     FeatureSpec("reschedule_rate_14d", "reschedule rate (14 days)", "rate"),
     FeatureSpec("reschedule_rate_change_14d", "change in reschedule rate (14 days)", "rate_change"),
@@ -62,6 +67,10 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
 # and adding them cost the model 0.02-0.04 held-out AUC. The rules still use them,
 # and the model sees them through rules_churn_risk.
 NEW_TUTOR_DAYS = 90
+# Volume comparisons are per active day: a window that starts before the tutor's
+# hire date (or before the first session in the database) counts only the days
+# after it, and a window with fewer active days than this is unknown (NaN).
+MIN_EXPOSURE_DAYS = 7.0
 # A session's student_churned_after_session is only known once the student has
 # stayed away for a while: flags on sessions newer than this are not read.
 STUDENT_CHURN_SETTLE_DAYS = 14
@@ -204,12 +213,28 @@ def _log_ratio(now: float, before: float) -> float:
     return math.log((now + 1.0) / (before + 1.0))
 
 
+def _active_days(started: datetime, lo: datetime, hi: datetime) -> float:
+    """Days of the window (lo, hi] after `started` (the tutor's first day in the data)."""
+    return max((hi - max(lo, started)).total_seconds() / 86400, 0.0)
+
+
+def _volume_change(
+    now: float, now_days: float, before: float, before_days: float, scale_days: float
+) -> float:
+    """_log_ratio of two session counts per active day, each scaled to `scale_days`;
+    NaN when either window has fewer than MIN_EXPOSURE_DAYS active days."""
+    if now_days < MIN_EXPOSURE_DAYS or before_days < MIN_EXPOSURE_DAYS:
+        return math.nan
+    return _log_ratio(now / now_days * scale_days, before / before_days * scale_days)
+
+
 @dataclass(frozen=True)
 class _Periods:
     """The time bounds compute_features reads (see the periods above)."""
 
     as_of: datetime
     window: timedelta
+    fortnight: timedelta
     start: datetime  # of the window
     prev_start: datetime  # of the window before it
     f1: datetime  # start of the last fortnight
@@ -223,6 +248,7 @@ class _Periods:
         return cls(
             as_of=as_of,
             window=window,
+            fortnight=fortnight,
             start=as_of - window,
             prev_start=as_of - 2 * window,
             f1=as_of - fortnight,
@@ -346,22 +372,46 @@ def _tutor_sums(
     return {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
 
 
+def _active(r: SimpleNamespace, p: _Periods, since: date, data_start: datetime) -> dict[str, float]:
+    """Active days of each compared window: after the tutor's first day in the data."""
+    hired = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    # the hire day itself (or the day of the first session read) counts as active
+    started = max(hired, data_start.replace(hour=0, minute=0, second=0, microsecond=0))
+    started = min(started, _aware(r.first_seen))
+    return {
+        "last": _active_days(started, p.f1, p.as_of),
+        "prev": _active_days(started, p.f2, p.f1),
+        "window": _active_days(started, p.start, p.as_of),
+        "before": _active_days(started, p.prev_start, p.start),
+        "own": _active_days(started, p.prev_start, p.f1),
+    }
+
+
 def _tutor_values(
     r: SimpleNamespace,
     p: _Periods,
     since: date,
-    prev_complete: bool,
+    data_start: datetime,
     tags: list[str],
 ) -> dict[str, float]:
     """One tutor's feature values by name, from its sums."""
     last = r.last_completed
     tenure = max((p.as_of.date() - since).days, 0)
+    active = _active(r, p, since, data_start)
+    fdays, wdays = p.fortnight.total_seconds() / 86400, p.window.total_seconds() / 86400
     values = {
         "total_sessions": r.total,
-        "volume_change": _log_ratio(r.total, r.prev_total) if prev_complete else math.nan,
+        "volume_change": _volume_change(
+            r.total, active["window"], r.prev_total, active["before"], wdays
+        ),
         "sessions_14d": r.total_14,
         "sessions_prev_14d": r.prev_14,
-        "volume_change_14d": _log_ratio(r.total_14, r.prev_14),
+        "volume_change_14d": _volume_change(
+            r.total_14, active["last"], r.prev_14, active["prev"], fdays
+        ),
+        "volume_vs_own_level_14d": _volume_change(
+            r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"], fdays
+        ),
         "tutor_reschedule_rate": _ratio(r.resched, r.total),
         "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
         "reschedule_rate_change_14d": _ratio(r.resched_14, r.total_14)
@@ -412,10 +462,15 @@ def compute_features(
     tags = risk_tags(rules)
     agg = _tutor_sums(session, p, tutor_ids, tags)
 
-    # A comparison with the window before is unknown (NaN), not "grew from zero", when
-    # that window starts before the first session in the database.
-    data_start = session.scalar(select(func.min(TutoringSession.scheduled_start_at)))
-    prev_complete = data_start is not None and _aware(data_start) <= p.prev_start
+    # Volume is compared per active day: a window before the tutor's hire date, or
+    # before the first session in the database, is not "no sessions" (a new tutor's
+    # fortnight before would otherwise read as growth and hide a decline).
+    first_session = session.scalar(
+        select(func.min(TutoringSession.scheduled_start_at)).where(
+            TutoringSession.scheduled_start_at <= as_of
+        )
+    )
+    data_start = _aware(first_session) if first_session is not None else p.prev_start
 
     tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
     if tutor_ids is not None:
@@ -433,7 +488,7 @@ def compute_features(
         if churned_on is not None and churned_on <= as_of.date() and not include_churned:
             continue
         since = hire_date if hire_date is not None else r.first_seen.date()
-        values = _tutor_values(r, p, since, prev_complete, tags)
+        values = _tutor_values(r, p, since, data_start, tags)
         ids.append(tutor_id)
         churned.append(churned_on)
         rows.append([float(values[n]) for n in names])

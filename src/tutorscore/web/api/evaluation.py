@@ -17,6 +17,7 @@ from tutorscore.evaluation.heuristic import HeuristicJudge
 from tutorscore.evaluation.queries import queue_backlog
 from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations
 from tutorscore.evaluation.service import evaluate_session, evaluation_to_dict, get_evaluation
+from tutorscore.flows.metrics import after_metrics
 from tutorscore.web.deps import CoachUser, CurrentUser, DbSession, State
 
 router = APIRouter(prefix="/api", tags=["evaluation"])
@@ -79,7 +80,9 @@ def evaluate_one(
         response.status_code = 202
         return EvaluationQueued(session_id=body.session_id, judge="llm", job_id=job_id).model_dump()
     judge = HeuristicJudge(state.rules.evaluation.heuristic)
-    row, cached = evaluate_session(db, body.session_id, judge, rules=state.rules)
+    row, cached = evaluate_session(
+        db, body.session_id, judge, rules=state.rules, after_write=after_metrics
+    )
     return {**evaluation_to_dict(row), "cached": cached}
 
 
