@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -29,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from tutorscore.db.base import Base, sqlite_timestamp, utcnow
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.errors import UserError
+from tutorscore.ingest._upsert import bulk_cache, indexes_dropped
 from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
 from tutorscore.ingest.transcripts import SUBJECT_WEIGHTS, SUBJECTS, generate_transcript
 
@@ -60,7 +60,6 @@ BATCH_ROWS = 20_000
 # Above this many new sessions, the sessions table's secondary indexes are dropped
 # for the load and rebuilt afterwards (one sort each instead of a million random inserts).
 INDEX_REBUILD_ROWS = 100_000
-SQLITE_BULK_CACHE_KIB = 512 * 1024
 
 STATUS_NAMES = ("completed", "rescheduled", "rescheduled", "no_show", "no_show", "cancelled")
 _COMPLETED, _RESCHED_TUTOR, _RESCHED_STUDENT, _NOSHOW_TUTOR, _NOSHOW_STUDENT, _CANCELLED = range(6)
@@ -242,7 +241,8 @@ def seed(
     for extra in extras:
         extra.adjust(data)
     big = data.session_count >= INDEX_REBUILD_ROWS
-    with engine.begin() as conn, _bulk_cache(conn):
+    # the one bulk loader of seed and import (ingest._upsert: why these settings)
+    with engine.begin() as conn, bulk_cache(conn):
         only_synthetic = _only_synthetic(conn)
         # With nothing imported, the old rows can go wholesale (TRUNCATE on Postgres) and
         # the session indexes can be dropped before the delete as well as the load.
@@ -250,9 +250,9 @@ def seed(
         # its remaining sessions through them.
         many_old = only_synthetic and _count(conn, "sessions") >= INDEX_REBUILD_ROWS
         early = only_synthetic and (big or many_old)
-        with _indexes_dropped(conn, "sessions", enabled=early, report=report):
+        with indexes_dropped(conn, "sessions", enabled=early, report=report):
             deleted = delete_synthetic(conn, progress=report, everything=only_synthetic)
-            with _indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
+            with indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
                 _insert(conn, data, report)
         for extra in extras:
             extra.write(conn, data)
@@ -1001,79 +1001,6 @@ class _Writer:
                     copy.write(_copy_text(map(layout.copy_row, rows)))
         finally:
             cur.close()
-
-
-@contextmanager
-def _bulk_cache(conn: Connection) -> Iterator[None]:
-    """A large SQLite page cache for this connection while seeding, restored afterwards.
-
-    The default 2 MB cache makes a million-row load thrash the disk updating indexes.
-    """
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
-    conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
-        conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
-
-
-@contextmanager
-def _indexes_dropped(
-    conn: Connection, table: str, *, enabled: bool, report: ProgressCallback
-) -> Iterator[None]:
-    """Drop `table`'s secondary indexes (and, on Postgres, its foreign keys) inside the
-    transaction and recreate them from their own definitions afterwards; a rollback
-    restores them on either backend."""
-    if not enabled:
-        yield
-        return
-    if conn.dialect.name == "sqlite":
-        found = conn.execute(
-            text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                "AND tbl_name = :table AND sql IS NOT NULL"
-            ),
-            {"table": table},
-        ).all()
-    else:
-        found = conn.execute(
-            text(
-                "SELECT i.indexname, i.indexdef FROM pg_indexes i "
-                "WHERE i.schemaname = current_schema() AND i.tablename = :table "
-                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
-            ),
-            {"table": table},
-        ).all()
-    # Postgres checks a foreign key with one trigger query per inserted row; re-adding
-    # the constraint validates the whole table with a single join instead.
-    foreign_keys = (
-        []
-        if conn.dialect.name == "sqlite"
-        else conn.execute(
-            text(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
-            ),
-            {"table": table},
-        ).all()
-    )
-    for name, _definition in foreign_keys:
-        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _definition in found:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
-    yield
-    steps = len(found) + len(foreign_keys)
-    for i, (_name, definition) in enumerate(found, start=1):
-        conn.exec_driver_sql(definition)
-        report("indexes", i, steps)
-    for i, (name, definition) in enumerate(foreign_keys, start=len(found) + 1):
-        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-        report("indexes", i, steps)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
