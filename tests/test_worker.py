@@ -8,11 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, text, update
 
 from evaluation_support import CountingJudge, add_sessions, count, evaluations, jobs
 from tutorscore.config import RulesConfig, Settings
@@ -233,14 +235,47 @@ def _start_worker(url: str, name: str, log_dir: Path) -> subprocess.Popen[bytes]
     )
 
 
-def _wait_started(log: Path, timeout: float = 30) -> None:
+def _wait_started(log: Path, timeout: float = 120) -> None:
+    """Until the worker logged "started" (its SIGTERM handler is installed); a worker
+    started on a loaded machine can take long to import."""
     deadline = time.monotonic() + timeout
-    while "started" not in log.read_text() and time.monotonic() < deadline:
+    while "started" not in log.read_text():
+        assert time.monotonic() < deadline, f"the worker never started:\n{log.read_text()}"
         time.sleep(0.05)
 
 
-def _held_by(engine: Engine, worker: str) -> bool:
-    return count(engine, Job, Job.status == "running", Job.locked_by.like(f"{worker}/%")) > 0
+@contextmanager
+def _evaluations_write_locked(engine: Engine) -> Iterator[None]:
+    """Hold Postgres' EXCLUSIVE lock on session_evaluations: workers still claim jobs
+    (reads are allowed) but every job's store-and-finish transaction waits, so a
+    claimed job stays claimed until the lock is released."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text(f"LOCK TABLE {SessionEvaluation.__tablename__} IN EXCLUSIVE MODE"))
+        yield
+
+
+def _held_ids(engine: Engine, worker: str) -> list[int]:
+    with transaction(engine) as s:
+        return list(
+            s.scalars(
+                select(Job.id).where(Job.status == "running", Job.locked_by.like(f"{worker}/%"))
+            )
+        )
+
+
+def _kill_once_holding_jobs(
+    engine: Engine, proc: subprocess.Popen[bytes], name: str, log: Path
+) -> tuple[list[int], datetime]:
+    """SIGKILL the worker `name` once it holds claimed jobs: (those jobs, when)."""
+    deadline = time.monotonic() + 120  # only matters when the worker cannot start at all
+    while not (held := _held_ids(engine, name)):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"{name} claimed no job:\n{log.read_text()}"
+        time.sleep(0.05)
+    killed_at = utcnow()
+    proc.send_signal(signal.SIGKILL)  # while it holds claimed jobs
+    proc.wait(timeout=10)
+    return held, killed_at
 
 
 def _wait_for(engine: Engine, done: int, timeout: float) -> int:
@@ -264,23 +299,22 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(
         add_sessions(engine, n // 4, tutor=f"T{k}", prefix=f"K{k}_", first={0})
     queue_all(engine, rules)
     url = engine.url.render_as_string(hide_password=False)
-    procs = {name: _start_worker(url, name, tmp_path) for name in ("victim", "steady")}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        assert _wait_for(engine, 10, timeout=40) >= 10, "workers did not start"
-        deadline = time.monotonic() + 20
-        while not _held_by(engine, "victim") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        killed_at = utcnow()
-        procs["victim"].send_signal(signal.SIGKILL)  # while it holds claimed jobs
-        procs["victim"].wait(timeout=10)
-        with transaction(engine) as s:
-            orphaned = list(
-                s.scalars(
-                    select(Job.id).where(Job.status == "running", Job.locked_by.like("victim/%"))
-                )
+        # No job can finish while the lock is held: however slowly the victim starts on a
+        # loaded machine, it is killed mid-batch for certain (before, a steady worker
+        # started beside it could finish every job first), and nothing it held can be
+        # committed after its death. Its jobs are read while nobody else can claim them.
+        with _evaluations_write_locked(engine):
+            procs["victim"] = _start_worker(url, "victim", tmp_path)
+            orphaned, killed_at = _kill_once_holding_jobs(
+                engine, procs["victim"], "victim", tmp_path / "victim.log"
             )
-        procs["late"] = _start_worker(url, "late", tmp_path)
-        assert _wait_for(engine, n, timeout=40) == n, (tmp_path / "steady.log").read_text()
+            assert count(engine, Job, Job.status == "done") == 0
+        # two workers race to reclaim the orphaned jobs (after their lease) and drain the rest
+        for name in ("steady", "late"):
+            procs[name] = _start_worker(url, name, tmp_path)
+        assert _wait_for(engine, n, timeout=180) == n, (tmp_path / "steady.log").read_text()
         for name in ("steady", "late"):
             _wait_started(tmp_path / f"{name}.log")  # its SIGTERM handler is installed
             procs[name].send_signal(signal.SIGTERM)

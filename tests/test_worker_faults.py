@@ -228,14 +228,21 @@ def test_worker_command_survives_refused_connections_with_one_json_line(
     log = tmp_path / "worker.log"
     proc = _start_cli_worker(url_of(engine), log)
     try:
-        wait_until(lambda: done_jobs(engine) >= 5, 60, "the first jobs")
+        # generous deadlines: on a loaded machine the worker takes long to import and start
+        wait_until(lambda: done_jobs(engine) >= 5, 180, "the first jobs")
         with database_outage(engine):
-            time.sleep(2.0)  # the outage: several backoff rounds of the worker
+            # the worker met the outage (however slowly it gets the CPU)...
+            wait_until(
+                lambda: '"database_unavailable"' in log.read_text() or proc.poll() is not None,
+                120,
+                "the worker to notice the outage",
+            )
+            time.sleep(2.0)  # ...and the outage goes on: several backoff rounds of the worker
             assert proc.poll() is None, log.read_text()
-        wait_until(lambda: done_jobs(engine) == n, 90, "the queue to drain")
+        wait_until(lambda: done_jobs(engine) == n, 180, "the queue to drain")
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()
+        assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
