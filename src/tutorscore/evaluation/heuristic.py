@@ -332,7 +332,7 @@ def _moves(
     cfg: HeuristicConfig,
 ) -> _Moves:
     lowers, tokens = text
-    predictions = model.predict(turns, lowers, tokens)
+    predictions, inputs = model.predict_with_inputs(turns, lowers, tokens)
     by_turn = {p.turn: k for k, p in enumerate(predictions)}
     giveaways: list[tuple[int, int, int]] = []
     said_words: set[str] = set()  # every word the student has said so far
@@ -341,7 +341,7 @@ def _moves(
         low = lowers[i]
         if turn["speaker"] != "tutor":
             said_words.update(tokens[i])
-            said_numbers.update(P.NUMBER.findall(low))
+            said_numbers.update(inputs.numbers[i])
             continue
         k = by_turn[i]
         p_telling = predictions[k].probabilities["telling"]
