@@ -9,7 +9,7 @@ ANALYZE, then time
   full:         analytics.service.compute_all (SQL + rules + reasons + evidence + bulk upsert)
   incremental:  analytics.service.update_tutor for 25 random tutors (median and max)
 Best of `--repeat` runs after one warm-up. The churn-model hook is skipped
-(score_churn=False): it belongs to the prediction benchmark.
+(no after_write step): it belongs to the prediction benchmark.
 
     .venv/bin/python benchmarks/analytics.py                     # 3k, 100k, 1M on both
     .venv/bin/python benchmarks/analytics.py --sizes 3k,100k --backends sqlite
@@ -95,7 +95,7 @@ def run(backend: str, size: str, repeat: int) -> dict[str, object]:
                 conn.execute(text(FLOOR_SQL)).all()
 
         def full() -> RunSummary:
-            return compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+            return compute_all(engine, as_of=AS_OF, rules=rules)
 
         def buckets() -> None:
             # The least the rules need: in-window sessions counted per (tutor, bucket).
@@ -115,11 +115,11 @@ def run(backend: str, size: str, repeat: int) -> dict[str, object]:
         with engine.connect() as conn:
             ids = list(conn.scalars(select(Tutor.tutor_id)))
         picks = random.Random(1).sample(ids, min(25, len(ids)))
-        update_tutor(engine, picks[0], rules=rules, as_of=AS_OF, score_churn=False)
+        update_tutor(engine, picks[0], rules=rules, as_of=AS_OF)
         incremental = []
         for tutor_id in picks:
             t0 = time.perf_counter()
-            update_tutor(engine, tutor_id, rules=rules, as_of=AS_OF, score_churn=False)
+            update_tutor(engine, tutor_id, rules=rules, as_of=AS_OF)
             incremental.append((time.perf_counter() - t0) * 1000)
         engine.dispose()
     return {

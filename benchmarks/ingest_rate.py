@@ -153,11 +153,11 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
-    from tutorscore.analytics.service import compute_all
     from tutorscore.auth.users import create_token, create_user
     from tutorscore.config import load_rules
     from tutorscore.db.engine import make_engine, transaction
     from tutorscore.db.models import SessionEvaluation, TutoringSession, TutorMetrics
+    from tutorscore.flows.metrics import nightly_recompute
     from tutorscore.ingest.synthetic import seed
     from tutorscore.testing.databases import temporary_database
     from tutorscore.web.devserver import running_server
@@ -169,7 +169,7 @@ def main() -> None:
         url = stack.enter_context(temporary_database(a.backend, label="benchingest"))
         engine = make_engine(url)
         seed(engine, as_of=as_of)
-        compute_all(engine, as_of=as_of, rules=rules)
+        nightly_recompute(engine, as_of=as_of, rules=rules)
         with transaction(engine) as db:
             create_user(db, username="bench", password="bench-password", role="admin")
             token = create_token(db, username="bench")

@@ -1,6 +1,6 @@
 """Churn: the shipped model beside a plain baseline and the rules, on the same splits.
 
-Run: .venv/bin/python benchmarks/prediction.py [--dataset demo|planted|1m ...]
+Run: .venv/bin/python benchmarks/prediction.py [--dataset demo|planted|planted-800|1m ...]
      [--reuse-sqlite PATH]   (the 1M set takes minutes to seed; PATH keeps it)
 
 Datasets (churn outcomes are known after the history for `demo` and `1m`, so
@@ -10,6 +10,8 @@ trains strictly on outcomes observed by as_of):
            heuristic-judge evaluations of its transcripts
   planted  testing/churn_history.py: 240 active tutors, 180 days, leavers fade out
            over 2-7 weeks (the shape of the imported history in issue 16)
+  planted-800  the same with 800 active tutors (the churn test's dataset: about
+           100 leavers in the held-out snapshot instead of about 30)
   1m       `seed --tutors 10000 --students 200000 --sessions 1000000 --days 90`
 
 For each: the shipped pipeline's snapshots and its held-out split (the latest
@@ -64,11 +66,17 @@ def load_demo(engine: Engine, rules: RulesConfig) -> tuple[datetime, datetime | 
     return DEMO_AS_OF, DEMO_AS_OF + timedelta(days=rules.prediction.horizon_days)
 
 
-def load_planted(engine: Engine, rules: RulesConfig) -> tuple[datetime, datetime | None]:
+def load_planted(
+    engine: Engine, rules: RulesConfig, tutors: int = 240
+) -> tuple[datetime, datetime | None]:
     from tutorscore.testing.churn_history import load_history
 
-    load_history(engine, end=PLANTED_END, tutors=240, days=180, seed=1)
+    load_history(engine, end=PLANTED_END, tutors=tutors, days=180, seed=1)
     return PLANTED_END, None
+
+
+def load_planted_800(engine: Engine, rules: RulesConfig) -> tuple[datetime, datetime | None]:
+    return load_planted(engine, rules, tutors=800)
 
 
 def load_1m(engine: Engine, rules: RulesConfig) -> tuple[datetime, datetime | None]:
@@ -82,7 +90,12 @@ def load_1m(engine: Engine, rules: RulesConfig) -> tuple[datetime, datetime | No
     return DEMO_AS_OF, DEMO_AS_OF + timedelta(days=rules.prediction.horizon_days)
 
 
-LOADERS = {"demo": load_demo, "planted": load_planted, "1m": load_1m}
+LOADERS = {
+    "demo": load_demo,
+    "planted": load_planted,
+    "planted-800": load_planted_800,
+    "1m": load_1m,
+}
 
 
 def metrics(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> tuple[Any, Any, Any]:
@@ -152,7 +165,7 @@ def main() -> None:
         f"{platform.python_version()}, load {load:.1f}, {datetime.now(UTC):%Y-%m-%d}"
     )
     rows: list[tuple[str, ...]] = []
-    for name in args.dataset or ["demo", "planted"]:
+    for name in args.dataset or ["demo", "planted", "planted-800"]:
         if name == "1m" and args.reuse_sqlite:
             engine = make_engine(f"sqlite:///{args.reuse_sqlite}")
             upgrade(engine)

@@ -214,11 +214,11 @@ def main() -> None:
 
     from sqlalchemy import select
 
-    from tutorscore.analytics.service import compute_all
     from tutorscore.auth.users import create_token, create_user
     from tutorscore.config import load_rules
     from tutorscore.db.engine import make_engine, transaction
     from tutorscore.db.models import Tutor
+    from tutorscore.flows.metrics import nightly_recompute
     from tutorscore.ingest.synthetic import seed
     from tutorscore.testing.databases import temporary_database
     from tutorscore.web.devserver import running_server
@@ -242,7 +242,7 @@ def main() -> None:
         )
         rows.append(("seed", f"{summary} ({time.perf_counter() - t0:.1f} s)"))
         t0 = time.perf_counter()
-        run = compute_all(engine, as_of=as_of, rules=rules)
+        run = nightly_recompute(engine, as_of=as_of, rules=rules)
         rows.append(("analytics (full)", f"{time.perf_counter() - t0:.1f} s: {run}"))
         if a.backend == "postgres":
             # This machine's Postgres runs with autovacuum off (a test server): without

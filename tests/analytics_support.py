@@ -114,8 +114,7 @@ def rules_with(**overrides: Any) -> RulesConfig:
 
 
 def compute(engine: Engine, rules: RulesConfig | None = None, as_of: datetime = AS_OF) -> None:
-    compute_all(engine, as_of=as_of, rules=rules or load_rules(None, environ={}),
-                score_churn=False)
+    compute_all(engine, as_of=as_of, rules=rules or load_rules(None, environ={}))
 
 
 def metrics_row(engine: Engine, tutor_id: str, as_of: datetime = AS_OF) -> TutorMetrics:

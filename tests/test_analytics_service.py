@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,9 +54,9 @@ def test_full_recompute_is_idempotent_and_records_the_run(
     d = Data()
     _small_world(d)
     d.flush(engine)
-    first = compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    first = compute_all(engine, as_of=AS_OF, rules=rules)
     before = snapshot(engine)
-    second = compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    second = compute_all(engine, as_of=AS_OF, rules=rules)
     assert snapshot(engine) == before
     assert set(before) == {"A", "B", "C"}  # every tutor, the idle one too
     assert first.tutors == second.tutors == 3
@@ -101,7 +99,7 @@ def test_incremental_update_matches_full_recompute(engine: Engine, rules: RulesC
             .where(TutoringSession.tutor_id == "A", TutoringSession.status == "completed")
             .values(student_rating=2)
         )
-    summary = update_tutor(engine, "A", rules=rules, as_of=AS_OF, score_churn=False)
+    summary = update_tutor(engine, "A", rules=rules, as_of=AS_OF)
     assert summary.kind == "incremental" and summary.tutors == 1
     incremental = snapshot(engine)
     assert incremental["A"]["low_rating_flag"] is True
@@ -123,7 +121,7 @@ def test_live_path_writes_at_now_and_becomes_current(engine: Engine, rules: Rule
     compute(engine)
     before = live_as_of()
     with Session(engine) as session, session.begin():
-        summary = update_tutor(session, "B", rules=rules, score_churn=False)
+        summary = update_tutor(session, "B", rules=rules)
     assert summary.as_of >= before and summary.as_of.microsecond == 0
     with Session(engine) as session:
         items, total = tutor_reports(session, sort="tutor_id", ensure=False)
@@ -133,31 +131,26 @@ def test_live_path_writes_at_now_and_becomes_current(engine: Engine, rules: Rule
     assert as_ofs["B"] != as_ofs["A"]  # B's latest row is the live one
 
 
-def test_churn_model_hook_gets_the_rows_just_written(
-    engine: Engine, rules: RulesConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_after_write_step_gets_the_rows_just_written(engine: Engine, rules: RulesConfig) -> None:
     calls: list[tuple[datetime, list[str] | None]] = []
 
-    def after_metrics(
+    def after_write(
         session: Session, *, as_of: datetime, rules: RulesConfig, tutor_ids: list[str] | None
-    ) -> Any:
+    ) -> int:
         calls.append((as_of, tutor_ids))
         query = update(TutorMetrics).where(TutorMetrics.as_of == as_of)
         if tutor_ids is not None:
             query = query.where(TutorMetrics.tutor_id.in_(tutor_ids))
         # a model past its gate sets the labels: every scored tutor becomes high risk
         session.execute(query.values(churn_probability=0.42, churn_risk_label="high"))
-        return types.SimpleNamespace(scored=3 if tutor_ids is None else len(tutor_ids))
+        return 3 if tutor_ids is None else len(tutor_ids)
 
-    fake = types.ModuleType("tutorscore.prediction.churn")
-    fake.after_metrics = after_metrics  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tutorscore.prediction.churn", fake)
     d = Data()
     _small_world(d)
     d.flush(engine)
-    rules_only = compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    rules_only = compute_all(engine, as_of=AS_OF, rules=rules)
     assert rules_only.risk["high"] < 3
-    summary = compute_all(engine, as_of=AS_OF, rules=rules)
+    summary = compute_all(engine, as_of=AS_OF, rules=rules, after_write=after_write)
     assert summary.model_scored == 3
     assert metrics_row(engine, "C").churn_probability == pytest.approx(0.42)
     # the summary counts the labels as stored after scoring, not the rules' labels
@@ -165,8 +158,9 @@ def test_churn_model_hook_gets_the_rows_just_written(
     assert set(summary.stages) == {"sql", "rules", "write", "churn"}
     assert all(v >= 0 for v in summary.stages.values())
     assert sum(summary.stages.values()) <= summary.seconds + 1e-9  # float rounding only
-    update_tutor(engine, "A", rules=rules, as_of=AS_OF + timedelta(hours=1))
-    assert calls == [(AS_OF, None), (AS_OF + timedelta(hours=1), ["A"])]
+    later = AS_OF + timedelta(hours=1)
+    update_tutor(engine, "A", rules=rules, as_of=later, after_write=after_write)
+    assert calls == [(AS_OF, None), (later, ["A"])]
 
 
 # -- property: random event sequences, incremental after each event == full at the end --
@@ -297,11 +291,10 @@ def test_incremental_equals_full_for_random_event_sequences(
                             quality_score=score, rubric={},
                             created_at=AS_OF - timedelta(hours=hours)))
             for tutor in sorted(touched):
-                update_tutor(engine, tutor, rules=rules, as_of=AS_OF, score_churn=False)
+                update_tutor(engine, tutor, rules=rules, as_of=AS_OF)
         incremental = snapshot(engine)  # touched tutors updated, the rest from the start
         for tutor in TUTORS:  # and every tutor recomputed incrementally on its own
-            update_tutor(engine, tutor, rules=rules, as_of=AS_OF + timedelta(seconds=1),
-                         score_churn=False)
+            update_tutor(engine, tutor, rules=rules, as_of=AS_OF + timedelta(seconds=1))
         each = snapshot(engine, AS_OF + timedelta(seconds=1))
         compute(engine)
         assert snapshot(engine) == incremental
@@ -341,8 +334,8 @@ def test_is_current_marks_each_tutors_latest_row(engine: Engine, rules: RulesCon
     assert current == latest and {a for _, a in current} == {AS_OF}
     compute(engine)  # recomputing the same as_of keeps the marker
     later = AS_OF + timedelta(hours=1)
-    update_tutor(engine, "A", rules=rules, as_of=later, score_churn=False)
-    update_tutor(engine, "B", rules=rules, as_of=AS_OF - timedelta(days=1), score_churn=False)
+    update_tutor(engine, "A", rules=rules, as_of=later)
+    update_tutor(engine, "B", rules=rules, as_of=AS_OF - timedelta(days=1))
     current, latest = _current_vs_latest(engine)
     assert current == latest
     assert dict(current) == {"A": later, "B": AS_OF, "C": AS_OF}
@@ -358,11 +351,11 @@ def test_live_updates_replace_the_previous_live_row(
     d.flush(engine)
     compute(engine)
     explicit = AS_OF - timedelta(days=2)  # explicit as_of rows keep today's behaviour
-    update_tutor(engine, "B", rules=rules, as_of=explicit, score_churn=False)
+    update_tutor(engine, "B", rules=rules, as_of=explicit)
     for hours in (1, 2):
         now = AS_OF + timedelta(hours=hours)
         monkeypatch.setattr(service, "live_as_of", lambda now=now: now)
-        update_tutor(engine, "B", rules=rules, score_churn=False)
+        update_tutor(engine, "B", rules=rules)
 
     def as_ofs() -> list[datetime]:
         with Session(engine) as session:
@@ -380,9 +373,9 @@ def test_live_updates_replace_the_previous_live_row(
     # a later full run keeps the live row as history; the next live row comes after it
     compute(engine, as_of=AS_OF + timedelta(hours=3))
     monkeypatch.setattr(service, "live_as_of", lambda: AS_OF + timedelta(hours=4))
-    update_tutor(engine, "B", rules=rules, score_churn=False)
+    update_tutor(engine, "B", rules=rules)
     monkeypatch.setattr(service, "live_as_of", lambda: AS_OF + timedelta(hours=5))
-    update_tutor(engine, "B", rules=rules, score_churn=False)
+    update_tutor(engine, "B", rules=rules)
     assert as_ofs() == [
         explicit,
         AS_OF,
@@ -400,12 +393,12 @@ def test_each_config_is_stored_once_and_explains_its_runs(
     d = Data()
     _small_world(d)
     d.flush(engine)
-    compute_all(engine, as_of=AS_OF, rules=rules, score_churn=False)
+    compute_all(engine, as_of=AS_OF, rules=rules)
     for tutor_id in ("A", "B", "A"):
-        update_tutor(engine, tutor_id, rules=rules, as_of=AS_OF, score_churn=False)
+        update_tutor(engine, tutor_id, rules=rules, as_of=AS_OF)
     stricter = rules.model_copy(deep=True)
     stricter.thresholds.high_rescheduler_rate = 0.05
-    compute_all(engine, as_of=AS_OF, rules=stricter, score_churn=False)
+    compute_all(engine, as_of=AS_OF, rules=stricter)
     with Session(engine) as session:
         runs = session.scalars(select(AnalyticsRun).order_by(AnalyticsRun.id)).all()
         hashes = [r.config_hash for r in runs]

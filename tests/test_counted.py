@@ -81,7 +81,7 @@ def _chosen(engine: Engine, rules: RulesConfig) -> tuple[dict[str, str], dict[st
         python = {sid: get_evaluation(db, sid, rules=rules)["judge"] for sid in LLM}  # type: ignore[index]
         listed = {e["session_id"]: e["judge"] for e in list_evaluations(db, rules=rules)}
         assert listed == python
-    compute_all(engine, as_of=as_of, rules=rules, score_churn=False)
+    compute_all(engine, as_of=as_of, rules=rules)
     with transaction(engine) as db:
         detail = tutor_detail(db, "T1", rules=rules)
     sql = {
@@ -145,7 +145,7 @@ async def test_tutor_page_says_which_judge_it_shows(
 ) -> None:
     _world(engine)
     best = _best(rules)
-    compute_all(engine, as_of=utcnow() + timedelta(minutes=1), rules=best, score_churn=False)
+    compute_all(engine, as_of=utcnow() + timedelta(minutes=1), rules=best)
     app: FastAPI = create_app(web_settings, best, engine)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -473,3 +473,67 @@ def test_pipeline_rides_out_a_database_outage(
     assert llm_rows == sorted(ids)  # once each
     assert count(engine, LLMCall, LLMCall.status == "ok") >= n
     assert count(engine, LLMCall) == fake.stats()["requests"]  # no ledger row lost or doubled
+
+
+def test_writer_logs_one_line_per_database_outage_not_a_traceback_per_retry(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    """The LLM result is ready while the database is down: the writer retries storing
+    it (each try at DEBUG only) and the outage is one `database_unavailable` and one
+    `database_recovered` line, with no traceback anywhere (issue 14: a full traceback
+    per retry). Afterwards the job is done and the LLM result stored once."""
+    import logging
+
+    from test_worker_faults import database_outage, quick, wait_until, worker_engine
+
+    rules = quick(rules, lease_seconds=120)
+    add_sessions(engine, 1)
+    queue_all(engine, rules)
+    held = _HeldJudge()
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.DEBUG)
+    logger = logging.getLogger("tutorscore")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    weng = worker_engine(engine)
+
+    def target() -> None:
+        try:
+            run_worker(weng, Settings(DATABASE_URL="sqlite://"), rules, stop_event=stop,
+                       judges=[HeuristicJudge(), held])  # fmt: skip
+        except BaseException as exc:
+            errors.append(exc)
+
+    def writer_retries() -> int:
+        return sum(1 for r in list(records) if r.getMessage().startswith("storing job"))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        assert held.started.wait(60), "the LLM call never started"
+        with database_outage(engine):
+            held.release.set()  # the result reaches the writer while the database is down
+            wait_until(lambda: writer_retries() >= 3, 60, "the writer to retry three times")
+        wait_until(lambda: count(engine, Job, Job.status == "done") == 1, 60, "the job stored")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        weng.dispose()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert not errors, errors
+    assert not [r.getMessage() for r in records if r.exc_info]
+    retries = [r for r in records if r.getMessage().startswith("storing job")]
+    assert retries and {r.levelno for r in retries} == {logging.DEBUG}
+    events = [getattr(r, "event", None) for r in records if getattr(r, "event", None)]
+    assert events.count("database_unavailable") == 1
+    assert events.count("database_recovered") == 1
+    assert sorted(e.judge for e in evaluations(engine)) == ["heuristic", "llm"]

@@ -102,9 +102,9 @@ def rules(rules: RulesConfig) -> RulesConfig:
 
 
 def _metrics_rows(engine: Engine, rules: RulesConfig) -> None:
-    from tutorscore.analytics.service import compute_all
+    from tutorscore.flows.metrics import nightly_recompute
 
-    compute_all(engine, as_of=END, rules=rules)
+    nightly_recompute(engine, as_of=END, rules=rules)
 
 
 def test_gate_uses_the_model_only_when_it_beats_the_rules() -> None:
@@ -188,12 +188,69 @@ def test_features_match_hand_counts_and_ignore_the_future(
     assert row["rating_14d"] == pytest.approx(4.0)
     assert row["rating_change_14d"] == pytest.approx(4 - 2.8)
     assert row["sessions_14d"] == 5 and row["sessions_prev_14d"] == 5
-    assert row["volume_change_14d"] == pytest.approx(0.0)
+    # the data start 20 days back: the fortnight before has 6 days of data, too few
+    # to compare volume per day with (unknown, not "no sessions")
+    assert math.isnan(row["volume_change_14d"]) and math.isnan(row["volume_change"])
     assert row["reschedule_rate_14d"] == pytest.approx(3 / 5)
     assert row["tenure_days"] == 100 and row["new_tutor"] == 0.0
     assert row["no_session_30d"] == 0.0
     assert math.isnan(row["ai_avg_quality_score"])
     assert frame.labels(30).tolist() == [0]
+
+
+def test_volume_is_compared_per_active_day_so_a_new_tutor_does_not_look_like_growth(
+    engine: Engine, rules: RulesConfig
+) -> None:
+    """A tutor hired 22 days ago with one session a day: the fortnight before has 8
+    active days and 8 sessions, the same rate as the last fortnight's 14 in 14 days
+    (a raw count ratio, log(15 / 9), would read as +67%). A tutor with a long
+    history whose last fortnight halved reads as a decline against both the
+    fortnight before and their own level over the 46 days before it."""
+    as_of = END
+    hired = as_of - timedelta(days=22)
+    with transaction(engine) as s:
+        s.add_all(
+            [
+                Tutor(tutor_id="New", name="N", subjects=[], hire_date=hired.date()),
+                Tutor(
+                    tutor_id="Old",
+                    name="O",
+                    subjects=[],
+                    hire_date=(as_of - timedelta(days=400)).date(),
+                ),
+                Student(student_id="S1"),
+            ]
+        )
+        s.flush()
+        for d in range(22):
+            s.add(
+                TutoringSession(
+                    session_id=f"N{d}", tutor_id="New", student_id="S1", subject="Math",
+                    scheduled_start_at=hired + timedelta(days=d, hours=10), status="completed",
+                )
+            )  # fmt: skip
+        for d in range(60):
+            if d < 14 and d % 2:  # the last fortnight: every other day
+                continue
+            s.add(
+                TutoringSession(
+                    session_id=f"O{d}", tutor_id="Old", student_id="S1", subject="Math",
+                    scheduled_start_at=as_of - timedelta(days=d, hours=2), status="completed",
+                )
+            )  # fmt: skip
+    with transaction(engine) as s:
+        frame = compute_features(s, as_of=as_of, rules=rules)
+    rows = {t: dict(zip(frame.names, frame.X[i].tolist(), strict=True))
+            for i, t in enumerate(frame.tutor_ids)}  # fmt: skip
+    new, old = rows["New"], rows["Old"]
+    assert new["sessions_14d"] == 14 and new["sessions_prev_14d"] == 8
+    assert new["volume_change_14d"] == pytest.approx(0.0)
+    assert new["volume_vs_own_level_14d"] == pytest.approx(0.0)
+    assert math.isnan(new["volume_change"])  # 30 days before the hire: nothing to compare
+    assert old["sessions_14d"] == 7 and old["sessions_prev_14d"] == 14
+    assert old["volume_change_14d"] == pytest.approx(math.log(8 / 15))
+    assert old["volume_vs_own_level_14d"] == pytest.approx(math.log(8 / 15))
+    assert old["volume_change"] == pytest.approx(math.log((23 + 1) / (30 + 1)))
 
 
 def test_trained_model_beats_rules_is_used_and_explained(
@@ -388,33 +445,42 @@ def _baseline_auc(data: churn.Dataset, v: churn.Validation, engine: Engine) -> f
 def test_gate_picks_the_model_that_sees_a_fortnightly_decline(
     engine: Engine, rules: RulesConfig, settings: Settings
 ) -> None:
-    """Leavers fade out over the weeks before leaving: the model the gate picks beats
-    the rules, and matches or beats the plain windowed baseline on the same held-out
-    rows; the churn model of before this change (30-day features only, halves for
-    trends, median imputation) did not (docs/prediction.md has the numbers)."""
+    """Leavers fade out over the weeks before leaving: of the candidates, the gate
+    picks the one with the best grouped-CV AUC, uses it because it beats the rules
+    on the held-out snapshot, and that model's held-out AUC is at least the plain
+    windowed baseline's on the same rows.
+
+    800 active tutors (about 100 leavers in the held-out snapshot): with 240 (about
+    30) the standard error of either AUC is about 0.05, so which of two similar
+    models "wins" there is a coin flip (docs/prediction.md has the numbers)."""
     eight = rules.model_copy(
         update={"prediction": rules.prediction.model_copy(update={"training_snapshots": 8})}
     )
-    load_history(engine, end=END, tutors=240, days=180, seed=1)
+    load_history(engine, end=END, tutors=800, days=180, seed=1)
     result = churn.train_churn_model(engine, as_of=END, rules=eight, settings=settings)
-    assert result.gate_passed and result.labels_until == END.isoformat()
+    assert result.labels_until == END.isoformat()
     assert result.heldout_model_auc is not None and result.heldout_rules_auc is not None
-    assert result.heldout_model_auc > result.heldout_rules_auc + 0.05
+    assert result.heldout_positives >= 80
     with transaction(engine) as s:
         times = churn.snapshot_times(s, as_of=END, rules=eight)
         data = churn.build_dataset(s, as_ofs=times, rules=eight)
-    v = churn.select_and_validate(data, churn.make_candidates(eight))
+    candidates = churn.make_candidates(eight)
+    v = churn.select_and_validate(data, candidates)
+    # the gate's choice: the candidate with the best CV AUC, used because it beats the rules
+    scored = {k: a for k, a in result.cv_auc.items() if a is not None}
+    assert result.chosen == v.chosen == max(scored, key=lambda k: scored[k])
+    assert result.gate_passed and result.heldout_model_auc > result.heldout_rules_auc + 0.05
     assert v.model_auc == pytest.approx(result.heldout_model_auc)  # deterministic
     baseline = _baseline_auc(data, v, engine)
     assert baseline is not None
-    # same rows, ~30 leavers: 0.01 is well inside the noise of either AUC
-    assert result.heldout_model_auc >= baseline - 0.01
-    # the new features carry the decline: the fortnight volume change pushes risk up
+    assert result.heldout_model_auc >= baseline
+    # the decline is what the model reads: lower volume against the tutor's own level
+    # and a new tutor push risk up
     stored = load_model(settings.data_dir)
     assert stored is not None
     names = stored.payload["feature_names"]
     coef = dict(zip(names, stored.payload["model"]["coef"][: len(names)], strict=True))
-    assert coef["volume_change_14d"] < 0 and coef["new_tutor"] > 0
+    assert coef["volume_vs_own_level_14d"] < 0 and coef["new_tutor"] > 0
 
 
 def test_calibration_keeps_the_ranking_and_lowers_the_brier_score(

@@ -11,6 +11,7 @@ from evaluation_support import add_sessions, jobs, mark_tutor_high_risk
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
+from tutorscore.evaluation.queries import queue_backlog
 from tutorscore.evaluation.queue import (
     ClaimedJob,
     backoff_seconds,
@@ -20,7 +21,6 @@ from tutorscore.evaluation.queue import (
     enqueue_evaluations,
     fail_job,
     list_jobs,
-    queue_stats,
     requeue_dead,
 )
 
@@ -59,7 +59,7 @@ def test_priority_order_and_dedupe(engine: Engine, rules: RulesConfig) -> None:
     # a second judge is a separate job
     with transaction(engine) as s:
         assert enqueue_evaluations(s, judge="llm", session_ids=rest, rules=rules) == 2
-        stats = queue_stats(s)
+        stats = queue_backlog(s)
     assert stats["queued"] == 2 and stats["running"] == 5
 
 
@@ -145,7 +145,7 @@ def test_failures_back_off_then_dead_letter_with_reason(engine: Engine, rules: R
     assert row.status == "dead" and row.last_error == f"boom {cfg.max_attempts}"
     assert backoff_seconds(cfg, 2) == 2 * backoff_seconds(cfg, 1)
     with transaction(engine) as s:
-        stats = queue_stats(s)
+        stats = queue_backlog(s)
         dead = list_jobs(s, status="dead")
     assert stats["dead"] == 1 and stats["queued"] == 0
     assert dead[0]["last_error"] == f"boom {cfg.max_attempts}"
@@ -186,7 +186,7 @@ def test_queue_stats_by_priority_and_age(engine: Engine, rules: RulesConfig) -> 
     add_sessions(engine, 3, first={0})
     with transaction(engine) as s:
         enqueue_evaluations(s, rules=rules, now=utcnow() - timedelta(seconds=30))
-        stats = queue_stats(s)
+        stats = queue_backlog(s)
     assert stats["queued"] == 3
     assert stats["queued_by_priority"] == {0: 1, 20: 2}
     assert stats["oldest_queued_age_s"] >= 30

@@ -278,11 +278,11 @@ async def test_report_cache_can_be_switched_off(
     engine: Engine, rules: RulesConfig, web_settings: Settings
 ) -> None:
     """TUTORSCORE_REPORT_CACHE_TTL=0: every tutor-report request is computed afresh."""
-    from tutorscore.analytics.service import compute_all
+    from tutorscore.flows.metrics import nightly_recompute
     from tutorscore.web.app import create_app
 
     _people(engine)
-    compute_all(engine, as_of=AS_OF, rules=rules)
+    nightly_recompute(engine, as_of=AS_OF, rules=rules)
     headers = bearer(engine, "reader", "viewer")
     app = create_app(web_settings.model_copy(update={"report_cache_ttl": 0}), rules, engine)
     transport = httpx.ASGITransport(app=app)

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from tutorscore.analytics.service import compute_all
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
+from tutorscore.flows.metrics import nightly_recompute
 from tutorscore.web.charts import trend_chart
 from tutorscore.web.dashboard.views import highlight_turns
 from web_support import login
@@ -71,7 +71,7 @@ def _world(engine: Engine, rules: RulesConfig) -> None:
                 session_id="E5", turns=turns, raw_text="x", turn_count=2, content_hash="h"
             )
         )
-    compute_all(engine, as_of=as_of, rules=rules)
+    nightly_recompute(engine, as_of=as_of, rules=rules)
 
 
 async def test_pages_escape_hostile_text(

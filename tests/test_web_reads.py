@@ -85,7 +85,7 @@ async def test_viewer_gets_with_any_as_of_write_nothing(
     client: httpx.AsyncClient, engine: Engine, rules: RulesConfig
 ) -> None:
     now = _world(engine)
-    compute_all(engine, as_of=now, rules=rules, score_churn=False)
+    compute_all(engine, as_of=now, rules=rules)
     headers = bearer(engine, "vera", "viewer")
     before = _snapshot(engine)
     past = now - timedelta(days=5)
@@ -150,7 +150,7 @@ async def test_computed_on_read_equals_the_stored_run(
 ) -> None:
     """The in-memory path filters and sorts exactly as the SQL over stored rows does."""
     now = _world(engine)
-    compute_all(engine, as_of=now, rules=rules, score_churn=False)
+    compute_all(engine, as_of=now, rules=rules)
     headers = bearer(engine, "vera", "viewer")
     at = _z(now - timedelta(days=3))
 
@@ -172,7 +172,7 @@ async def test_computed_on_read_equals_the_stored_run(
         return out
 
     computed = await pages()
-    compute_all(engine, as_of=now - timedelta(days=3), rules=rules, score_churn=False)
+    compute_all(engine, as_of=now - timedelta(days=3), rules=rules)
     stored = await pages()
     for key in computed[-1]:
         assert computed[-1][key] == stored[-1][key], key
@@ -246,11 +246,11 @@ def _current(engine: Engine) -> dict[str, datetime]:
 def test_a_future_run_never_becomes_current(engine: Engine, rules: RulesConfig) -> None:
     now = _world(engine)
     earlier = now - timedelta(hours=1)
-    compute_all(engine, as_of=earlier, rules=rules, score_churn=False)
-    compute_all(engine, as_of=FUTURE, rules=rules, score_churn=False)  # CLI --as-of 2030
-    update_tutor(engine, "T1", rules=rules, as_of=FUTURE + timedelta(days=1), score_churn=False)
+    compute_all(engine, as_of=earlier, rules=rules)
+    compute_all(engine, as_of=FUTURE, rules=rules)  # CLI --as-of 2030
+    update_tutor(engine, "T1", rules=rules, as_of=FUTURE + timedelta(days=1))
     assert set(_current(engine).values()) == {earlier}
-    compute_all(engine, as_of=now, rules=rules, score_churn=False)  # newer runs: current
+    compute_all(engine, as_of=now, rules=rules)  # newer runs: current
     assert set(_current(engine).values()) == {now}
 
 
@@ -264,17 +264,17 @@ def test_analytics_repairs_a_database_hit_by_a_future_as_of(
     engine: Engine, rules: RulesConfig
 ) -> None:
     now = _world(engine)
-    compute_all(engine, as_of=now - timedelta(days=1), rules=rules, score_churn=False)
-    compute_all(engine, as_of=FUTURE, rules=rules, score_churn=False)
+    compute_all(engine, as_of=now - timedelta(days=1), rules=rules)
+    compute_all(engine, as_of=FUTURE, rules=rules)
     _damage(engine)
     assert set(_current(engine).values()) == {FUTURE}
     # the live path repairs its tutor
-    update_tutor(engine, "T0", rules=rules, score_churn=False)
+    update_tutor(engine, "T0", rules=rules)
     cur = _current(engine)
     assert cur["T0"] <= utcnow() and cur["T1"] == FUTURE
     # a full run repairs everyone and its rows become current
     later = utcnow().replace(microsecond=0)  # not before the live row
-    compute_all(engine, as_of=later, rules=rules, score_churn=False)
+    compute_all(engine, as_of=later, rules=rules)
     assert set(_current(engine).values()) == {later}
     # the explicit repair: latest row at or before now
     _damage(engine)
@@ -290,8 +290,8 @@ def test_cli_repair_current(
     from tutorscore.cli import app as cli
 
     now = _world(engine)
-    compute_all(engine, as_of=now, rules=rules, score_churn=False)
-    compute_all(engine, as_of=FUTURE, rules=rules, score_churn=False)
+    compute_all(engine, as_of=now, rules=rules)
+    compute_all(engine, as_of=FUTURE, rules=rules)
     _damage(engine)
     monkeypatch.setattr(module, "get_engine", lambda: engine)
     result = CliRunner().invoke(cli, ["analytics", "--repair-current"])

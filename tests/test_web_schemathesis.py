@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from schemathesis.core.result import Err
 from sqlalchemy import Engine
 
-from tutorscore.analytics.service import compute_all
 from tutorscore.config import RulesConfig
+from tutorscore.flows.metrics import nightly_recompute
 from web_support import AS_OF, add_people, bearer
 
 MAX_EXAMPLES = 20
@@ -56,7 +56,7 @@ def _small_world(engine: Engine, rules: RulesConfig) -> None:
                     student_rating=4,
                 )
             )
-    compute_all(engine, as_of=AS_OF, rules=rules)
+    nightly_recompute(engine, as_of=AS_OF, rules=rules)
 
 
 def test_no_server_errors_on_any_operation(

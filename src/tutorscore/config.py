@@ -11,7 +11,7 @@ import os
 import secrets
 import tomllib
 from functools import lru_cache
-from importlib import resources
+from importlib import resources  # the bundled defaults.toml, read from the installed package
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,7 +156,7 @@ class RulesConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Process settings; names follow spec/CLI.md."""
+    """Process settings; names follow docs/cli.md."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -225,17 +225,31 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """TUTORSCORE_<SECTION>__<KEY>=value overrides one value of the TOML file."""
+    """TUTORSCORE_<SECTION>__<KEY>=value overrides one value of the TOML file.
+
+    Every `__` goes one table down, so nested tables are reached the same way:
+    TUTORSCORE_EVALUATION__HEURISTIC__MONOLOGUE_WORDS sets [evaluation.heuristic]
+    monologue_words.
+    """
     out: dict[str, Any] = {}
-    for name, raw in environ.items():
+    for name, raw in sorted(environ.items()):
         if not name.startswith("TUTORSCORE_") or "__" not in name:
             continue
-        section, _, key = name[len("TUTORSCORE_") :].lower().partition("__")
+        *tables, key = name[len("TUTORSCORE_") :].lower().split("__")
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        out.setdefault(section, {})[key] = value
+        where = out
+        for depth, table in enumerate(tables):
+            found = where.setdefault(table, {})
+            if not isinstance(found, dict):
+                above = "__".join(tables[: depth + 1]).upper()
+                raise ConfigError(
+                    f"{name}: TUTORSCORE_{above} sets a value, so it cannot also be a table"
+                )
+            where = found
+        where[key] = value
     return out
 
 

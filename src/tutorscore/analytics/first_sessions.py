@@ -19,17 +19,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import POOR_FIRST_SESSION
 from tutorscore.analytics.metrics import (
     FIRST_SESSION,
     FIRST_SESSION_FAILED,
     IN_WINDOW,
-    chosen_evaluations_cte,
     statement,
     window_params,
 )
 from tutorscore.analytics.rules import rate
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig
+from tutorscore.evaluation.queries import chosen_evaluations
 
 
 def _tags_sql(dialect: str) -> str:
@@ -38,7 +39,7 @@ def _tags_sql(dialect: str) -> str:
         unnest = "CROSS JOIN LATERAL jsonb_array_elements_text(fs.risk_tags) AS j(value)"
     else:
         unnest = ", json_each(fs.risk_tags) AS j"
-    return f"""WITH {chosen_evaluations_cte(where)}, fs AS (
+    return f"""WITH {chosen_evaluations(where)}, fs AS (
   SELECT s.session_id AS session_id,
          CASE WHEN {FIRST_SESSION_FAILED} THEN 1 ELSE 0 END AS failed,
          c.risk_tags AS risk_tags
@@ -104,7 +105,7 @@ HAVING COUNT(*) >= :min_first"""
                 "first_sessions": n,
                 "dropouts": bad,
                 "dropout_rate": dropout_rate,
-                "poor_first_session_flag": bool(
+                POOR_FIRST_SESSION.name: bool(
                     dropout_rate is not None and dropout_rate > t.poor_first_session_rate
                 ),
             }

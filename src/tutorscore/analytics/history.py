@@ -13,22 +13,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, case, func, select
+from sqlalchemy import Connection, Engine, Table, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import FLAG_NAMES
 from tutorscore.analytics.rules import risk_level
+from tutorscore.analytics.service import RunSummary, compute_all
 from tutorscore.analytics.window import iso
+from tutorscore.config import RulesConfig
 from tutorscore.db.models import TutorMetrics
 from tutorscore.errors import UserError
 
 METRICS = cast(Table, TutorMetrics.__table__)
 RISK_LEVELS = ("high", "medium", "low", "not_enough_data")
-HISTORY_FLAGS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-)
+HISTORY_FLAGS = FLAG_NAMES
 MAX_WEEKS = 520
 
 
@@ -58,9 +56,7 @@ def _week_counts(bind: Session | Connection, end: datetime) -> dict[str, Any]:
     return {"tutors": tutors, "risk": risk, "flags": flags}
 
 
-def risk_history(
-    bind: Session | Connection, *, as_of: datetime, weeks: int = 12
-) -> dict[str, Any]:
+def risk_history(bind: Session | Connection, *, as_of: datetime, weeks: int = 12) -> dict[str, Any]:
     """Counts per week for the `weeks` weeks ending at `as_of`, oldest week first."""
     if not 1 <= weeks <= MAX_WEEKS:
         raise UserError(f"weeks: expected 1..{MAX_WEEKS}, got {weeks}")
@@ -77,4 +73,21 @@ def risk_history(
     }
 
 
-__all__ = ["HISTORY_FLAGS", "MAX_WEEKS", "RISK_LEVELS", "risk_history"]
+def compute_weekly_history(
+    engine: Engine, *, as_of: datetime, rules: RulesConfig, weeks: int = 12
+) -> list[RunSummary]:
+    """Full metrics runs at `as_of - 7k days` for k = weeks-1 .. 1, oldest first.
+
+    What `tutorscore demo` stores so the overview's risk-over-time chart has a
+    history to read; the caller computes `as_of` itself afterwards. Rules-only
+    labels (no churn model scores past weeks).
+    """
+    if not 1 <= weeks <= MAX_WEEKS:
+        raise UserError(f"weeks: expected 1..{MAX_WEEKS}, got {weeks}")
+    return [
+        compute_all(engine, as_of=as_of - timedelta(days=7 * k), rules=rules)
+        for k in range(weeks - 1, 0, -1)
+    ]
+
+
+__all__ = ["HISTORY_FLAGS", "MAX_WEEKS", "RISK_LEVELS", "compute_weekly_history", "risk_history"]

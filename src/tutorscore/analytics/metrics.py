@@ -5,11 +5,8 @@ count the rules need; Python only adds up a handful of buckets per tutor. All
 rates and means are then computed in Python from integer counts (and one float
 sum, rounded), so both backends give identical numbers.
 
-Which evaluation counts for a session follows `[evaluation.counted]`
-(`tutorscore.reviews.counted`): the latest evaluation by the preferred judge version
-(bound as :counted_judge, :counted_model, :counted_prompt_version; none by default),
-else the latest `llm` judge evaluation, else the latest of any other judge (the
-heuristic).
+Which evaluation counts for a session is `evaluation.queries.chosen_evaluations`
+(the preferred judge version's latest, else the latest `llm` one, else the latest).
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from sqlalchemy import Connection, TextClause, bindparam, text
 from tutorscore.analytics.window import Window
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import UTCDateTime
+from tutorscore.evaluation.queries import chosen_evaluations
 
 COUNTED_STATUSES = ("completed", "no_show", "rescheduled")
 
@@ -58,30 +56,6 @@ def statement(sql: str, params: Mapping[str, Any]) -> TextClause:
         else:
             binds.append(bindparam(name, value))
     return clause.bindparams(*binds)
-
-
-def chosen_evaluations_cte(session_filter: str) -> str:
-    """CTE `chosen(session_id, tutor_id, scheduled_start_at, evaluation_id, judge, ...)`.
-
-    One evaluation per session: the latest by the preferred judge version (binds
-    from `reviews.counted.counted_params`, which every caller passes), else the
-    latest `llm` one, else the latest other one.
-    """
-    return f"""chosen AS (
-  SELECT session_id, tutor_id, subject, scheduled_start_at, evaluation_id, judge,
-         quality_score, risk_tags FROM (
-    SELECT e.session_id, s.tutor_id, s.subject, s.scheduled_start_at, e.id AS evaluation_id,
-           e.judge, e.quality_score, e.risk_tags,
-           ROW_NUMBER() OVER (
-             PARTITION BY e.session_id
-             ORDER BY CASE WHEN e.judge = :counted_judge AND e.model = :counted_model
-                             AND e.prompt_version = :counted_prompt_version THEN 0 ELSE 1 END,
-                      CASE WHEN e.judge = 'llm' THEN 0 ELSE 1 END, e.created_at DESC, e.id DESC
-           ) AS rn
-    FROM session_evaluations e JOIN sessions s ON s.session_id = e.session_id
-    WHERE {session_filter}
-  ) ranked WHERE rn = 1
-)"""
 
 
 @dataclass
@@ -231,7 +205,7 @@ FROM sessions s
 WHERE {where}
 GROUP BY s.tutor_id, bucket"""
     eval_bucket, _ = _bucket_case(window, "c.scheduled_start_at")
-    evaluations_sql = f"""WITH {chosen_evaluations_cte(f"{where} AND s.status = 'completed'")}
+    evaluations_sql = f"""WITH {chosen_evaluations(f"{where} AND s.status = 'completed'")}
 SELECT c.tutor_id AS tutor_id, {eval_bucket} AS bucket,
   COUNT(*) AS evaluated_sessions, SUM(c.quality_score) AS quality_sum,
   {_concat(dialect, "CASE WHEN c.quality_score < :low_ai_quality THEN c.session_id END")}

@@ -1,4 +1,4 @@
-"""Reading tutor_metrics back: the per-tutor report (DATA_FORMAT.md) and one tutor's detail.
+"""Reading tutor_metrics back: the per-tutor report (docs/data-format.md) and one tutor's detail.
 
 `as_of=None` means "current": each tutor's latest row (`is_current`, kept by
 analytics.service). A given `as_of` reads the rows of that computation; when some
@@ -18,28 +18,37 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, case, exists, func, select, true
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
-from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
+from tutorscore.analytics.flags import (
+    BY_NAME,
+    CHURN_RISK,
+    FILTER_NAMES,
+    HIGH_RESCHEDULER,
+    INSUFFICIENT_DATA,
+    LOW_AI_QUALITY,
+    LOW_RATING,
+    NO_SHOW_RISK,
+    POOR_FIRST_SESSION,
+)
+from tutorscore.analytics.queries import is_current_row, recent_sessions
 from tutorscore.analytics.rules import risk_level, window_series
-from tutorscore.analytics.service import compute_all, compute_rows, live_as_of, update_tutor
+from tutorscore.analytics.service import (
+    AfterWrite,
+    compute_all,
+    compute_rows,
+    live_as_of,
+    update_tutor,
+)
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig, get_rules
-from tutorscore.db.base import JSONType, UTCDateTime
 from tutorscore.db.models.analytics import TutorMetrics
 from tutorscore.db.models.core import Tutor
 from tutorscore.errors import NotFound, UserError
 
 RISK_LEVELS = ("high", "medium", "low", "not_enough_data")
-FLAG_FILTERS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-    "insufficient_data",
-    "no_show_high",
-)
+FLAG_FILTERS = FILTER_NAMES
 # sort key -> (column, natural direction: True = descending, worst first)
 SORT_KEYS: dict[str, tuple[Any, bool]] = {
     "tutor_reschedule_rate": (TutorMetrics.tutor_reschedule_rate, True),
@@ -66,7 +75,7 @@ SORT_ALIASES = {
 SORT_CHOICES = ("risk", *SORT_KEYS, *SORT_ALIASES)
 
 
-# The report's own columns, in DATA_FORMAT.md order: the list reads exactly these (never
+# The report's own columns, in docs/data-format.md order: the list reads exactly these (never
 # `details`, the heavy per-tutor JSON only the detail page needs) as plain rows.
 REPORT_COLUMNS: tuple[str, ...] = (
     "tutor_id",
@@ -79,15 +88,15 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "first_session_dropout_rate",
     "avg_student_rating",
     "ai_avg_quality_score",
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "no_show_risk_label",
-    "churn_risk_label",
+    HIGH_RESCHEDULER.name,
+    POOR_FIRST_SESSION.name,
+    NO_SHOW_RISK.name,
+    CHURN_RISK.name,
     "churn_probability",
     "reasons",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-    "insufficient_data",
+    LOW_RATING.name,
+    LOW_AI_QUALITY.name,
+    INSUFFICIENT_DATA.name,
     "rating_trend",
     "ai_score_trend",
     "tutor_reschedules",
@@ -102,53 +111,25 @@ REPORT_COLUMNS: tuple[str, ...] = (
 
 def _report_dict(row: Any, name: str, subjects: Sequence[str] | None) -> dict[str, Any]:
     """The report item from anything with the REPORT_COLUMNS as attributes."""
-    return {
-        "tutor_id": row.tutor_id,
-        "name": name,
-        "subjects": list(subjects or []),
-        "window_days": row.window_days,
-        "as_of": iso(row.as_of),
-        "total_sessions": row.total_sessions,
-        "first_sessions": row.first_sessions,
-        "tutor_reschedule_rate": row.tutor_reschedule_rate,
-        "tutor_no_show_rate": row.tutor_no_show_rate,
-        "first_session_dropout_rate": row.first_session_dropout_rate,
-        "avg_student_rating": row.avg_student_rating,
-        "ai_avg_quality_score": row.ai_avg_quality_score,
-        "high_rescheduler_flag": row.high_rescheduler_flag,
-        "poor_first_session_flag": row.poor_first_session_flag,
-        "no_show_risk_label": row.no_show_risk_label,
-        "churn_risk_label": row.churn_risk_label,
-        "churn_probability": row.churn_probability,
-        "reasons": row.reasons,
-        "low_rating_flag": row.low_rating_flag,
-        "low_ai_quality_flag": row.low_ai_quality_flag,
-        "insufficient_data": row.insufficient_data,
-        "risk_level": risk_level(row.churn_risk_label, row.insufficient_data),
-        "rating_trend": row.rating_trend,
-        "ai_score_trend": row.ai_score_trend,
-        "tutor_reschedules": row.tutor_reschedules,
-        "tutor_no_shows": row.tutor_no_shows,
-        "first_session_dropouts": row.first_session_dropouts,
-        "rated_sessions": row.rated_sessions,
-        "evaluated_sessions": row.evaluated_sessions,
-        "config_hash": row.config_hash,
-        "computed_at": iso(row.computed_at),
-    }
+    out: dict[str, Any] = {}
+    for column in REPORT_COLUMNS:
+        value = getattr(row, column)
+        out[column] = iso(value) if column in ("as_of", "computed_at") else value
+        if column == "tutor_id":
+            out["name"] = name
+            out["subjects"] = list(subjects or [])
+        elif column == INSUFFICIENT_DATA.name:
+            out["risk_level"] = risk_level(row.churn_risk_label, row.insufficient_data)
+    return out
 
 
 def report_item(m: TutorMetrics, name: str, subjects: Sequence[str]) -> dict[str, Any]:
-    """One tutor as DATA_FORMAT.md "What the system reports per tutor" (plus extras)."""
+    """One tutor as docs/data-format.md "What the system reports per tutor" (plus extras)."""
     return _report_dict(m, name, subjects)
 
 
 # ids per IN (...) when loading full rows (SQLite's bound-parameter limit)
 LOAD_CHUNK = 500
-
-
-def _latest_row() -> ColumnElement[bool]:
-    """Each tutor's latest row: the maintained `is_current` marker (indexed)."""
-    return TutorMetrics.is_current == true()
 
 
 def _subject_filter(session: Session, subject: str) -> ColumnElement[bool]:
@@ -210,14 +191,20 @@ def _check_aware(as_of: datetime | None) -> None:
         raise UserError("as_of: the timestamp needs an offset or Z (times are UTC)")
 
 
-def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfig | None) -> None:
-    """Compute the rows a report needs when they are missing (CLI.md `tutors`)."""
+def _ensure_computed(
+    session: Session,
+    as_of: datetime | None,
+    rules: RulesConfig | None,
+    after_write: AfterWrite | None,
+) -> None:
+    """Compute the rows a report needs when they are missing (docs/cli.md `tutors`)."""
     if as_of is None:
         # one cheap probe on the common path (metrics exist); count tutors only when not
         if session.scalar(select(TutorMetrics.id).limit(1)) is None and session.scalar(
             select(Tutor.tutor_id).limit(1)
         ):
-            compute_all(session, as_of=live_as_of(), rules=rules or get_rules())
+            rules = rules or get_rules()
+            compute_all(session, as_of=live_as_of(), rules=rules, after_write=after_write)
         return
     tutors = session.scalar(select(func.count()).select_from(Tutor)) or 0
     if not tutors:
@@ -226,7 +213,7 @@ def _ensure_computed(session: Session, as_of: datetime | None, rules: RulesConfi
         select(func.count()).select_from(TutorMetrics).where(TutorMetrics.as_of == as_of)
     )
     if (have or 0) < tutors:
-        compute_all(session, as_of=as_of, rules=rules or get_rules())
+        compute_all(session, as_of=as_of, rules=rules or get_rules(), after_write=after_write)
 
 
 def stored_complete(session: Session, as_of: datetime) -> bool:
@@ -268,15 +255,15 @@ def _sorted_items(items: list[dict[str, Any]], sort: str) -> list[dict[str, Any]
     if key == "risk":
 
         def rank(it: dict[str, Any]) -> int:
-            label = it["churn_risk_label"]
+            label = it[CHURN_RISK.name]
             if label == "high":
                 return 0
             if label == "medium":
                 return 1
-            return 3 if it["insufficient_data"] else 2
+            return 3 if it[INSUFFICIENT_DATA.name] else 2
 
         def no_show(it: dict[str, Any]) -> int:
-            return {"high": 0, "medium": 1}.get(it["no_show_risk_label"], 2)
+            return {"high": 0, "medium": 1}.get(it[NO_SHOW_RISK.name], 2)
 
         def num(value: Any) -> float:
             return 0.0 if value is None else float(value)
@@ -317,7 +304,7 @@ def page_of(
     chosen = []
     for it in items:
         if risk is not None:
-            label, insufficient = it["churn_risk_label"], it["insufficient_data"]
+            label, insufficient = it[CHURN_RISK.name], it[INSUFFICIENT_DATA.name]
             if risk == "not_enough_data":
                 ok = label == "low" and insufficient
             elif risk == "low":
@@ -330,10 +317,7 @@ def page_of(
             continue
         if min_sessions is not None and it["total_sessions"] < min_sessions:
             continue
-        if any(
-            it["no_show_risk_label"] != "high" if f == "no_show_high" else it[f] is not True
-            for f in flags
-        ):
+        if not all(BY_NAME[f].raised_in(it) for f in flags):
             continue
         chosen.append(it)
     ordered = _sorted_items(chosen, sort)
@@ -374,20 +358,22 @@ def tutor_reports(
     offset: int = 0,
     rules: RulesConfig | None = None,
     ensure: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The per-tutor report: a page of items and the total matching count.
 
-    `ensure=False` reads what is stored and never writes (no rows: an empty page).
+    `ensure=False` reads what is stored and never writes (no rows: an empty page);
+    missing rows are computed with `after_write` (see `analytics.service.AfterWrite`).
     """
     flags = list(flags)
     _validate(sort, risk, flags, min_sessions, limit, offset)
     order = _order_by(sort)
     _check_aware(as_of)
     if ensure:
-        _ensure_computed(session, as_of, rules)
+        _ensure_computed(session, as_of, rules, after_write)
 
     where: list[ColumnElement[bool]] = [
-        _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+        is_current_row() if as_of is None else TutorMetrics.as_of == as_of
     ]
     if risk is not None:
         where.append(_risk_filter(risk))
@@ -396,10 +382,9 @@ def tutor_reports(
     if min_sessions is not None:
         where.append(TutorMetrics.total_sessions >= min_sessions)
     for flag in flags:
-        if flag == "no_show_high":
-            where.append(TutorMetrics.no_show_risk_label == "high")
-        else:
-            where.append(getattr(TutorMetrics, flag).is_(True))
+        chosen = BY_NAME[flag]
+        column = getattr(TutorMetrics, str(chosen.column))
+        where.append(column.is_(True) if chosen.raised is True else column == chosen.raised)
 
     # Narrow first: the count and the page of ids touch only filter/sort columns;
     # tutors is joined only when a filter or the sort needs it (the FK makes the
@@ -429,18 +414,23 @@ def tutor_reports(
     return [rows[i] for i in ids if i in rows], total
 
 
+HISTORY_COLUMNS = (
+    "total_sessions",
+    "tutor_reschedule_rate",
+    "tutor_no_show_rate",
+    "first_session_dropout_rate",
+    "avg_student_rating",
+    "ai_avg_quality_score",
+    NO_SHOW_RISK.name,
+    CHURN_RISK.name,
+    "churn_probability",
+)
+
+
 def _history_point(m: Any) -> dict[str, Any]:
     return {
         "as_of": iso(m.as_of),
-        "total_sessions": m.total_sessions,
-        "tutor_reschedule_rate": m.tutor_reschedule_rate,
-        "tutor_no_show_rate": m.tutor_no_show_rate,
-        "first_session_dropout_rate": m.first_session_dropout_rate,
-        "avg_student_rating": m.avg_student_rating,
-        "ai_avg_quality_score": m.ai_avg_quality_score,
-        "no_show_risk_label": m.no_show_risk_label,
-        "churn_risk_label": m.churn_risk_label,
-        "churn_probability": m.churn_probability,
+        **{column: getattr(m, column) for column in HISTORY_COLUMNS},
         "risk_level": risk_level(m.churn_risk_label, m.insufficient_data),
     }
 
@@ -468,38 +458,17 @@ def _recent_sessions(
     session: Session, tutor_id: str, row: TutorMetrics, rules: RulesConfig, limit: int
 ) -> list[dict[str, Any]]:
     """The tutor's latest sessions up to as_of, with first-session badges and evaluations."""
-    window_start = row.as_of - timedelta(days=row.window_days)
-    own = "s.tutor_id = :tutor_id AND s.scheduled_start_at <= :as_of"
-    sql = f"""WITH recent AS (
-  SELECT s.session_id FROM sessions s WHERE {own}
-  ORDER BY s.scheduled_start_at DESC, s.session_id LIMIT :limit
-), {chosen_evaluations_cte(f"{own} AND s.session_id IN (SELECT session_id FROM recent)")}
-SELECT s.session_id, s.student_id, s.subject, s.scheduled_start_at, s.status, s.no_show_by,
-  s.reschedule_initiator, s.is_first_session, s.student_rating,
-  s.student_churned_after_session, s.duration_minutes,
-  c.evaluation_id, c.judge, c.quality_score, c.risk_tags
-FROM sessions s JOIN recent r ON r.session_id = s.session_id
-LEFT JOIN chosen c ON c.session_id = s.session_id
-ORDER BY s.scheduled_start_at DESC, s.session_id"""
     from tutorscore.reviews.counted import counted_params
 
-    params = {
-        "tutor_id": tutor_id,
-        "as_of": row.as_of,
-        "limit": limit,
-        **counted_params(session, rules),
-    }
+    window_start = row.as_of - timedelta(days=row.window_days)
+    rows = recent_sessions(
+        session, tutor_id, counted=counted_params(session, rules), limit=limit, upto=row.as_of
+    )
     max_rating = rules.thresholds.poor_first_session_max_rating
     out = []
-    typed = statement(sql, params).columns(
-        scheduled_start_at=UTCDateTime(),
-        risk_tags=JSONType,
-        is_first_session=Boolean(),
-        student_churned_after_session=Boolean(),
-    )
-    for r in session.execute(typed).mappings():
+    for r in rows:
         at: datetime = r["scheduled_start_at"]
-        first = bool(r["is_first_session"]) and r["status"] == "completed"
+        first = r["is_first_session"] and r["status"] == "completed"
         risk_tags = r["risk_tags"]
         out.append(
             {
@@ -540,19 +509,20 @@ def tutor_detail(
     as_of: datetime | None = None,
     rules: RulesConfig | None = None,
     store: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
     """One tutor: the report item plus history, weekly series, subjects and recent sessions.
 
     When the tutor has no row for `as_of` (or no current row), `store=True` computes
-    and stores it (`update_tutor`); `store=False` computes it in memory only (rules'
-    labels, no churn model), so a read never writes.
+    and stores it (`update_tutor`, then `after_write`); `store=False` computes it in
+    memory only (rules' labels, no churn model), so a read never writes.
     """
     _check_aware(as_of)
     tutor = session.get(Tutor, tutor_id)
     if tutor is None:
         raise NotFound(f"tutor {tutor_id!r} not found")
     rules = rules or get_rules()
-    where = _latest_row() if as_of is None else TutorMetrics.as_of == as_of
+    where = is_current_row() if as_of is None else TutorMetrics.as_of == as_of
     query = select(TutorMetrics).where(TutorMetrics.tutor_id == tutor_id, where)
     row: Any = session.scalar(query)
     computed = None
@@ -562,7 +532,7 @@ def tutor_detail(
         )
         row = computed = SimpleNamespace(**values)
     elif row is None:
-        update_tutor(session, tutor_id, rules=rules, as_of=as_of)
+        update_tutor(session, tutor_id, rules=rules, as_of=as_of, after_write=after_write)
         row = session.scalar(query)
         if row is None:  # pragma: no cover - update_tutor always writes the row
             raise NotFound(f"no metrics for tutor {tutor_id!r}")

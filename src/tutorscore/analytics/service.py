@@ -16,18 +16,21 @@ it finds such a row, `tutorscore analytics --repair-current` on demand).
 path (`update_tutor(..., as_of=None)`, called when a session is recorded)
 computes at `live_as_of()`: now, truncated to the second, and replaces the
 tutor's previous live row (`_drop_live_rows`) instead of adding one per session.
+
+Analytics knows nothing of prediction: a caller that wants the churn model, the
+alerts and the webhooks after a run passes `after_write` (`tutorscore.flows.metrics`
+does, and is what the CLI, the API and the worker call).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Connection,
@@ -46,6 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tutorscore.analytics import metrics
+from tutorscore.analytics.flags import COUNTED_COLUMNS
 from tutorscore.analytics.rules import Assessment, assess, risk_level
 from tutorscore.analytics.window import Window, iso
 from tutorscore.config import RulesConfig
@@ -59,13 +63,19 @@ Bind = Engine | Connection | Session
 RUNS = cast(Table, AnalyticsRun.__table__)
 CONFIGS = cast(Table, AnalyticsConfig.__table__)
 METRICS = cast(Table, TutorMetrics.__table__)
-FLAG_COLUMNS = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-    "insufficient_data",
-)
+FLAG_COLUMNS = COUNTED_COLUMNS
+
+
+class AfterWrite(Protocol):
+    """A step run on the tutor_metrics rows a run just wrote at `as_of`, inside the
+    same transaction, before the run is finished (`tutorscore.flows.metrics.after_metrics`:
+    churn scoring, then alerts, then webhooks). `tutor_ids` None means every tutor.
+    Returns the rows it re-scored: their labels may have changed, so the run's summary
+    re-reads them."""
+
+    def __call__(
+        self, session: Session, *, as_of: datetime, rules: RulesConfig, tutor_ids: list[str] | None
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ class RunSummary:
     flags: dict[str, int] = field(default_factory=dict)
     model_scored: int = 0
     # seconds per stage: sql (aggregate queries), rules (flags, reasons, evidence),
-    # write (upsert + is_current), churn (model scoring and alerts)
+    # write (upsert + is_current), churn (the after_write step: churn model and alerts)
     stages: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,11 +134,11 @@ def _connection(bind: Bind) -> Iterator[Connection]:
 
 
 def compute_all(
-    bind: Bind, *, as_of: datetime, rules: RulesConfig, score_churn: bool = True
+    bind: Bind, *, as_of: datetime, rules: RulesConfig, after_write: AfterWrite | None = None
 ) -> RunSummary:
     """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent).
 
-    `score_churn=False` skips the churn model hook (rules-only labels).
+    Rules-only labels unless `after_write` is given (see `AfterWrite`).
     """
     with _connection(bind) as conn:
         tutor_ids = list(conn.scalars(select(Tutor.tutor_id).order_by(Tutor.tutor_id)))
@@ -138,7 +148,7 @@ def compute_all(
             rules=rules,
             kind="full",
             tutor_ids=tutor_ids,
-            score_churn=score_churn,
+            after_write=after_write,
             session=bind if isinstance(bind, Session) else None,
         )
 
@@ -149,11 +159,11 @@ def update_tutor(
     *,
     rules: RulesConfig,
     as_of: datetime | None = None,
-    score_churn: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> RunSummary:
     """Recompute one tutor (after a session of theirs was recorded or evaluated).
 
-    `as_of=None` is the live path: `live_as_of()`.
+    `as_of=None` is the live path: `live_as_of()`. `after_write`: as in `compute_all`.
     """
     when = as_of if as_of is not None else live_as_of()
     with _connection(session) as conn:
@@ -169,7 +179,7 @@ def update_tutor(
             kind="incremental",
             tutor_ids=[tutor_id],
             only=tutor_id,
-            score_churn=score_churn,
+            after_write=after_write,
             session=session if isinstance(session, Session) else None,
         )
 
@@ -222,7 +232,7 @@ def _compute(
     kind: str,
     tutor_ids: Sequence[str],
     only: str | None = None,
-    score_churn: bool = True,
+    after_write: AfterWrite | None = None,
     session: Session | None = None,
 ) -> RunSummary:
     started = time.perf_counter()
@@ -280,14 +290,12 @@ def _compute(
     stages["write"] = time.perf_counter() - mark
     mark = time.perf_counter()
     scored = 0
-    if score_churn:
-        scored = apply_churn_model(
-            conn,
-            as_of=as_of,
-            rules=rules,
-            tutor_ids=None if only is None else [only],
-            session=session,
+    if after_write is not None:
+        orm = session if session is not None else Session(bind=conn)
+        scored = after_write(
+            orm, as_of=as_of, rules=rules, tutor_ids=None if only is None else [only]
         )
+        orm.flush()
     if only is None:
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(finished_at=utcnow()))
     if scored:  # a churn model that passed its gate may have changed the labels
@@ -477,33 +485,3 @@ def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     )
     conn.execute(stmt, rows)  # executemany (psycopg pipelines it); measured faster
     # here than RETURNING-driven multi-row VALUES or a json_to_recordset load
-
-
-def apply_churn_model(
-    conn: Connection,
-    *,
-    as_of: datetime,
-    rules: RulesConfig,
-    tutor_ids: Sequence[str] | None = None,
-    session: Session | None = None,
-) -> int:
-    """The single place where a trained churn model overrides the rules' churn labels.
-
-    Called by compute_all and update_tutor after the rows at `as_of` are written,
-    inside the same transaction. The rules already set churn_risk_label;
-    `tutorscore.prediction.churn.after_metrics` sets churn_probability (and the
-    label, when its model passed the quality gate) and records alerts. Without a
-    model nothing changes and churn_probability stays null. Returns rows scored.
-    """
-    try:
-        churn = importlib.import_module("tutorscore.prediction.churn")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("tutorscore.prediction"):
-            return 0
-        raise
-    orm = session if session is not None else Session(bind=conn)
-    result = churn.after_metrics(
-        orm, as_of=as_of, rules=rules, tutor_ids=None if tutor_ids is None else list(tutor_ids)
-    )
-    orm.flush()
-    return int(result.scored)

@@ -10,6 +10,16 @@ import sys
 
 import typer
 
+from tutorscore.cli import analytics as analytics_commands
+from tutorscore.cli import demo as demo_commands
+from tutorscore.cli import evaluation as evaluation_commands
+from tutorscore.cli import ingest as ingest_commands
+from tutorscore.cli import interventions as interventions_commands
+from tutorscore.cli import judge as judge_commands
+from tutorscore.cli import llm as llm_commands
+from tutorscore.cli import prediction as prediction_commands
+from tutorscore.cli import reviews as reviews_commands
+from tutorscore.cli import web as web_commands
 from tutorscore.cli.common import err_console
 from tutorscore.config import ConfigError
 from tutorscore.errors import UserError
@@ -28,31 +38,21 @@ def _root() -> None:
     """tutorscore: set DATABASE_URL to choose the database (SQLite by default)."""
 
 
-def _register() -> None:
-    from importlib import import_module
-
-    for name in (
-        "ingest",
-        "analytics",
-        "evaluation",
-        "judge",
-        "llm",
-        "web",
-        "prediction",
-        "interventions",
-        "reviews",
-        "demo",
-    ):
-        try:
-            module = import_module(f"tutorscore.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tutorscore.cli.{name}":
-                continue
-            raise
-        module.register(app)
-
-
-_register()
+# Each domain's commands, registered in this order (the order of `tutorscore --help`).
+# The command modules import their domain code inside each command, so this stays cheap.
+for _commands in (
+    ingest_commands,
+    analytics_commands,
+    evaluation_commands,
+    judge_commands,
+    llm_commands,
+    web_commands,
+    prediction_commands,
+    interventions_commands,
+    reviews_commands,
+    demo_commands,
+):
+    _commands.register(app)
 
 
 def main() -> None:

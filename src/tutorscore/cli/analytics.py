@@ -12,6 +12,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from tutorscore.analytics.flags import (
+    CHURN_RISK,
+    FLAG_NAMES,
+    FLAGS,
+    INSUFFICIENT_DATA,
+    NO_SHOW_RISK,
+)
+from tutorscore.analytics.flags import label as flag_label
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules
 from tutorscore.csvsafe import neutralise
@@ -29,8 +37,7 @@ CSV_COLUMNS = (
     "tutor_id", "name", "subjects", "window_days", "as_of", "total_sessions", "first_sessions",
     "tutor_reschedule_rate", "tutor_no_show_rate", "first_session_dropout_rate",
     "avg_student_rating", "ai_avg_quality_score", "rating_trend", "ai_score_trend",
-    "high_rescheduler_flag", "poor_first_session_flag", "low_rating_flag", "low_ai_quality_flag",
-    "no_show_risk_label", "churn_risk_label", "churn_probability", "insufficient_data",
+    *FLAG_NAMES, NO_SHOW_RISK.name, CHURN_RISK.name, "churn_probability", INSUFFICIENT_DATA.name,
     "risk_level", "reasons",
 )  # fmt: skip
 RISK_STYLE = {"high": "red", "medium": "yellow", "low": "green", "not_enough_data": "dim"}
@@ -48,8 +55,8 @@ def analytics(
 
     A run at a future --as-of is stored as history but never becomes current.
     """
-    from tutorscore.analytics.service import compute_all
     from tutorscore.analytics.service import repair_current as repair
+    from tutorscore.flows.metrics import nightly_recompute
 
     if repair_current:
         if as_of is not None:
@@ -58,7 +65,7 @@ def analytics(
         console.print(f"analytics: is_current re-marked, {changed} rows changed")
         return
     when = parse_timestamp(as_of)
-    summary = compute_all(get_engine(), as_of=when, rules=get_rules())
+    summary = nightly_recompute(get_engine(), as_of=when, rules=get_rules())
     console.print(f"analytics: {summary}")
     flags = ", ".join(f"{n} {name}" for name, n in summary.flags.items())
     console.print(f"  flags: {flags}")
@@ -106,8 +113,9 @@ def tutors(
         "get a leading ' so spreadsheets do not run them",
     ),
 ) -> None:
-    """The per-tutor report (DATA_FORMAT.md): current metrics, or those at --as-of."""
+    """The per-tutor report (docs/data-format.md): current metrics, or those at --as-of."""
     from tutorscore.analytics.report import tutor_reports
+    from tutorscore.flows.metrics import after_metrics
 
     when = parse_timestamp(as_of) if as_of else None
     with transaction(get_engine()) as session:
@@ -121,6 +129,7 @@ def tutors(
             flags=flag,
             limit=limit,
             rules=get_rules(),
+            after_write=after_metrics,  # rows computed on demand get the churn model too
         )
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")
@@ -142,14 +151,7 @@ def tutors(
             table.add_column(column)
         for item in items:
             level = item["risk_level"]
-            flags = [
-                name
-                for name, key in (("resched", "high_rescheduler_flag"),
-                                  ("1st", "poor_first_session_flag"),
-                                  ("rating", "low_rating_flag"),
-                                  ("AI", "low_ai_quality_flag"))
-                if item[key]
-            ]  # fmt: skip
+            flags = [f.short for f in FLAGS if item[f.name]]
             table.add_row(
                 item["tutor_id"],
                 item["name"],
@@ -159,7 +161,7 @@ def tutors(
                 _pct(item["first_session_dropout_rate"]),
                 _score(item["avg_student_rating"]),
                 _score(item["ai_avg_quality_score"]),
-                item["no_show_risk_label"],
+                item[NO_SHOW_RISK.name],
                 f"[{RISK_STYLE.get(level, '')}]{level.replace('_', ' ')}[/]",
                 ", ".join(flags),
             )
@@ -232,7 +234,7 @@ def risk_history(
     for level in RISK_LEVELS:
         table.add_column(level.replace("_", " "), justify="right")
     for flag in HISTORY_FLAGS:
-        table.add_column(flag.removesuffix("_flag").replace("_", " "), justify="right")
+        table.add_column(flag_label(flag), justify="right")
     for week in result["weeks"]:
         table.add_row(
             week["week_end"],

@@ -1,56 +1,74 @@
-"""`tutorscore demo`: init + seed + analytics + evaluate + demo login (what `make run` does)."""
+"""`tutorscore demo`: the seed-demo flow (`tutorscore.flows.demo`), what `make run` does."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import typer
 
 from tutorscore.cli.common import console, get_engine, parse_timestamp
 from tutorscore.config import get_rules, get_settings
-from tutorscore.db.migrate import upgrade
+
+# The demo's size: about 3,000 sessions a week for 100 tutors over 17 weeks, so the
+# overview's 12 weekly points and the coaching history's before/after windows all
+# have a full 30-day window of sessions behind them.
+DEMO_TUTORS = 100
+DEMO_STUDENTS = 6000
+DEMO_SESSIONS = 50_000
+DEMO_DAYS = 120
+# spread over the history, plus flows.demo.RECENT_TRANSCRIPTS in the last weeks
+DEMO_TRANSCRIPTS = 240
 
 
 def demo(
-    as_of: str | None = typer.Option(None, "--as-of", help="End of the demo week (default: now)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="End of the history (default: now)."),
     seed: int = typer.Option(42, "--seed", help="Random seed of the synthetic data."),
+    tutors: int = typer.Option(DEMO_TUTORS, "--tutors", help="Synthetic tutors."),
+    students: int = typer.Option(DEMO_STUDENTS, "--students", help="Synthetic students."),
+    sessions: int = typer.Option(DEMO_SESSIONS, "--sessions", help="Synthetic sessions."),
+    days: int = typer.Option(DEMO_DAYS, "--days", help="Days of session history."),
+    transcripts: int = typer.Option(DEMO_TRANSCRIPTS, "--transcripts", help="Transcripts."),
+    no_coaching: bool = typer.Option(
+        False, "--no-coaching", help="No synthetic coaching history or coach reviews."
+    ),
 ) -> None:
     """Create the schema, seed demo data, compute analytics and evaluations, print a login."""
-    from tutorscore.analytics.service import compute_all
-    from tutorscore.auth.users import ensure_demo_admin
-    from tutorscore.evaluation.worker import evaluate_pending
-    from tutorscore.ingest.synthetic import seed as seed_data
+    from tutorscore.flows.demo import demo_steps, seed_demo
 
-    settings, rules, engine = get_settings(), get_rules(), get_engine()
     when = parse_timestamp(as_of) if as_of else datetime.now(UTC).replace(microsecond=0)
     started = time.perf_counter()
+    total = demo_steps()
+    steps = iter(range(1, total + 1))
 
-    upgrade(engine)
-    console.print("[bold]1/5[/bold] schema ready")
-    summary = seed_data(engine, seed=seed, as_of=when)
-    console.print(f"[bold]2/5[/bold] seeded {summary}")
-    done = asyncio.run(evaluate_pending(engine, settings, rules))
-    console.print(f"[bold]3/5[/bold] evaluated {done} sessions with the heuristic judge")
-    result = compute_all(engine, as_of=when, rules=rules)
-    console.print(f"[bold]4/5[/bold] analytics computed: {result}")
-    try:
-        from tutorscore.prediction.churn import train_and_apply
+    def say(text: str) -> None:
+        console.print(f"[bold]{next(steps)}/{total}[/bold] {text}")
 
-        # The generator draws each leaver's churned_on after `when`: those outcomes are
-        # known, so the demo trains on them (a real history uses --labels-until = as_of).
-        known = when + timedelta(days=rules.prediction.horizon_days)
-        trained = train_and_apply(engine, as_of=when, rules=rules, labels_until=known)
-        console.print(f"[bold]5/5[/bold] churn model: {trained}")
-    except ImportError:
-        console.print("[bold]5/5[/bold] churn model: not available, rules decide churn risk")
-    from tutorscore.interventions.alerts import deliver_pending
+    def note(text: str) -> None:
+        console.print(f"      {text}")
 
-    sent = deliver_pending(engine, rules=rules, settings=settings)
-    if sent.skipped is None:
+    result = seed_demo(
+        get_engine(),
+        settings=get_settings(),
+        rules=get_rules(),
+        as_of=when,
+        seed=seed,
+        sizes={
+            "tutors": tutors,
+            "students": students,
+            "sessions": sessions,
+            "days": days,
+            "transcripts": transcripts,
+        },
+        coaching=not no_coaching,
+        say=say,
+        note=note,
+    )
+    sent = result.alerts
+    if sent is not None and sent.skipped is None:
         console.print(f"alerts: {sent.delivered} delivered, {sent.failed} failed")
-    username, password = ensure_demo_admin(engine)
+    assert result.login is not None  # seed_demo makes the demo login by default
+    username, password = result.login
     console.print(
         f"\n[green]demo ready[/green] in {time.perf_counter() - started:.1f} s\n"
         f"  dashboard: http://{settings_host()}/\n"

@@ -96,13 +96,15 @@ def evaluate(
     """Queue evaluations and process them in-process until the queue is drained."""
     from tutorscore.evaluation import queue
     from tutorscore.evaluation.backlog import backlog_sentence, llm_backlog
+    from tutorscore.evaluation.queries import queue_backlog
     from tutorscore.evaluation.worker import run_worker
+    from tutorscore.flows.metrics import after_metrics
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
     if dead or stats:
         with transaction(engine) as s:
             if stats:
-                out = queue.queue_stats(s)
+                out = queue_backlog(s)
                 out["llm"] = llm_backlog(s, settings)
                 console.print_json(json.dumps(out))
             if dead:
@@ -126,7 +128,7 @@ def evaluate(
             limit=limit,
             rules=rules,
         )
-        before = queue.queue_stats(s)
+        before = queue_backlog(s)
         backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     total = before["queued_due"] + before["running"]
     console.print(f"queued {queued} sessions for the {judge.value} judge ({total} jobs to run)")
@@ -159,9 +161,10 @@ def evaluate(
             concurrency=concurrency,
             use_llm=judge == JudgeName.llm,
             progress=progress,
+            after_write=after_metrics,
         )
     with transaction(engine) as s:
-        after = queue.queue_stats(s)
+        after = queue_backlog(s)
         backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None
     console.print(
         f"done {result.done} jobs: {result.evaluated} new evaluations, {result.cached} cached, "
@@ -225,6 +228,7 @@ def worker(
 ) -> None:
     """Long-running evaluation worker; run as many copies as you like against Postgres."""
     from tutorscore.evaluation.worker import new_worker_id, run_worker
+    from tutorscore.flows.metrics import after_metrics
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
@@ -244,7 +248,7 @@ def worker(
     err_console.print(f"worker {name} started ({engine.url.get_backend_name()})")
     result = run_worker(
         engine, settings, rules, once=once, concurrency=concurrency, stop_event=stop,
-        worker_id=name,
+        worker_id=name, after_write=after_metrics,
     )  # fmt: skip
     err_console.print(
         f"worker {name} stopped: {result.done} jobs done, {result.evaluated} new evaluations, "

@@ -11,7 +11,6 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from tutorscore.cli.common import console, err_console, get_engine
-from tutorscore.db.base import utcnow
 from tutorscore.db.migrate import current_revision, upgrade
 
 
@@ -61,7 +60,7 @@ def import_(
         help="after a change: queue evaluations of new transcripts and recompute analytics",
     ),
 ) -> None:
-    """Import a bundle (DATA_FORMAT.md): all or nothing, errors with file:line: column."""
+    """Import a bundle (docs/data-format.md): all or nothing, errors with file:line: column."""
     from tutorscore.ingest.importer import ImportFailed, find_bundle_files, import_bundle
 
     files = find_bundle_files(paths)
@@ -99,22 +98,14 @@ def import_(
 
 
 def _after_import() -> None:
-    """What a recorded session triggers, done once for the whole bundle: new transcripts
-    are queued for evaluation and every tutor's metrics are recomputed (set-based)."""
-    from tutorscore.analytics.service import compute_all
+    """The after-import flow (`tutorscore.flows.imports`), once for the whole bundle."""
     from tutorscore.config import get_rules
-    from tutorscore.db.engine import transaction
-    from tutorscore.evaluation.queue import enqueue_evaluations
-    from tutorscore.interventions.alerts import deliver_pending
+    from tutorscore.flows.imports import after_import
 
-    engine, rules = get_engine(), get_rules()
-    with transaction(engine) as s:
-        queued = enqueue_evaluations(s, pending=True, rules=rules)
-    summary = compute_all(engine, as_of=utcnow().replace(microsecond=0), rules=rules)
-    deliver_pending(engine, rules=rules)
+    done = after_import(get_engine(), rules=get_rules())
     console.print(
-        f"{queued} evaluations queued (run `tutorscore worker` or `tutorscore evaluate"
-        f" --pending`); analytics: {summary}"
+        f"{done.queued} evaluations queued (run `tutorscore worker` or `tutorscore evaluate"
+        f" --pending`); analytics: {done.analytics}"
     )
 
 
@@ -156,22 +147,25 @@ def seed(
 
     Then recomputes metrics for every tutor, so no tutor is left without a current row.
     """
-    from tutorscore.analytics.service import compute_all
     from tutorscore.cli.common import parse_timestamp
     from tutorscore.config import get_rules
-    from tutorscore.ingest.synthetic import seed as seed_data
+    from tutorscore.flows.demo import seed_synthetic
 
     when = parse_timestamp(as_of)
     with _progress_bar(err_console.is_terminal) as progress:
-        summary = seed_data(
+        summary, result = seed_synthetic(
             get_engine(),
-            tutors=tutors,
-            students=students,
-            sessions=sessions,
-            days=days,
-            transcripts=transcripts,
-            seed=seed_value,
+            rules=get_rules(),
             as_of=when,
+            seed=seed_value,
+            sizes={
+                "tutors": tutors,
+                "students": students,
+                "sessions": sessions,
+                "days": days,
+                "transcripts": transcripts,
+            },
+            analytics=analytics,
             progress=progress,
         )
     table = Table(title=f"seeded (seed {summary.seed}, as of {summary.as_of:%Y-%m-%d %H:%M} UTC)")
@@ -185,8 +179,7 @@ def seed(
     removed = sum(summary.deleted.values())
     if removed:
         console.print(f"replaced {removed:,} earlier synthetic rows", highlight=False)
-    if analytics:
-        result = compute_all(get_engine(), as_of=summary.as_of, rules=get_rules())
+    if result is not None:
         console.print(f"analytics recomputed: {result}", highlight=False)
     else:
         console.print(

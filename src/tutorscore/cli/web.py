@@ -123,17 +123,19 @@ def _start_worker(
     status: WorkerStatus | None = None,
 ) -> threading.Thread | None:
     """The evaluation worker in a daemon thread; `status` says when it died (/healthz)."""
-    try:
-        from tutorscore.evaluation.worker import run_worker
-    except ImportError as exc:
-        err_console.print(f"[yellow]evaluation worker not available ({exc}); serving only[/yellow]")
-        return None
 
     def target() -> None:
         import logging
 
         try:
-            run_worker(engine, settings, rules, stop_event=stop, status=status)
+            # imported here: the churn model's imports (scikit-learn) load in this
+            # thread, while the server starts
+            from tutorscore.evaluation.worker import run_worker
+            from tutorscore.flows.metrics import after_metrics
+
+            run_worker(
+                engine, settings, rules, stop_event=stop, status=status, after_write=after_metrics
+            )
         except Exception:  # run_worker marked the status dead; /healthz now answers 503
             logging.getLogger("tutorscore.web").exception("evaluation worker stopped")
 

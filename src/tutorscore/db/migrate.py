@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from importlib import resources  # the migration scripts, shipped inside the package
 
 from alembic import command
 from alembic.config import Config

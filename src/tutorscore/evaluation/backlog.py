@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from tutorscore.config import Settings
 from tutorscore.db.base import utcnow
-from tutorscore.db.models import Job, LLMCall
+from tutorscore.db.models import LLMCall
 from tutorscore.evaluation.costs import ESTIMATED_TOKENS_IN
 from tutorscore.evaluation.prompts import MAX_OUTPUT_TOKENS
+from tutorscore.evaluation.queries import queue_backlog
 
 PEAK_SESSIONS_PER_HOUR = 3000  # REQUIREMENTS.md: the marketplace's peak
 
@@ -38,14 +39,8 @@ def llm_backlog(
     if not settings.llm_enabled:
         return None
     now = now or utcnow()
-    jobs = int(
-        session.scalar(
-            select(func.count()).where(
-                Job.kind == "evaluate", Job.status.in_(("queued", "running"))
-            )
-        )
-        or 0
-    )
+    queue = queue_backlog(session, now=now)
+    jobs = queue["queued"] + queue["running"]
     ok_calls, avg_in, all_calls = session.execute(
         select(
             func.count().filter(LLMCall.status == "ok"),

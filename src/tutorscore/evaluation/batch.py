@@ -21,9 +21,11 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
 
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.base import utcnow
@@ -37,6 +39,9 @@ from tutorscore.evaluation.llm_judge import (
     session_name_lookup,
 )
 from tutorscore.ingest.transcript_format import Turn
+
+if TYPE_CHECKING:
+    from tutorscore.analytics.service import AfterWrite
 
 log = logging.getLogger(__name__)
 
@@ -236,17 +241,7 @@ async def send_backlog_to_batch_async(
         )
     except BaseException as exc:
         with transaction(engine) as session:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_(job_ids))
-                .values(
-                    status="queued",
-                    finished_at=None,
-                    run_after=now + POLL_INTERVAL,
-                    updated_at=now,
-                    last_error=f"batch submission failed: {exc}"[:500],
-                )
-            )
+            _put_back(session, job_ids, f"batch submission failed: {exc}"[:500], now=now)
         raise
     with transaction(engine) as session:
         session.execute(
@@ -255,6 +250,52 @@ async def send_backlog_to_batch_async(
             .values(last_error=f"sent to batch {batch_id}" if batch_id else "already evaluated")
         )
     return batch_id
+
+
+def _put_back(session: Session, job_ids: list[int], reason: str, *, now: datetime) -> None:
+    """Return jobs taken for a failed batch to the queue, due after POLL_INTERVAL.
+
+    While the submission ran, the same (session, judge) may have been queued again
+    (a new transcript, `evaluate --pending`): that job already stands for the
+    session at `uq_jobs_queued_evaluation`, so ours stays done and says so, instead
+    of the whole put-back failing on the index and leaving every job "sent to
+    batch". On Postgres a sibling committed after this statement's snapshot still
+    meets the index: the savepoint rolls back and the next round sees it.
+    """
+    sibling = aliased(Job)
+    queued_sibling = exists().where(
+        sibling.kind == "evaluate",
+        sibling.status == "queued",
+        sibling.session_id == Job.session_id,
+        sibling.judge == Job.judge,
+        sibling.id != Job.id,
+    )
+    mine = and_(Job.id.in_(job_ids), Job.status == "done")
+    for attempt in range(3):
+        try:
+            with session.begin_nested():
+                session.execute(
+                    update(Job)
+                    .where(mine, ~queued_sibling)
+                    .values(
+                        status="queued",
+                        finished_at=None,
+                        run_after=now + POLL_INTERVAL,
+                        updated_at=now,
+                        last_error=reason,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    session.execute(
+        update(Job)
+        .where(mine)
+        .values(updated_at=now, last_error=f"{reason}; a queued job for the session stands")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def send_backlog_to_batch(
@@ -278,6 +319,7 @@ def _store_line(
     sid: str,
     submitted_hash: str,
     response: dict[str, Any],
+    after_write: AfterWrite | None = None,
 ) -> tuple[str, CallRecord]:
     """Store one batch answer; returns its outcome (stored|cached|stale|failed) and ledger row."""
     from tutorscore.evaluation.service import load_transcript, store_evaluation
@@ -322,7 +364,9 @@ def _store_line(
             llm_tokens_out=tokens_out,
             llm_cost_usd=round(record.cost_usd, 6),
         )
-        _, cached = store_evaluation(session, info, judge, result, rules=rules)
+        _, cached = store_evaluation(
+            session, info, judge, result, rules=rules, after_write=after_write
+        )
     return ("cached" if cached else "stored"), record
 
 
@@ -333,8 +377,12 @@ async def collect_batches_async(
     *,
     judge: LLMJudge | None = None,
     now: datetime | None = None,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
-    """Poll waiting batches; store finished results; re-queue failed sessions. A summary."""
+    """Poll waiting batches; store finished results; re-queue failed sessions. A summary.
+
+    Each stored result updates its tutor's metrics, then runs `after_write`.
+    """
     from tutorscore.evaluation.queue import enqueue_evaluation
 
     judge = judge or LLMJudge.from_settings(settings, engine)
@@ -390,6 +438,7 @@ async def collect_batches_async(
                     sid,
                     sessions[sid],
                     item.get("response") or {},
+                    after_write,
                 )
                 records.append(record)
                 if outcome == "failed":
@@ -423,6 +472,11 @@ def collect_batches(
     *,
     judge: LLMJudge | None = None,
     now: datetime | None = None,
+    after_write: AfterWrite | None = None,
 ) -> dict[str, Any]:
     """Synchronous `collect_batches_async`."""
-    return asyncio.run(collect_batches_async(engine, settings, rules, judge=judge, now=now))
+    return asyncio.run(
+        collect_batches_async(
+            engine, settings, rules, judge=judge, now=now, after_write=after_write
+        )
+    )

@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
 from tutorscore.db.models.evaluation import LLMCall
+from tutorscore.evaluation.queries import day_start, llm_spend_today
 
 # USD per 1M tokens: (input, output)
 PRICES: dict[str, tuple[float, float]] = {
@@ -66,20 +67,10 @@ class CallRecord:
     created_at: datetime | None = None
 
 
-def _day_start(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def spent_on_day_in(conn: Connection | Session, now: datetime) -> float:
     """Total cost of the calls made since midnight UTC of `now`'s day (on a connection
-    or in a session's transaction)."""
-    start = _day_start(now)
-    total = conn.execute(
-        select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
-            LLMCall.created_at >= start, LLMCall.created_at < start + timedelta(days=1)
-        )
-    ).scalar_one()
-    return float(total)
+    or in a session's transaction): `evaluation.queries.llm_spend_today`'s cost."""
+    return llm_spend_today(conn, now).cost_usd
 
 
 def spent_on_day(engine: Engine, now: datetime) -> float:
@@ -143,7 +134,7 @@ class MemoryLedger:
         self.calls.append(call)
 
     def spent_today(self, now: datetime | None = None) -> float:
-        start = _day_start(now or utcnow())
+        start = day_start(now or utcnow())
         return sum(
             c.cost_usd for c in self.calls if c.created_at is not None and c.created_at >= start
         )
@@ -165,7 +156,7 @@ def usage_report(
 ) -> dict[str, Any]:
     """Calls, tokens, cost and errors by day and model, and a 3,000-sessions-a-day projection."""
     now = now or utcnow()
-    since = _day_start(now) - timedelta(days=days - 1)
+    since = day_start(now) - timedelta(days=days - 1)
     day = _day_expr(engine).label("day")
     ok = case((LLMCall.status == "ok", 1), else_=0)
     with engine.connect() as conn:
@@ -311,7 +302,7 @@ class BufferedLedger:
     def committed(self, spent_today_in_db: float | None, now: datetime | None = None) -> None:
         """After the writer's commit: today's total as the database has it now, or None
         when the writer did not read it (then the calls just written are added)."""
-        today = _day_start(now or utcnow())
+        today = day_start(now or utcnow())
         with self._lock:
             if spent_today_in_db is not None:
                 self._base = spent_today_in_db
@@ -327,7 +318,7 @@ class BufferedLedger:
             return len(self._pending)
 
     def spent_today(self, now: datetime | None = None) -> float:
-        today = _day_start(now or utcnow())
+        today = day_start(now or utcnow())
         with self._lock:
             base = self._base if self._base_day == today else 0.0
             held = sum(c.cost_usd for c in self._pending if c.created_at and c.created_at >= today)

@@ -1,7 +1,7 @@
 """One judge interface for the heuristic and the LLM judge.
 
 A judge takes a transcript's turns and returns an `EvaluationResult` (the
-evaluation object of spec/DATA_FORMAT.md minus the storage fields). Results are
+evaluation object of docs/data-format.md minus the storage fields). Results are
 stored per session x judge x model x prompt version x transcript hash, so the
 same transcript evaluated again is a cache hit.
 """

@@ -29,7 +29,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from importlib import resources
+from importlib import resources  # the trained move model, shipped as package data
 from pathlib import Path
 from typing import Any
 

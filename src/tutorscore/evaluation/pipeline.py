@@ -428,8 +428,11 @@ class LLMPipeline:
                 continue
             try:
                 outcomes = await self._db(self._write_batch, batch)
-            except Exception:
-                log.exception("storing %d finished jobs failed; one at a time", len(batch))
+            except Exception as exc:
+                if is_database_error(exc):  # one JSON line per outage, from the outage
+                    self.worker.outage.failed(exc)
+                else:
+                    log.exception("storing %d finished jobs failed; one at a time", len(batch))
                 for item in batch:
                     await self._write_alone(item)
                 continue
@@ -441,7 +444,12 @@ class LLMPipeline:
     async def _write_alone(self, item: Item) -> None:
         """After a failed batch: store one job in its own transaction, retrying with backoff
         (a result that cannot be stored becomes a failure; a database that is down is
-        waited for, and the lease hands the job to another worker meanwhile)."""
+        waited for, and the lease hands the job to another worker meanwhile).
+
+        A database error is the outage's to report: one JSON line when the streak
+        starts and one when it ends (`health.DatabaseOutage`), each try only at DEBUG,
+        with the outage's capped, jittered backoff. Any other error is a bug or bad
+        data and keeps its traceback."""
         delay = 0.5
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.cfg.lease_seconds
@@ -449,18 +457,27 @@ class LLMPipeline:
             try:
                 (outcome,) = await self._db(self._write_batch, [item])
             except Exception as exc:
-                if is_database_error(exc):
-                    self.worker.outage.failed(exc)  # logged once per outage, shown by /healthz
+                database = is_database_error(exc)
+                if database:
+                    delay = min(WRITE_RETRY_MAX_S, self.worker.outage.failed(exc))
                 if loop.time() > give_up:  # the lease is gone by now: another worker redoes it
                     log.error("job %s: not stored within its lease; left to the queue", item.job.id)
                     self._account(item, "lost")
                     return
                 item.write_failures += 1
-                if item.write_failures >= 2 and item.error is None:
-                    item.error, item.result = exc, None
-                log.exception("storing job %s failed; retrying in %.1fs", item.job.id, delay)
+                if database:
+                    log.debug(
+                        "storing job %s failed (database, try %d); retrying in %.2fs",
+                        item.job.id, item.write_failures, delay,
+                    )  # fmt: skip
+                else:
+                    # a result that cannot be stored (twice) becomes the job's failure
+                    if item.write_failures >= 2 and item.error is None:
+                        item.error, item.result = exc, None
+                    log.exception("storing job %s failed; retrying in %.1fs", item.job.id, delay)
                 await asyncio.sleep(delay)
-                delay = min(WRITE_RETRY_MAX_S, delay * 2)
+                if not database:
+                    delay = min(WRITE_RETRY_MAX_S, delay * 2)
                 continue
             self.worker.outage.succeeded()
             self._account(item, outcome)

@@ -45,8 +45,8 @@ from tutorscore.db.models import (
     TutorMetrics,
 )
 from tutorscore.evaluation.notify import notify_jobs
+from tutorscore.evaluation.queries import EVALUATE
 
-EVALUATE = "evaluate"
 JUDGES = ("heuristic", "llm")
 
 
@@ -544,42 +544,6 @@ def requeue_dead(session: Session, job_ids: list[int] | None = None) -> int:
     if total:
         notify_jobs(session)
     return total
-
-
-def queue_stats(session: Session, *, now: datetime | None = None) -> dict[str, Any]:
-    """Backlog numbers for the dashboard and `tutorscore evaluate --stats`."""
-    now = now or utcnow()
-    by_status = dict(
-        session.execute(
-            select(Job.status, func.count()).where(Job.kind == EVALUATE).group_by(Job.status)
-        ).all()
-    )
-    by_priority = {
-        int(p): int(n)
-        for p, n in session.execute(
-            select(Job.priority, func.count())
-            .where(Job.kind == EVALUATE, Job.status == "queued")
-            .group_by(Job.priority)
-            .order_by(Job.priority)
-        ).all()
-    }
-    oldest, due, retrying = session.execute(
-        select(
-            func.min(Job.created_at),
-            func.count().filter(Job.run_after <= now),
-            func.count().filter(Job.attempts > 0),
-        ).where(Job.kind == EVALUATE, Job.status == "queued")
-    ).one()
-    return {
-        "queued": int(by_status.get("queued", 0)),
-        "queued_by_priority": by_priority,
-        "queued_due": int(due or 0),
-        "retrying": int(retrying or 0),
-        "running": int(by_status.get("running", 0)),
-        "done": int(by_status.get("done", 0)),
-        "dead": int(by_status.get("dead", 0)),
-        "oldest_queued_age_s": (now - oldest).total_seconds() if oldest is not None else None,
-    }
 
 
 def list_jobs(

@@ -3,7 +3,8 @@
 The cache key is session x judge x model x prompt_version x transcript hash (a
 unique constraint): evaluating the same transcript again with the same judge
 returns the stored row without calling the judge. After a new evaluation is
-stored, the tutor's metrics are updated incrementally.
+stored, the tutor's metrics are updated incrementally, followed by the caller's
+`after_write` step (`tutorscore.flows.metrics.after_metrics`: churn, alerts, webhooks).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.service import AfterWrite, update_tutor
 from tutorscore.config import RulesConfig, get_rules
 from tutorscore.db.base import utcnow
 from tutorscore.db.models import SessionEvaluation, SessionTranscript, TutoringSession
 from tutorscore.errors import NotFound
 from tutorscore.evaluation.judge import EvaluationResult, Judge
+from tutorscore.evaluation.queries import chosen_evaluation_ids
 from tutorscore.ingest.transcript_format import Turn, content_hash
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ def store_evaluation(
     *,
     rules: RulesConfig | None = None,
     update_analytics: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[SessionEvaluation, bool]:
     """Insert the result unless the same cache key is already stored (then that row, True)."""
     new_id = insert_evaluation(session, info, judge, result)
@@ -126,12 +130,19 @@ def store_evaluation(
     row = session.get(SessionEvaluation, new_id)
     assert row is not None
     if update_analytics:
-        refresh_tutor_metrics(session, info.tutor_id, rules or get_rules())
+        refresh_tutor_metrics(
+            session, info.tutor_id, rules or get_rules(), after_write=after_write
+        )
     return row, False
 
 
 def refresh_tutor_metrics(
-    session: Session, tutor_id: str, rules: RulesConfig, *, savepoint: bool = True
+    session: Session,
+    tutor_id: str,
+    rules: RulesConfig,
+    *,
+    savepoint: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> None:
     """Incremental analytics for the tutor; a failure there never loses the evaluation.
 
@@ -139,16 +150,12 @@ def refresh_tutor_metrics(
     SAVEPOINT opened before any write starts a read transaction that cannot
     later take the write lock when another connection wrote meanwhile.
     """
-    try:
-        from tutorscore.analytics.service import update_tutor
-    except ImportError:  # analytics not installed in this build
-        return
     if not savepoint:
-        update_tutor(session, tutor_id, rules=rules)
+        update_tutor(session, tutor_id, rules=rules, after_write=after_write)
         return
     try:
         with session.begin_nested():
-            update_tutor(session, tutor_id, rules=rules)
+            update_tutor(session, tutor_id, rules=rules, after_write=after_write)
     except Exception:
         log.exception("analytics update for tutor %s failed; the nightly run will fix it", tutor_id)
 
@@ -175,6 +182,7 @@ def evaluate_session(
     *,
     rules: RulesConfig | None = None,
     update_analytics: bool = True,
+    after_write: AfterWrite | None = None,
 ) -> tuple[SessionEvaluation, bool]:
     """Evaluate one session with `judge` (cache hit: no judge call). Returns (row, cached)."""
     info = load_transcript(session, session_id)
@@ -183,12 +191,18 @@ def evaluate_session(
         return cached, True
     result = run_judge(judge, info.turns, session_id)
     return store_evaluation(
-        session, info, judge, result, rules=rules, update_analytics=update_analytics
+        session,
+        info,
+        judge,
+        result,
+        rules=rules,
+        update_analytics=update_analytics,
+        after_write=after_write,
     )
 
 
 def evaluation_to_dict(row: SessionEvaluation) -> dict[str, Any]:
-    """The DATA_FORMAT.md evaluation object (plus cache key fields and features)."""
+    """The docs/data-format.md evaluation object (plus cache key fields and features)."""
     return {
         "session_id": row.session_id,
         "judge": row.judge,
@@ -206,28 +220,10 @@ def evaluation_to_dict(row: SessionEvaluation) -> dict[str, Any]:
     }
 
 
-def _preferred(
-    rows: list[SessionEvaluation], counted: tuple[str, str, str] | None
-) -> SessionEvaluation:
-    """The evaluation that counts, as analytics picks it (`analytics.metrics`): the latest
-    by the preferred judge version (`reviews.counted`), else the latest LLM one, else the
-    latest."""
-    return max(
-        rows,
-        key=lambda r: (
-            (r.judge, r.model, r.prompt_version) == counted,
-            r.judge == "llm",
-            r.created_at,
-            r.id,
-        ),
-    )
+def _counted_params(session: Session, rules: RulesConfig | None) -> dict[str, str]:
+    from tutorscore.reviews.counted import counted_params
 
-
-def _counted_version(session: Session, rules: RulesConfig | None) -> tuple[str, str, str] | None:
-    from tutorscore.reviews.counted import choose_counted
-
-    version = choose_counted(session, rules or get_rules()).version
-    return None if version is None else (version.judge, version.model, version.prompt_version)
+    return counted_params(session, rules or get_rules())
 
 
 def get_evaluation(
@@ -236,16 +232,18 @@ def get_evaluation(
     """The session's evaluation object, with every judge's evaluations under `evaluations`.
 
     The top-level object is the evaluation that counts (`[evaluation.counted]`)."""
-    rows = list(
-        session.scalars(
-            select(SessionEvaluation)
-            .where(SessionEvaluation.session_id == session_id)
-            .order_by(SessionEvaluation.created_at, SessionEvaluation.id)
-        )
-    )
-    if not rows:
+    # the evaluation that counts, as analytics picks it (`evaluation.queries`), in the
+    # same statement as the rows
+    chosen = chosen_evaluation_ids(_counted_params(session, rules), [session_id]).subquery()
+    found = session.execute(
+        select(SessionEvaluation, SessionEvaluation.id.in_(select(chosen.c.evaluation_id)))
+        .where(SessionEvaluation.session_id == session_id)
+        .order_by(SessionEvaluation.created_at, SessionEvaluation.id)
+    ).all()
+    if not found:
         return None
-    out = evaluation_to_dict(_preferred(rows, _counted_version(session, rules)))
+    rows = [row for row, _ in found]
+    out = evaluation_to_dict(next(row for row, counts in found if counts))
     out["evaluations"] = [evaluation_to_dict(r) for r in rows]
     return out
 
@@ -264,12 +262,10 @@ def list_evaluations(
     )
     if session_ids:
         stmt = stmt.where(SessionEvaluation.session_id.in_(session_ids))
+    if not all_judges:  # the evaluation that counts per session (`evaluation.queries`)
+        counted = _counted_params(session, rules)
+        chosen = chosen_evaluation_ids(counted, session_ids or None).subquery()
+        stmt = stmt.where(SessionEvaluation.id.in_(select(chosen.c.evaluation_id)))
     rows = list(session.scalars(stmt))
-    if not all_judges:
-        by_session: dict[str, list[SessionEvaluation]] = {}
-        for r in rows:
-            by_session.setdefault(r.session_id, []).append(r)
-        counted = _counted_version(session, rules)
-        rows = [_preferred(group, counted) for group in by_session.values()]
     out = [evaluation_to_dict(r) for r in rows]
     return out[:limit] if limit is not None else out

@@ -20,7 +20,6 @@ using an attempt once the database is back (see `evaluation.health`).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
+from tutorscore.analytics.service import AfterWrite
 from tutorscore.config import RulesConfig, Settings
 from tutorscore.db.engine import transaction
 from tutorscore.errors import NotFound
@@ -108,20 +108,6 @@ def build_llm_judge(engine: Engine, settings: Settings, rules: RulesConfig) -> J
     return LLMJudge.from_settings(settings, engine=engine)
 
 
-def warm_up() -> None:
-    """Import what the analytics update needs before the first job.
-
-    The incremental update may load the churn model (scikit-learn takes seconds
-    to import); doing that inside the first job's transaction would hold the
-    SQLite write lock, and the other workers, for that long.
-    """
-    for module in ("tutorscore.analytics.service", "tutorscore.prediction.churn"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            log.debug("%s not available", module)
-
-
 class Worker:
     def __init__(
         self,
@@ -135,9 +121,12 @@ class Worker:
         progress: Callable[[WorkerStats], None] | None = None,
         once: bool = False,
         status: WorkerStatus | None = None,
+        after_write: AfterWrite | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
+        # what follows each tutor's metrics update (tutorscore.flows.metrics.after_metrics)
+        self.after_write = after_write
         self.cfg = rules.evaluation
         self.heuristic = heuristic
         self.llm = llm
@@ -259,7 +248,9 @@ class Worker:
         """Insert the result; True when it was already stored (cache hit)."""
         if self.debounce:
             return insert_evaluation(s, info, judge, result) is None
-        _, cached = store_evaluation(s, info, judge, result, rules=self.rules)
+        _, cached = store_evaluation(
+            s, info, judge, result, rules=self.rules, after_write=self.after_write
+        )
         return cached
 
     def _load(self, job: ClaimedJob) -> TranscriptInfo:
@@ -402,7 +393,9 @@ class Worker:
         """Update one tutor's metrics; False on a database error (try again later)."""
         try:
             with transaction(self.engine) as s:
-                refresh_tutor_metrics(s, tutor_id, self.rules, savepoint=False)
+                refresh_tutor_metrics(
+                    s, tutor_id, self.rules, savepoint=False, after_write=self.after_write
+                )
         except Exception as exc:
             if is_database_error(exc) and not self.once:
                 return False
@@ -420,15 +413,13 @@ class Worker:
                 self.dirty_tutors.update(sorted(tutors)[k:])
                 return
 
-    async def analytics_loop(self, warming: asyncio.Task[None] | None = None) -> None:
+    async def analytics_loop(self) -> None:
         """Refresh each tutor with new evaluations at most once per debounce interval.
 
         Many sessions of one tutor evaluated together cost one analytics update,
         not one each; a crash before the refresh leaves the metrics to the next
         update or the nightly full recompute.
         """
-        if warming is not None:
-            await warming  # jobs run meanwhile; analytics waits for its imports
         while not self.slots_done.is_set():
             try:
                 await asyncio.wait_for(self.slots_done.wait(), timeout=self.debounce)
@@ -541,13 +532,14 @@ async def run_worker_async(
     use_llm: bool | None = None,
     progress: Callable[[WorkerStats], None] | None = None,
     status: WorkerStatus | None = None,
+    after_write: AfterWrite | None = None,
 ) -> WorkerStats:
     """See `run_worker`; for callers already inside an event loop."""
     try:
         stats = await _run(
             engine, settings, rules, once=once, concurrency=concurrency,
             stop_event=stop_event, worker_id=worker_id, judges=judges, use_llm=use_llm,
-            progress=progress, status=status,
+            progress=progress, status=status, after_write=after_write,
         )  # fmt: skip
     except BaseException as exc:
         if status is not None:
@@ -571,6 +563,7 @@ async def _run(
     use_llm: bool | None,
     progress: Callable[[WorkerStats], None] | None,
     status: WorkerStatus | None,
+    after_write: AfterWrite | None,
 ) -> WorkerStats:
     if judges:
         heuristic, llm = judges[0], (judges[1] if len(judges) > 1 else None)
@@ -592,6 +585,7 @@ async def _run(
         progress=progress,
         once=once,
         status=status,
+        after_write=after_write,
     )
     if status is not None:
         status.worker_id = worker.worker_id
@@ -602,18 +596,17 @@ async def _run(
         concurrency,
         ", ".join(j.name for j in worker.judges),
     )
-    batcher = (
-        asyncio.create_task(_batch_loop(engine, settings, rules, llm, worker.stop, once=once))
-        if settings.llm_batch_backlog and llm is not None
-        else None
-    )
+    batcher = None
+    if settings.llm_batch_backlog and llm is not None:
+        batcher = asyncio.create_task(
+            _batch_loop(
+                engine, settings, rules, llm, worker.stop, once=once, after_write=after_write
+            )
+        )
     if batcher is not None and once:
         await batcher  # hand the backlog to the batch first, then work the rest
         batcher = None
-    warming = asyncio.create_task(asyncio.to_thread(warm_up))
-    if not worker.debounce:
-        await warming  # analytics runs inside each job: import first
-    flusher = asyncio.create_task(worker.analytics_loop(warming)) if worker.debounce else None
+    flusher = asyncio.create_task(worker.analytics_loop()) if worker.debounce else None
     chores: list[asyncio.Task[None]] = [asyncio.create_task(worker.heartbeat_loop())]
     if not once:
         chores.append(asyncio.create_task(worker.prune_loop()))
@@ -646,6 +639,7 @@ async def _batch_loop(
     stop: threading.Event,
     *,
     once: bool,
+    after_write: AfterWrite | None,
 ) -> None:
     """With TUTORSCORE_LLM_BATCH_BACKLOG: hand the non-urgent LLM backlog to the
     provider's batch interface and collect finished batches, every BATCH_PASS_SECONDS."""
@@ -655,7 +649,9 @@ async def _batch_loop(
     judge = llm if isinstance(llm, LLMJudge) else None
     while True:
         try:
-            await collect_batches_async(engine, settings, rules, judge=judge)
+            await collect_batches_async(
+                engine, settings, rules, judge=judge, after_write=after_write
+            )
             batch_id = await send_backlog_to_batch_async(engine, settings, rules, judge=judge)
             if batch_id:
                 log.info("backlog sent to provider batch %s", batch_id)
@@ -682,6 +678,7 @@ def run_worker(
     use_llm: bool | None = None,
     progress: Callable[[WorkerStats], None] | None = None,
     status: WorkerStatus | None = None,
+    after_write: AfterWrite | None = None,
 ) -> WorkerStats:
     """Process evaluation jobs until `stop_event` is set (or, with `once`, the queue is empty).
 
@@ -689,6 +686,8 @@ def run_worker(
     and the configured LLM judge. `use_llm=False` keeps the LLM judge off even
     when it is configured. `status` (a `WorkerStatus`) is kept up to date for
     health checks: running, database_unavailable, stopped, or dead with the error.
+    `after_write` follows every tutor metrics update (`tutorscore.flows.metrics`
+    passes churn scoring, alerts and webhooks; without it the rules' labels stand).
     """
     return asyncio.run(
         run_worker_async(
@@ -703,6 +702,7 @@ def run_worker(
             use_llm=use_llm,
             progress=progress,
             status=status,
+            after_write=after_write,
         )
     )
 
@@ -714,11 +714,18 @@ async def evaluate_pending(
     *,
     judge: str = "heuristic",
     progress: Callable[[WorkerStats], None] | None = None,
+    after_write: AfterWrite | None = None,
 ) -> int:
     """Queue every transcript not yet evaluated by `judge` and process the queue; new count."""
     with transaction(engine) as s:
         enqueue_evaluations(s, judge=judge, pending=True, rules=rules)
     stats = await run_worker_async(
-        engine, settings, rules, once=True, use_llm=(judge == "llm"), progress=progress
+        engine,
+        settings,
+        rules,
+        once=True,
+        use_llm=(judge == "llm"),
+        progress=progress,
+        after_write=after_write,
     )
     return stats.evaluated

@@ -1,4 +1,4 @@
-"""Column types of the import bundle (DATA_FORMAT.md): parse one cell, or say what was expected.
+"""Import bundle column types (docs/data-format.md): parse one cell, or say what was expected.
 
 The same parsers serve CSV cells (always strings) and JSONL values (native JSON
 types or strings), so `POST /api/sessions`, the importer and the exporter agree
@@ -282,7 +282,10 @@ def clean_cells(
     return values, errors, failed
 
 
-_STATUS, _NO_SHOW_BY, _INITIATOR = 7, 8, 9  # positions in SESSION_COLUMNS
+_SESSION_NAMES = [c.name for c in SESSION_COLUMNS]
+_STATUS, _NO_SHOW_BY, _INITIATOR = (
+    _SESSION_NAMES.index(name) for name in ("status", "no_show_by", "reschedule_initiator")
+)
 
 
 def session_row_checks(values: list[Any], where: str, failed: set[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Bulk upserts of clean bundle rows: executemany on SQLite, COPY + one INSERT on Postgres.
 
-Rows arrive as tuples in the order of `TableSpec.columns`, values already parsed
+Rows arrive as tuples in the order of `TableSpec.columns` (the model's table order:
+`spec_of`; `row_builder` puts named values in it), values already parsed
 (datetimes UTC-aware, dates, lists, bools). An existing row is updated only when
 a value differs, so re-importing the same bundle leaves `updated_at` alone.
 """
@@ -12,11 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Boolean, Column, Connection, Date, Table, text
+from sqlalchemy.types import JSON as JSONBase
 
-from tutorscore.db.base import sqlite_timestamp
+from tutorscore.db.base import Base, UTCDateTime, sqlite_timestamp
+from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 
 # Column kinds that need converting before they reach the driver.
 TS, DATE, JSON, BOOL = "ts", "date", "json", "bool"
@@ -39,70 +43,50 @@ class TableSpec:
 
 _STAMPS = {"created_at": TS, "updated_at": TS}
 
-TUTORS = TableSpec(
-    "tutors",
-    "tutor_id",
-    (
-        "tutor_id",
-        "name",
-        "subjects",
-        "years_experience",
-        "timezone",
-        "hire_date",
-        "churned_on",
-        "is_synthetic",
-        "created_at",
-        "updated_at",
-    ),
-    {"subjects": JSON, "hire_date": DATE, "churned_on": DATE, "is_synthetic": BOOL, **_STAMPS},
-)
-STUDENTS = TableSpec(
-    "students",
-    "student_id",
-    ("student_id", "grade_level", "segment", "is_synthetic", "created_at", "updated_at"),
-    {"is_synthetic": BOOL, **_STAMPS},
-)
-SESSIONS = TableSpec(
-    "sessions",
-    "session_id",
-    (
-        "session_id",
-        "tutor_id",
-        "student_id",
-        "subject",
-        "scheduled_start_at",
-        "actual_start_at",
-        "duration_minutes",
-        "status",
-        "no_show_by",
-        "reschedule_initiator",
-        "rescheduled_from_session_id",
-        "is_first_session_for_student",
-        "student_rating",
-        "student_feedback",
-        "student_churned_after_session",
-        "is_first_session",
-        "is_synthetic",
-        "created_at",
-        "updated_at",
-    ),
-    {
-        "scheduled_start_at": TS,
-        "actual_start_at": TS,
-        "is_first_session_for_student": BOOL,
-        "student_churned_after_session": BOOL,
-        "is_first_session": BOOL,
-        "is_synthetic": BOOL,
-        **_STAMPS,
-    },
-    insert_only=("is_first_session",),
-)
-TRANSCRIPTS = TableSpec(
-    "session_transcripts",
-    "session_id",
-    ("session_id", "turns", "raw_text", "turn_count", "content_hash", "created_at", "updated_at"),
-    {"turns": JSON, **_STAMPS},
-)
+
+def _kind(column: Column[Any]) -> str | None:
+    """The conversion a column's values need, from its SQLAlchemy type."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return TS
+    if isinstance(kind, Date):
+        return DATE
+    if isinstance(kind, JSONBase):
+        return JSON
+    if isinstance(kind, Boolean):
+        return BOOL
+    return None
+
+
+def spec_of(model: type[Base], *, insert_only: tuple[str, ...] = ()) -> TableSpec:
+    """The model's table as a TableSpec: its columns in table order, their kinds from their
+    types, its single-column primary key as the conflict key."""
+    table = cast(Table, model.__table__)
+    (key,) = (c.name for c in table.primary_key.columns)
+    kinds = {c.name: kind for c in table.columns if (kind := _kind(c)) is not None}
+    return TableSpec(table.name, key, tuple(c.name for c in table.columns), kinds, insert_only)
+
+
+TUTORS = spec_of(Tutor)
+STUDENTS = spec_of(Student)
+SESSIONS = spec_of(TutoringSession, insert_only=("is_first_session",))
+TRANSCRIPTS = spec_of(SessionTranscript)
+
+
+def row_builder(
+    spec: TableSpec, names: Sequence[str]
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """Values named `names` (in that order) -> a row in `spec.columns` order.
+
+    Picks by name once, here; the returned function is a C-level itemgetter. Raises
+    when the table has a column `names` does not supply (a new model column needs a
+    value in every writer).
+    """
+    missing = [c for c in spec.columns if c not in names]
+    if missing:
+        raise ValueError(f"{spec.table}: no value for column(s) {', '.join(missing)}")
+    index = [list(names).index(c) for c in spec.columns]
+    return cast(Callable[[Sequence[Any]], tuple[Any, ...]], itemgetter(*index))
 
 
 def _sqlite_ts(value: datetime) -> str:

@@ -1,4 +1,4 @@
-"""`tutorscore export`: write the database back as an import bundle (DATA_FORMAT.md).
+"""`tutorscore export`: write the database back as an import bundle (docs/data-format.md).
 
 The output re-imports to the same rows: timestamps in UTC with `Z`, booleans as
 true/false, null as an empty cell (CSV) or null (JSONL), subjects `;`-joined in

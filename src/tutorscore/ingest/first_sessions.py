@@ -1,6 +1,6 @@
 """Keeps `sessions.is_first_session` right: the given flag, or derived when it is null.
 
-Derived rule (DATA_FORMAT.md): a session is the student's first with that tutor
+Derived rule (docs/data-format.md): a session is the student's first with that tutor
 when it is the earliest `completed` session of the pair (by scheduled start,
 then session_id). One set-based UPDATE per call, on SQLite and Postgres alike.
 """

@@ -1,4 +1,4 @@
-"""`tutorscore import`: read a bundle (DATA_FORMAT.md), validate all of it, then write it at once.
+"""`tutorscore import`: read a bundle (docs/data-format.md), validate all of it, then write it.
 
 Two phases keep the run all-or-nothing without holding a file in memory:
 
@@ -74,7 +74,7 @@ _PROGRESS_EVERY = 5000
 _DB_CHUNK = 500
 _MAX_PAIRS = 50_000
 
-# Several-MB feedback or transcript cells are valid (DATA_FORMAT.md).
+# Several-MB feedback or transcript cells are valid (docs/data-format.md).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -504,7 +504,7 @@ class _Validation:
         values, messages, failed = clean_cells(columns, cells, where)
         if kind == "sessions":
             messages += session_row_checks(values, where, failed)
-            tutor_id, student_id = values[1], values[2]
+            tutor_id, student_id = values[_TUTOR_ID], values[_STUDENT_ID]
             if tutor_id is not None and tutor_id not in self._tutor_ids:
                 self._reference("tutors", tutor_id, file_no, line, where, "tutor_id")
             if student_id is not None and student_id not in self._student_ids:
@@ -520,7 +520,7 @@ class _Validation:
             return None
         if self._captions is not None:
             self._captions.note(kind, values)
-        return self._prepare[kind]((*values, *_extra(kind, values, self.now)))
+        return self._prepare[kind](table_row(kind, values, self.now))
 
     def _transcript_row(
         self, cells: list[Any], where: str, file_no: int, line: int
@@ -536,8 +536,7 @@ class _Validation:
         if parsed is None:
             return (session_id,)  # still counts for duplicate checks
         turns, raw = parsed
-        row = (session_id, turns, raw, len(turns), content_hash(turns), self.now, self.now)
-        return self._prepare["transcripts"](row)
+        return self._prepare["transcripts"](transcript_row(session_id, turns, raw, self.now))
 
     def _resolve_pending(self) -> None:
         for target, pending in self.pending.items():
@@ -567,20 +566,53 @@ def _existing_ids(engine: Engine, table: str, key: str, refs: list[str]) -> set[
     return found
 
 
-def _extra(kind: str, values: list[Any], now: datetime) -> tuple[Any, ...]:
-    """Columns the bundle does not carry: first-session seed value, provenance, stamps."""
-    if kind == "sessions":
-        given = values[11]
-        return (bool(given) if given is not None else False, False, now, now)
-    return (False, now, now)
-
-
 _SPECS = {
     "tutors": _upsert.TUTORS,
     "students": _upsert.STUDENTS,
     "sessions": _upsert.SESSIONS,
     "transcripts": _upsert.TRANSCRIPTS,
 }
+_NAMES = {kind: tuple(c.name for c in columns) for kind, columns in COLUMNS.items()}
+_FIRST_FOR_STUDENT = _NAMES["sessions"].index("is_first_session_for_student")
+_TUTOR_ID, _STUDENT_ID = (
+    _NAMES["sessions"].index("tutor_id"),
+    _NAMES["sessions"].index("student_id"),
+)
+# Columns the bundle does not carry, after its own: first-session seed value (sessions),
+# provenance, stamps.
+_EXTRA_NAMES = {
+    "sessions": ("is_first_session", "is_synthetic", "created_at", "updated_at"),
+    "tutors": ("is_synthetic", "created_at", "updated_at"),
+    "students": ("is_synthetic", "created_at", "updated_at"),
+}
+# bundle values + _extra -> the table's row (by column name)
+_TABLE_ROW = {
+    kind: _upsert.row_builder(_SPECS[kind], (*_NAMES[kind], *extra))
+    for kind, extra in _EXTRA_NAMES.items()
+}
+_TRANSCRIPT_ROW = _upsert.row_builder(
+    _upsert.TRANSCRIPTS,
+    ("session_id", "turns", "raw_text", "turn_count", "content_hash", "created_at", "updated_at"),
+)
+
+
+def _extra(kind: str, values: list[Any], now: datetime) -> tuple[Any, ...]:
+    """The values of `_EXTRA_NAMES[kind]` for one bundle row."""
+    if kind == "sessions":
+        given = values[_FIRST_FOR_STUDENT]
+        return (bool(given) if given is not None else False, False, now, now)
+    return (False, now, now)
+
+
+def table_row(kind: str, values: list[Any], now: datetime) -> tuple[Any, ...]:
+    """A bundle row (values in COLUMNS[kind] order) as its table's row."""
+    return _TABLE_ROW[kind]((*values, *_extra(kind, values, now)))
+
+
+def transcript_row(
+    session_id: str, turns: list[Any], raw_text: str, now: datetime
+) -> tuple[Any, ...]:
+    return _TRANSCRIPT_ROW((session_id, turns, raw_text, len(turns), content_hash(turns), now, now))
 
 
 def import_bundle(
@@ -692,8 +724,6 @@ def _old_pairs(conn: Connection, session_ids: dict[str, int]) -> set[tuple[str, 
 
 # ---------------------------------------------------------------- one record (API)
 
-_SESSION_NAMES = tuple(c.name for c in SESSION_COLUMNS)
-
 
 def validate_session_record(
     record: dict[str, Any], *, where: str
@@ -706,10 +736,10 @@ def validate_session_record(
     if not isinstance(record, dict):
         return None, [f"{where}: expected a JSON object, got {render_got(record)}"]
     values, messages, failed = clean_cells(
-        SESSION_COLUMNS, [record.get(name) for name in _SESSION_NAMES], where
+        SESSION_COLUMNS, [record.get(name) for name in _NAMES["sessions"]], where
     )
     messages += session_row_checks(values, where, failed)
-    clean = dict(zip(_SESSION_NAMES, values, strict=True))
+    clean = dict(zip(_NAMES["sessions"], values, strict=True))
     if record.get("turns") is not None or record.get("text") is not None:
         parsed, more = _transcript_values(record, where)
         messages += more
@@ -744,29 +774,13 @@ def upsert_session_record(
         {"s": clean["session_id"]},
     ).first()
     now = utcnow()
-    values = [clean[name] for name in _SESSION_NAMES]
-    row = (*values, *_extra("sessions", values, now))
+    row = table_row("sessions", [clean[name] for name in _NAMES["sessions"]], now)
     _upsert.upsert_rows(conn, _upsert.SESSIONS, [[row]])
     transcript = clean.get("transcript")
     if transcript is not None:
-        turns = transcript["turns"]
-        _upsert.upsert_rows(
-            conn,
-            _upsert.TRANSCRIPTS,
-            [
-                [
-                    (
-                        clean["session_id"],
-                        turns,
-                        transcript["raw_text"],
-                        len(turns),
-                        content_hash(turns),
-                        now,
-                        now,
-                    )
-                ]
-            ],
-        )
+        turns, raw_text = transcript["turns"], transcript["raw_text"]
+        row = transcript_row(clean["session_id"], turns, raw_text, now)
+        _upsert.upsert_rows(conn, _upsert.TRANSCRIPTS, [[row]])
     pairs = {(clean["tutor_id"], clean["student_id"])}
     if old is not None:
         pairs.add((old[0], old[1]))

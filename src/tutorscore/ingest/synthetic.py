@@ -18,14 +18,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from operator import itemgetter
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.exc import DBAPIError
 
-from tutorscore.db.base import sqlite_timestamp, utcnow
+from tutorscore.db.base import Base, sqlite_timestamp, utcnow
+from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.errors import UserError
 from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
 from tutorscore.ingest.transcripts import SUBJECT_WEIGHTS, SUBJECTS, generate_transcript
@@ -215,11 +217,14 @@ def seed(
     seed: int = 42,
     as_of: datetime | None = None,
     progress: ProgressCallback | None = None,
+    extras: Sequence[SeedExtra] = (),
 ) -> SeedSummary:
     """Replace all synthetic rows with a freshly generated data set, in one transaction.
 
     Imported (non-synthetic) rows are left alone; the synthetic rows' evaluations,
-    jobs, metrics, interventions and alerts go with them.
+    jobs, metrics, interventions and alerts go with them. Each of `extras` may change
+    the generated data before it is written and add rows of its own after it, in the
+    same transaction (the demo's coaching history and reviews).
     """
     started = time.perf_counter()
     when = (as_of or utcnow()).astimezone(UTC)
@@ -234,6 +239,8 @@ def seed(
         as_of=when,
         progress=report,
     )
+    for extra in extras:
+        extra.adjust(data)
     big = data.session_count >= INDEX_REBUILD_ROWS
     with engine.begin() as conn, _bulk_cache(conn):
         only_synthetic = _only_synthetic(conn)
@@ -247,6 +254,8 @@ def seed(
             deleted = delete_synthetic(conn, progress=report, everything=only_synthetic)
             with _indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
                 _insert(conn, data, report)
+        for extra in extras:
+            extra.write(conn, data)
     codes = np.bincount(data.session_status, minlength=_SCHEDULED + 1)
     counts: dict[str, int] = {}
     for code, n in enumerate(codes.tolist()):
@@ -267,6 +276,16 @@ def seed(
         deleted=deleted,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+class SeedExtra(Protocol):
+    """More synthetic data derived from a generated data set (see `seed(extras=...)`)."""
+
+    def adjust(self, data: SyntheticDataset) -> None:
+        """Change the generated arrays in place before they are written."""
+
+    def write(self, conn: Connection, data: SyntheticDataset) -> None:
+        """Insert rows that refer to the written data (same transaction)."""
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -774,23 +793,64 @@ def _transcripts(
 
 # --------------------------------------------------------------------------- insertion
 
-_TUTOR_COLUMNS = (
-    "tutor_id", "name", "subjects", "years_experience", "timezone", "hire_date",
-    "churned_on", "is_synthetic", "created_at", "updated_at",
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a compact row fills a table: the row holds each value once, named by `fields`;
+    every column of the model's table takes a field of the same name, the field named in
+    `same` (one value for two columns), or, for `is_synthetic`, true. Fewer bound
+    parameters per row make SQLite's executemany about a third faster."""
+
+    fields: tuple[str, ...]  # the compact row's
+    columns: tuple[str, ...]  # the table's, in table order
+    sqlite_values: str  # `?1, ?2, ?2, 1, ...`: numbered parameters into the compact row
+    copy_row: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # compact row -> COPY row
+
+
+_TRUE = (True,)
+
+
+def _layout(model: type[Base], fields: Sequence[str], same: dict[str, str]) -> _Layout:
+    table = cast(Table, model.__table__)
+    columns = tuple(c.name for c in table.columns)
+    marks: list[str] = []
+    picks: list[int] = []
+    for column in columns:
+        if column == "is_synthetic":
+            marks.append("1")
+            picks.append(len(fields))  # the _TRUE appended to each compact row
+            continue
+        name = same.get(column, column)
+        if name not in fields:
+            raise ValueError(f"{table.name}: the seed writes no value for column {column}")
+        marks.append(f"?{fields.index(name) + 1}")
+        picks.append(fields.index(name))
+    pick = itemgetter(*picks)
+    return _Layout(tuple(fields), columns, ", ".join(marks), lambda row: pick(row + _TRUE))
+
+
+_STAMPS = {"created_at": "stamp", "updated_at": "stamp"}
+_TUTORS = _layout(
+    Tutor,
+    ("tutor_id", "name", "subjects", "years_experience", "timezone", "hire_date", "churned_on",
+     "stamp"),
+    _STAMPS,
 )  # fmt: skip
-_STUDENT_COLUMNS = (
-    "student_id", "grade_level", "segment", "is_synthetic", "created_at", "updated_at",
+_STUDENTS = _layout(Student, ("student_id", "grade_level", "segment", "stamp"), _STAMPS)
+# is_first_session doubles as is_first_session_for_student (every seeded session says)
+_SESSIONS = _layout(
+    TutoringSession,
+    ("session_id", "tutor_id", "student_id", "subject", "scheduled_start_at", "actual_start_at",
+     "duration_minutes", "status", "no_show_by", "reschedule_initiator",
+     "rescheduled_from_session_id", "is_first_session", "student_rating", "student_feedback",
+     "student_churned_after_session", "stamp"),
+    {**_STAMPS, "is_first_session_for_student": "is_first_session"},
 )  # fmt: skip
-_SESSION_COLUMNS = (
-    "session_id", "tutor_id", "student_id", "subject", "scheduled_start_at", "actual_start_at",
-    "duration_minutes", "status", "no_show_by", "reschedule_initiator",
-    "rescheduled_from_session_id", "is_first_session_for_student", "is_first_session",
-    "student_rating", "student_feedback", "student_churned_after_session", "is_synthetic",
-    "created_at", "updated_at",
-)  # fmt: skip
-_TRANSCRIPT_COLUMNS = (
-    "session_id", "turns", "raw_text", "turn_count", "content_hash", "created_at", "updated_at",
-)  # fmt: skip
+_TRANSCRIPTS = _layout(
+    SessionTranscript,
+    ("session_id", "turns", "raw_text", "turn_count", "content_hash", "stamp"),
+    _STAMPS,
+)
 
 
 class _Writer:
@@ -806,26 +866,18 @@ class _Writer:
     def day(self, value: date | None) -> str | None:
         return None if value is None else value.isoformat()
 
-    def write(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Iterable[tuple[Any, ...]],
-        *,
-        sqlite_values: str | None = None,
-        copy_row: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
-    ) -> None:
-        """Insert `rows`; `sqlite_values` / `copy_row` map compact rows onto `columns`."""
+    def write(self, table: str, layout: _Layout, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Insert compact `rows` (see _Layout) into `table`."""
         cur = self.dbapi.cursor()
+        columns = ", ".join(layout.columns)
         try:
             if self.sqlite:
-                marks = sqlite_values or ", ".join("?" for _ in columns)
                 cur.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                    f"INSERT INTO {table} ({columns}) VALUES ({layout.sqlite_values})", rows
                 )
             else:
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    copy.write(_copy_text(map(copy_row, rows) if copy_row else rows))
+                with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    copy.write(_copy_text(map(layout.copy_row, rows)))
         finally:
             cur.close()
 
@@ -946,13 +998,11 @@ def _insert(conn: Connection, data: SyntheticDataset, report: ProgressCallback) 
             data.tutor_timezones[i],
             w.day(data.tutor_hire_dates[i]),
             w.day(data.tutor_churned_on[i]),
-            True,
-            stamp,
             stamp,
         )
         for i in range(len(data.tutor_ids))
     ]
-    w.write("tutors", _TUTOR_COLUMNS, tutor_rows)
+    w.write("tutors", _TUTORS, tutor_rows)
     report("tutors", len(tutor_rows), len(tutor_rows))
 
     student_rows = list(
@@ -960,27 +1010,19 @@ def _insert(conn: Connection, data: SyntheticDataset, report: ProgressCallback) 
             data.student_ids,
             data.student_grades,
             data.student_segments,
-            [True] * len(data.student_ids),
-            [stamp] * len(data.student_ids),
             [stamp] * len(data.student_ids),
             strict=True,
         )
     )
     for done, chunk in enumerate(_chunks(student_rows, BATCH_ROWS * 5), start=1):
-        w.write("students", _STUDENT_COLUMNS, chunk)
+        w.write("students", _STUDENTS, chunk)
         report("students", min(done * BATCH_ROWS * 5, len(student_rows)), len(student_rows))
 
     rows = _session_rows(w, data, stamp)
     total = len(rows)
     report("sessions", 0, total)
     for done, chunk in enumerate(_chunks(rows, BATCH_ROWS), start=1):
-        w.write(
-            "sessions",
-            _SESSION_COLUMNS,
-            chunk,
-            sqlite_values=_SESSION_SQLITE_VALUES,
-            copy_row=_session_copy_row,
-        )
+        w.write("sessions", _SESSIONS, chunk)
         report("sessions", min(done * BATCH_ROWS, total), total)
     del rows
 
@@ -994,15 +1036,15 @@ def _insert(conn: Connection, data: SyntheticDataset, report: ProgressCallback) 
                 len(turns),
                 content_hash(turns),
                 stamp,
-                stamp,
             )
         )
-    w.write("session_transcripts", _TRANSCRIPT_COLUMNS, transcript_rows)
+    w.write("session_transcripts", _TRANSCRIPTS, transcript_rows)
     report("transcripts", len(transcript_rows), len(transcript_rows))
 
 
 def _session_rows(w: _Writer, data: SyntheticDataset, stamp: Any) -> list[tuple[Any, ...]]:
-    """Row tuples for every session; times repeat a lot, so each is formatted once."""
+    """Compact rows (`_SESSIONS.fields` order) for every session; times repeat a lot, so
+    each is formatted once."""
     n = data.session_count
     ids = [data.session_id(i) for i in range(n)]
     tutor_col = [data.tutor_ids[t] for t in data.session_tutor.tolist()]
@@ -1037,18 +1079,6 @@ def _session_rows(w: _Writer, data: SyntheticDataset, stamp: Any) -> list[tuple[
             strict=True,
         )
     )  # fmt: skip
-
-
-# Session rows carry each value once: is_first_session doubles as
-# is_first_session_for_student and the stamp as created_at and updated_at.
-# Fewer bound parameters per row make SQLite's executemany about a third faster.
-_SESSION_SQLITE_VALUES = ", ".join(
-    [f"?{i}" for i in range(1, 13)] + ["?12", "?13", "?14", "?15", "1", "?16", "?16"]
-)
-
-
-def _session_copy_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (*r[:12], r[11], r[12], r[13], r[14], True, r[15], r[15])
 
 
 def _format_times(w: _Writer, epochs: IntArray) -> list[Any]:

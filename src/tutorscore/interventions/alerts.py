@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import CHURN_RISK
 from tutorscore.config import RulesConfig, Settings, get_settings
 from tutorscore.db.base import utcnow
 from tutorscore.db.engine import transaction
@@ -28,7 +29,7 @@ from tutorscore.db.models import Alert, TutoringSession, TutorMetrics
 
 log = logging.getLogger(__name__)
 
-HIGH_RISK = "churn_risk_high"
+HIGH_RISK = CHURN_RISK.playbook_key
 FIRST_SESSION_FAILED = "first_session_failed"
 GIVE_UP_AFTER_PASSES = 5  # a delivery pass makes up to webhook_max_attempts tries
 

@@ -48,7 +48,7 @@ def window_metrics(
     rules: RulesConfig,
     tutor_ids: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """RULES.md metrics per tutor over sessions scheduled in (start, end], one grouped query."""
+    """docs/rules.md metrics per tutor, sessions scheduled in (start, end], one grouped query."""
     s = TutoringSession.__table__.c
     ev = (
         select(SessionEvaluation.session_id, func.avg(SessionEvaluation.quality_score).label("q"))

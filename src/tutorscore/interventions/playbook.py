@@ -10,18 +10,14 @@ from typing import Any
 from sqlalchemy import Executable, String, and_, bindparam, case, cast, func, select, true
 from sqlalchemy.orm import Session
 
+from tutorscore.analytics.flags import PLAYBOOK_FLAGS
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import UTCDateTime
 from tutorscore.db.models import Intervention, SessionEvaluation, TutoringSession, TutorMetrics
 
-# tutor_metrics field -> (value that raises it, playbook key)
-FLAG_KEYS: tuple[tuple[str, Any, str], ...] = (
-    ("churn_risk_label", "high", "churn_risk_high"),
-    ("poor_first_session_flag", True, "poor_first_session_flag"),
-    ("high_rescheduler_flag", True, "high_rescheduler_flag"),
-    ("no_show_risk_label", "high", "no_show_risk_high"),
-    ("low_rating_flag", True, "low_rating"),
-    ("low_ai_quality_flag", True, "low_ai_quality"),
+# tutor_metrics column -> (value that raises it, playbook key), in recommendation order
+FLAG_KEYS: tuple[tuple[str, Any, str], ...] = tuple(
+    (str(f.column), f.raised, f.playbook_key) for f in PLAYBOOK_FLAGS
 )
 FLAG_PLAYBOOK_KEYS = frozenset(key for _, _, key in FLAG_KEYS) | {"first_session_failed"}
 

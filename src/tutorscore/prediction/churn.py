@@ -31,6 +31,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from tutorscore.analytics.flags import CHURN_RISK
 from tutorscore.config import RulesConfig, Settings, get_settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import TutoringSession, TutorMetrics
@@ -47,7 +48,7 @@ from tutorscore.prediction.logit import Platt, WindowedLogit, brier, reliability
 from tutorscore.prediction.model_store import StoredModel, load_model, new_version, save_model
 
 Array = np.ndarray[Any, Any]
-MODEL_REASON_FLAG = "churn_risk_label"
+MODEL_REASON_FLAG = CHURN_RISK.name
 MODEL_KIND = "logistic_regression"
 # L2 strengths tried; the grouped CV picks one
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -678,8 +679,8 @@ def apply_churn_scores(
 ) -> ApplyResult:
     """Write churn_probability (and, past the gate, churn_risk_label) into tutor_metrics.
 
-    Called by analytics after compute_all / update_tutor for the rows it just
-    wrote at `as_of`. Without a model nothing changes; a model that failed the
+    Called by `tutorscore.flows.metrics.after_metrics` for the rows analytics
+    just wrote at `as_of`. Without a model nothing changes; a model that failed the
     gate leaves the rules' label and says so in `details["churn_model"]`.
     """
     stored = stored or load_model((settings or get_settings()).data_dir)
@@ -851,39 +852,3 @@ def result_dict(result: TrainResult) -> dict[str, Any]:
     out = asdict(result)
     out.pop("meta", None)
     return out
-
-
-def after_metrics(
-    session: Session,
-    *,
-    as_of: datetime,
-    rules: RulesConfig,
-    tutor_ids: list[str] | None = None,
-    settings: Settings | None = None,
-) -> ApplyResult:
-    """The one call analytics makes after writing tutor_metrics rows at `as_of`.
-
-    Scores churn, records alerts, and once the caller's transaction commits,
-    sends the alerts to the webhook in the background.
-    """
-    from sqlalchemy import event
-
-    from tutorscore.interventions.alerts import deliver_in_background, detect_alerts
-
-    settings = settings or get_settings()
-    applied = apply_churn_scores(
-        session, as_of=as_of, rules=rules, settings=settings, tutor_ids=tutor_ids
-    )
-    found = detect_alerts(session, as_of=as_of, rules=rules, tutor_ids=tutor_ids)
-    bind = session.get_bind()
-    # An ORM session that owns its transaction tells us when it commits; a session
-    # borrowed on a caller's connection does not: `tutorscore alerts deliver` (or the
-    # next scoring pass) sends those.
-    if found and settings.alert_webhook_url and isinstance(bind, Engine):
-        event.listen(
-            session,
-            "after_commit",
-            lambda _s: deliver_in_background(bind, rules=rules, settings=settings),
-            once=True,
-        )
-    return applied

@@ -39,6 +39,11 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("sessions_14d", "sessions in the last 14 days", "count"),
     FeatureSpec("sessions_prev_14d", "sessions in the 14 days before", "count"),
     FeatureSpec("volume_change_14d", "session volume, last 14 days vs the 14 before", "log_ratio"),
+    FeatureSpec(
+        "volume_vs_own_level_14d",
+        "session volume, last 14 days vs the tutor's own level",
+        "log_ratio",
+    ),
     FeatureSpec("tutor_reschedule_rate", "reschedule rate (30 days)", "rate"),
     FeatureSpec("reschedule_rate_14d", "reschedule rate (14 days)", "rate"),
     FeatureSpec("reschedule_rate_change_14d", "change in reschedule rate (14 days)", "rate_change"),
@@ -61,6 +66,10 @@ BASE_FEATURES: tuple[FeatureSpec, ...] = (
 # and adding them cost the model 0.02-0.04 held-out AUC. The rules still use them,
 # and the model sees them through rules_churn_risk.
 NEW_TUTOR_DAYS = 90
+# Volume comparisons are per active day: a window that starts before the tutor's
+# hire date (or before the first session in the database) counts only the days
+# after it, and a window with fewer active days than this is unknown (NaN).
+MIN_EXPOSURE_DAYS = 7.0
 # A session's student_churned_after_session is only known once the student has
 # stayed away for a while: flags on sessions newer than this are not read.
 STUDENT_CHURN_SETTLE_DAYS = 14
@@ -203,6 +212,21 @@ def _log_ratio(now: float, before: float) -> float:
     return math.log((now + 1.0) / (before + 1.0))
 
 
+def _active_days(started: datetime, lo: datetime, hi: datetime) -> float:
+    """Days of the window (lo, hi] after `started` (the tutor's first day in the data)."""
+    return max((hi - max(lo, started)).total_seconds() / 86400, 0.0)
+
+
+def _volume_change(
+    now: float, now_days: float, before: float, before_days: float, scale_days: float
+) -> float:
+    """_log_ratio of two session counts per active day, each scaled to `scale_days`;
+    NaN when either window has fewer than MIN_EXPOSURE_DAYS active days."""
+    if now_days < MIN_EXPOSURE_DAYS or before_days < MIN_EXPOSURE_DAYS:
+        return math.nan
+    return _log_ratio(now / now_days * scale_days, before / before_days * scale_days)
+
+
 def compute_features(
     session: Session,
     *,
@@ -328,10 +352,11 @@ def compute_features(
         periods.setdefault(row["tutor_id"], {})[period] = SimpleNamespace(**merged)
     agg = {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
 
-    # A comparison with the window before is unknown (NaN), not "grew from zero", when
-    # that window starts before the first session in the database.
-    data_start = session.scalar(select(func.min(s.scheduled_start_at)))
-    prev_complete = data_start is not None and _aware(data_start) <= prev_start
+    # Volume is compared per active day: a window before the tutor's hire date, or
+    # before the first session in the database, is not "no sessions" (a new tutor's
+    # fortnight before would otherwise read as growth and hide a decline).
+    first_session = session.scalar(select(func.min(s.scheduled_start_at)).where(t <= as_of))
+    data_start = _aware(first_session) if first_session is not None else prev_start
 
     tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
     if tutor_ids is not None:
@@ -352,12 +377,32 @@ def compute_features(
         since = hire_date if hire_date is not None else r.first_seen.date()
         last = r.last_completed
         tenure = max((as_of.date() - since).days, 0)
+        hired = datetime(since.year, since.month, since.day, tzinfo=UTC)
+        # the hire day itself (or the day of the first session read) counts as active
+        started = max(hired, data_start.replace(hour=0, minute=0, second=0, microsecond=0))
+        started = min(started, _aware(r.first_seen))
+        active = {
+            "last": _active_days(started, f1, as_of),
+            "prev": _active_days(started, f2, f1),
+            "window": _active_days(started, start, as_of),
+            "before": _active_days(started, prev_start, start),
+            "own": _active_days(started, prev_start, f1),
+        }
+        fdays, wdays = fortnight.total_seconds() / 86400, window.total_seconds() / 86400
         values = {
             "total_sessions": r.total,
-            "volume_change": _log_ratio(r.total, r.prev_total) if prev_complete else math.nan,
+            "volume_change": _volume_change(
+                r.total, active["window"], r.prev_total, active["before"], wdays
+            ),
             "sessions_14d": r.total_14,
             "sessions_prev_14d": r.prev_14,
-            "volume_change_14d": _log_ratio(r.total_14, r.prev_14),
+            "volume_change_14d": _volume_change(
+                r.total_14, active["last"], r.prev_14, active["prev"], fdays
+            ),
+            "volume_vs_own_level_14d": _volume_change(
+                r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"],
+                fdays,
+            ),
             "tutor_reschedule_rate": _ratio(r.resched, r.total),
             "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
             "reschedule_rate_change_14d": _ratio(r.resched_14, r.total_14)

@@ -8,7 +8,7 @@
   counts; sessions it has not evaluated fall back to `latest_llm`, and so does
   everything when no version qualifies.
 
-The SQL (`analytics.metrics.chosen_evaluations_cte`) and the Python
+The SQL (`evaluation.queries.chosen_evaluations`) and the Python
 (`evaluation.service.get_evaluation` / `list_evaluations`) both take the choice
 from here: the SQL through the bind parameters of `CountedChoice.params()`.
 """

@@ -24,9 +24,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
+from tutorscore.analytics.metrics import statement
 from tutorscore.config import RulesConfig
 from tutorscore.errors import UserError
+from tutorscore.evaluation.queries import chosen_evaluations
 
 STRATA = ("band", "disagreement", "first_session")
 NOT_MINE = (
@@ -68,7 +69,7 @@ def _pick_band(
 ) -> NextReview | None:
     edges = sorted(rules.reviews.queue_band_edges)
     case, edge_params = _band_case(edges)
-    cte = chosen_evaluations_cte(NOT_MINE)
+    cte = chosen_evaluations(NOT_MINE)
     all_params = {**params, **edge_params, "reviewer": reviewer}
     counts: dict[Any, Any] = dict(
         db.execute(
@@ -128,7 +129,7 @@ ORDER BY spread DESC, session_id LIMIT 1"""
 def _pick_first_session(
     db: Session, reviewer: str, rng: random.Random, params: dict[str, Any]
 ) -> NextReview | None:
-    cte = chosen_evaluations_cte(f"s.is_first_session AND {NOT_MINE}")
+    cte = chosen_evaluations(f"s.is_first_session AND {NOT_MINE}")
     all_params = {**params, "reviewer": reviewer}
     total = int(
         db.execute(statement(f"WITH {cte} SELECT COUNT(*) FROM chosen", all_params)).scalar_one()

@@ -1,4 +1,4 @@
-"""App factory. Routers are collected from web/api/* and web/dashboard/* modules."""
+"""App factory: the routers of web/api/* and web/dashboard/*, mounted in ROUTERS order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import gc
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib import import_module
 from typing import Any
 
 import anyio.to_thread
@@ -20,7 +19,27 @@ from tutorscore import __version__
 from tutorscore.auth.throttle import LoginThrottle
 from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import make_engine, session_factory
+from tutorscore.web.api import analytics as analytics_api
+from tutorscore.web.api import auth as auth_api
+from tutorscore.web.api import evaluation as evaluation_api
+from tutorscore.web.api import interventions as interventions_api
+from tutorscore.web.api import llm as llm_api
+from tutorscore.web.api import ops as ops_api
+from tutorscore.web.api import prediction as prediction_api
+from tutorscore.web.api import reviews as reviews_api
+from tutorscore.web.api import seed as seed_api
+from tutorscore.web.api import sessions as sessions_api
+from tutorscore.web.api import tutors as tutors_api
+from tutorscore.web.api import users as users_api
 from tutorscore.web.body_check import StorableTextMiddleware
+from tutorscore.web.dashboard import auth as auth_pages
+from tutorscore.web.dashboard import first_sessions as first_sessions_pages
+from tutorscore.web.dashboard import interventions as interventions_pages
+from tutorscore.web.dashboard import model as model_pages
+from tutorscore.web.dashboard import no_shows as no_shows_pages
+from tutorscore.web.dashboard import overview as overview_pages
+from tutorscore.web.dashboard import reviews as reviews_pages
+from tutorscore.web.dashboard import tutors as tutors_pages
 from tutorscore.web.errors import install_error_handlers
 from tutorscore.web.metrics import build_registry
 from tutorscore.web.middleware import RequestContextMiddleware
@@ -29,48 +48,34 @@ from tutorscore.web.security import SecurityHeadersMiddleware
 from tutorscore.web.state import AppState
 from tutorscore.web.templating import STATIC_DIR
 
-API_MODULES = (
-    "ops",
-    "auth",
-    "users",
-    "tutors",
-    "sessions",
-    "seed",
-    "analytics",
-    "evaluation",
-    "llm",
-    "interventions",
-    "prediction",
-    "reviews",
-)
-DASHBOARD_MODULES = (
-    "auth",
-    "overview",
-    "tutors",
-    "first_sessions",
-    "no_shows",
-    "interventions",
-    "model",
-    "reviews",
+# The routers in mounting order (the first match wins): the JSON API, then the pages.
+ROUTERS: tuple[APIRouter, ...] = (
+    ops_api.router,
+    auth_api.router,
+    users_api.router,
+    tutors_api.router,
+    sessions_api.router,
+    seed_api.router,
+    analytics_api.router,
+    evaluation_api.router,
+    llm_api.router,
+    interventions_api.router,
+    prediction_api.router,
+    reviews_api.router,
+    auth_pages.router,
+    overview_pages.router,
+    tutors_pages.router,
+    first_sessions_pages.router,
+    no_shows_pages.router,
+    interventions_pages.router,
+    model_pages.router,
+    reviews_pages.router,
 )
 
 # Transcripts of several MB are valid input; anything beyond this is refused with 413.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 SESSION_COOKIE = "tutorscore_session"
 SESSION_MAX_AGE = 12 * 3600
-
-
-def _routers(package: str, names: tuple[str, ...]) -> list[APIRouter]:
-    found: list[APIRouter] = []
-    for name in names:
-        try:
-            module = import_module(f"tutorscore.web.{package}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tutorscore.web.{package}.{name}":
-                continue
-            raise
-        found.append(module.router)
-    return found
 
 
 # Memory-map the SQLite file in the web process (up to this size). Pages then come
@@ -179,7 +184,7 @@ def create_app(
     )
     app.add_middleware(RequestContextMiddleware, latency=latency, max_body_bytes=max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in _routers("api", API_MODULES) + _routers("dashboard", DASHBOARD_MODULES):
+    for router in ROUTERS:
         app.include_router(router)
     return app
 

@@ -135,3 +135,76 @@ def reliability_chart(
         (x_at(0.0), y_at(0.0), x_at(top_value), y_at(top_value)),
         points, " ".join(parts), not bins,
     )  # fmt: skip
+
+
+@dataclass
+class CountChart:
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    y_ticks: list[tuple[float, str]]
+    x_labels: list[tuple[float, str]]
+    series: list[Series]
+    empty: bool
+
+
+def count_chart(
+    points: list[dict[str, Any]],
+    lines: list[tuple[str, str, str]],
+    *,
+    label_key: str = "label",
+    width: int = 640,
+    height: int = 220,
+) -> CountChart:
+    """Counts per point (tutors per week), one line per (key, name, css); y from 0 to a
+    round maximum. A point without the key breaks the line."""
+    left, right, top, bottom = 36, width - 28, 12, height - 28
+    n = len(points)
+    values = [float(p[k]) for p in points for k, _, _ in lines if p.get(k) is not None]
+    top_value = _nice_max(max(values, default=0.0))
+
+    def x_at(i: int) -> float:
+        return left + (right - left) * (0.5 if n == 1 else i / (n - 1))
+
+    def y_at(v: float) -> float:
+        return bottom - (bottom - top) * min(max(v, 0.0), top_value) / top_value
+
+    series: list[Series] = []
+    for key, name, css in lines:
+        s = Series(name=name, css=css)
+        parts: list[str] = []
+        pen_down = False
+        for i, point in enumerate(points):
+            value = point.get(key)
+            if value is None:
+                pen_down = False
+                continue
+            x, y = round(x_at(i), 1), round(y_at(float(value)), 1)
+            parts.append(f"{'L' if pen_down else 'M'}{x},{y}")
+            pen_down = True
+            s.dots.append((x, y, f"{name}: {int(value)} ({point.get(label_key, '')})"))
+        s.path = " ".join(parts)
+        series.append(s)
+    ticks = 4
+    y_ticks = [
+        (round(y_at(top_value * i / ticks), 1), f"{top_value * i / ticks:g}")
+        for i in range(ticks + 1)
+    ]
+    step = max(1, -(-n // 6))
+    x_labels = [(round(x_at(i), 1), str(points[i].get(label_key, ""))) for i in range(0, n, step)]
+    return CountChart(
+        width, height, left, right, top, bottom, y_ticks, x_labels, series, not values
+    )
+
+
+def _nice_max(value: float) -> float:
+    """The smallest of 4, 8, 20, 40, 80, 200, ... at or above `value` (4 whole ticks)."""
+    for exponent in range(12):
+        for mantissa in (2, 4, 8):
+            top = float(mantissa * 10**exponent)
+            if top >= max(value, 4.0):
+                return top
+    return value

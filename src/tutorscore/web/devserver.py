@@ -97,44 +97,35 @@ def prepare_demo(
     seed: int = 7,
     as_of: object | None = None,
 ) -> None:
-    """A small seeded, evaluated and analysed database for screenshots and browser tests."""
-    import asyncio
-    import threading
+    """A small seeded, evaluated and analysed database for screenshots and browser tests
+    (the seed-demo flow without the churn model, alert delivery or demo login)."""
     from datetime import UTC, datetime
 
-    from tutorscore.analytics.service import compute_all
     from tutorscore.config import Settings, load_rules
     from tutorscore.db.engine import make_engine
-    from tutorscore.db.migrate import upgrade
-    from tutorscore.ingest.synthetic import seed as seed_data
+    from tutorscore.flows.demo import seed_demo
 
     when = as_of if isinstance(as_of, datetime) else datetime.now(UTC).replace(microsecond=0)
     engine = make_engine(database_url)
     try:
-        upgrade(engine)
-        seed_data(
+        seed_demo(
             engine,
-            tutors=tutors,
-            students=students,
-            sessions=sessions,
-            days=days,
-            transcripts=transcripts,
-            seed=seed,
+            settings=Settings(DATABASE_URL=database_url),
+            rules=load_rules(None, environ={}),
             as_of=when,
+            seed=seed,
+            sizes={
+                "tutors": tutors,
+                "students": students,
+                "sessions": sessions,
+                "days": days,
+                "transcripts": transcripts,
+            },
+            demo_extras=False,
+            history_weeks=0,
+            train_churn_model=False,
+            deliver_alerts=False,
+            demo_login=False,
         )
-        rules = load_rules(None, environ={})
-        try:
-            from tutorscore.evaluation.worker import evaluate_pending
-        except ImportError:
-            pass
-        else:
-            settings = Settings(DATABASE_URL=database_url)
-            # a thread of its own: the caller may be inside an event loop (Playwright)
-            worker = threading.Thread(
-                target=lambda: asyncio.run(evaluate_pending(engine, settings, rules))
-            )
-            worker.start()
-            worker.join()
-        compute_all(engine, as_of=when, rules=rules)
     finally:
         engine.dispose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from datetime import datetime, time
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,6 +21,7 @@ from sqlalchemy import func, select
 from tutorscore.db.base import utcnow
 from tutorscore.db.models import Job, LLMCall, SessionEvaluation
 from tutorscore.evaluation.health import STATES, assess, is_database_error
+from tutorscore.evaluation.queries import llm_spend_today, queue_backlog
 from tutorscore.web.state import AppState
 
 log = logging.getLogger("tutorscore.web")
@@ -50,15 +50,10 @@ class DatabaseCollector(Collector):
 
     def _collect(self) -> Iterator[Metric]:
         now = utcnow()
-        midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
         with self.state.sessions() as db:
-            queued = db.execute(
-                select(Job.priority, func.count())
-                .where(Job.status == "queued")
-                .group_by(Job.priority)
-            ).all()
+            backlog = queue_backlog(db, now=now)
+            # every job kind (batch submissions too), unlike the evaluation backlog
             by_status = db.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-            oldest = db.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
             evaluations = db.execute(
                 select(SessionEvaluation.judge, func.count()).group_by(SessionEvaluation.judge)
             ).all()
@@ -67,28 +62,21 @@ class DatabaseCollector(Collector):
                     LLMCall.status, func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0.0)
                 ).group_by(LLMCall.status)
             ).all()
-            cost_today = db.scalar(
-                select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
-                    LLMCall.created_at >= midnight
-                )
-            )
+            cost_today = llm_spend_today(db, now).cost_usd
         g = GaugeMetricFamily(
             "tutorscore_jobs_queued", "Jobs waiting to run, by priority", labels=["priority"]
         )
-        for priority, count in queued:
+        for priority, count in backlog["queued_by_priority"].items():
             g.add_metric([str(priority)], count)
         yield g
         g = GaugeMetricFamily("tutorscore_jobs", "Jobs by status", labels=["status"])
         for status, count in by_status:
             g.add_metric([status], count)
         yield g
-        age = 0.0
-        if oldest is not None:
-            if oldest.tzinfo is None:
-                oldest = oldest.replace(tzinfo=now.tzinfo)
-            age = max(0.0, (now - oldest).total_seconds())
         yield GaugeMetricFamily(
-            "tutorscore_oldest_queued_job_age_seconds", "Age of the oldest queued job", value=age
+            "tutorscore_oldest_queued_job_age_seconds",
+            "Age of the oldest queued job",
+            value=max(0.0, backlog["oldest_queued_age_s"] or 0.0),
         )
         c = CounterMetricFamily(
             "tutorscore_evaluations", "Stored session evaluations, by judge", labels=["judge"]
@@ -114,7 +102,7 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "tutorscore_llm_cost_today_usd",
             "Money spent on LLM calls since midnight UTC",
-            value=float(cost_today or 0.0),
+            value=cost_today,
         )
 
 

@@ -2,7 +2,7 @@
 
 An endpoint that returns a `Response` skips FastAPI's response-model validation and
 serialisation (a Pydantic model built per item and per reason, then dumped): the
-report dicts are already in the documented shape (DATA_FORMAT.md; the report tests
+report dicts are already in the documented shape (docs/data-format.md; the report tests
 check it), so they are encoded once, by pydantic-core's JSON encoder. The route
 keeps its `response_model` for the OpenAPI schema.
 """

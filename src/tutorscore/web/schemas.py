@@ -24,7 +24,7 @@ class Reason(BaseModel):
 
 
 class TutorReport(BaseModel):
-    """One tutor as in DATA_FORMAT.md "What the system reports per tutor" (extra fields kept)."""
+    """One tutor as docs/data-format.md "What the system reports per tutor" (extras kept)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -12,9 +12,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
+from tutorscore.analytics.flags import FLAG_NAMES
+from tutorscore.analytics.flags import LABELS as FLAG_LABELS
+from tutorscore.analytics.flags import label as flag_label
 from tutorscore.evaluation.judge import RISK_TAGS
 from tutorscore.web.csrf import csrf_token
-from tutorscore.web.dashboard.views import FLAG_LABELS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -74,7 +76,7 @@ def risk_badge(level: Any, prefix: str = "") -> Markup:
 
 
 def flag_badge(name: str) -> Markup:
-    label = FLAG_LABELS.get(name, str(name).replace("_", " "))
+    label = flag_label(str(name))
     return Markup(f'<span class="badge badge-flag">{escape(label)}</span>')
 
 
@@ -114,6 +116,7 @@ def _build_env() -> Environment:
     env.globals["status_badge"] = status_badge
     env.globals["score_badge"] = score_badge
     env.globals["FLAG_LABELS"] = FLAG_LABELS
+    env.globals["FLAG_NAMES"] = FLAG_NAMES
     env.globals["RISK_TAGS"] = RISK_TAGS
     return env
 

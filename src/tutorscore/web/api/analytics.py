@@ -56,10 +56,10 @@ def run_analytics(
     db: DbSession, state: State, body: RunAnalyticsIn | None = None
 ) -> dict[str, Any]:
     """Recompute every tutor's metrics, flags and reasons at `as_of` (idempotent)."""
-    from tutorscore.analytics.service import compute_all
+    from tutorscore.flows.metrics import nightly_recompute
 
     as_of = _aware(body.as_of if body else None)
-    return compute_all(db, as_of=as_of, rules=state.rules).as_dict()
+    return nightly_recompute(db, as_of=as_of, rules=state.rules).as_dict()
 
 
 @router.get("/first-sessions")

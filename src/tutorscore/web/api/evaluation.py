@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 from tutorscore.errors import Conflict, NotFound
 from tutorscore.evaluation.backlog import llm_backlog
 from tutorscore.evaluation.heuristic import HeuristicJudge
-from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations, queue_stats
+from tutorscore.evaluation.queries import queue_backlog
+from tutorscore.evaluation.queue import enqueue_evaluation, enqueue_evaluations
 from tutorscore.evaluation.service import evaluate_session, evaluation_to_dict, get_evaluation
+from tutorscore.flows.metrics import after_metrics
 from tutorscore.web.deps import CoachUser, CurrentUser, DbSession, State
 
 router = APIRouter(prefix="/api", tags=["evaluation"])
@@ -55,7 +57,7 @@ class BatchQueued(BaseModel):
 @router.post(
     "/evaluate-session",
     responses={
-        200: {"description": "the evaluation object (DATA_FORMAT.md) plus `cached`"},
+        200: {"description": "the evaluation object (docs/data-format.md) plus `cached`"},
         202: {"description": "LLM evaluation queued for the worker", "model": EvaluationQueued},
         404: {"description": "no such session, or it has no transcript"},
         409: {"description": "the LLM judge is not configured"},
@@ -78,7 +80,9 @@ def evaluate_one(
         response.status_code = 202
         return EvaluationQueued(session_id=body.session_id, judge="llm", job_id=job_id).model_dump()
     judge = HeuristicJudge(state.rules.evaluation.heuristic)
-    row, cached = evaluate_session(db, body.session_id, judge, rules=state.rules)
+    row, cached = evaluate_session(
+        db, body.session_id, judge, rules=state.rules, after_write=after_metrics
+    )
     return {**evaluation_to_dict(row), "cached": cached}
 
 
@@ -97,7 +101,7 @@ def evaluate_batch(
         limit=body.limit,
         rules=state.rules,
     )
-    return BatchQueued(queued=queued, judge=body.judge, queue=queue_stats(db))
+    return BatchQueued(queued=queued, judge=body.judge, queue=queue_backlog(db))
 
 
 @router.get(
@@ -119,4 +123,4 @@ def session_evaluation(
 def evaluation_queue(db: DbSession, state: State, user: CurrentUser) -> dict[str, Any]:
     """Backlog: queued by priority, oldest queued age, running, done, dead; `llm`: how long
     the backlog takes at the LLM limits (null when the LLM judge is off)."""
-    return {**queue_stats(db), "llm": llm_backlog(db, state.settings)}
+    return {**queue_backlog(db), "llm": llm_backlog(db, state.settings)}

@@ -25,7 +25,6 @@ def _aware(as_of: datetime | None) -> datetime | None:
     return checked_as_of(as_of)
 
 
-
 Coach = Annotated[Principal, Depends(require_role("coach"))]
 Status = Literal["open", "in_progress", "done"]
 

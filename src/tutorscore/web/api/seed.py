@@ -74,26 +74,27 @@ def seed_data(body: SeedRequest, state: State, user: AdminUser) -> SeedResponse:
     (`"dry_run": true` answers only that and writes nothing). Unknown keys are 422.
     Runs synchronously; large requests take a while (1M sessions: about a minute).
     """
-    from tutorscore.analytics.service import compute_all
-    from tutorscore.ingest.synthetic import seed
+    from tutorscore.flows.demo import seed_synthetic
 
     as_of = (body.as_of or datetime.now(UTC)).astimezone(UTC)
     doomed = would_delete(state.engine)
     if body.dry_run:
         return SeedResponse(summary={}, as_of=as_of, dry_run=True, would_delete=doomed)
-    summary = seed(
+    summary, run = seed_synthetic(
         state.engine,
-        tutors=body.tutors,
-        students=body.students,
-        sessions=body.sessions,
-        days=body.days,
-        transcripts=body.transcripts,
-        seed=body.seed,
+        rules=state.rules,
         as_of=as_of,
+        seed=body.seed,
+        sizes={
+            "tutors": body.tutors,
+            "students": body.students,
+            "sessions": body.sessions,
+            "days": body.days,
+            "transcripts": body.transcripts,
+        },
+        analytics=body.run_analytics,
     )
-    analytics = None
-    if body.run_analytics:
-        analytics = _as_dict(compute_all(state.engine, as_of=as_of, rules=state.rules))
+    analytics = None if run is None else _as_dict(run)
     summary_dict = _as_dict(summary)
     with transaction(state.engine) as db:
         record(
@@ -105,6 +106,4 @@ def seed_data(body: SeedRequest, state: State, user: AdminUser) -> SeedResponse:
             before=None,
             after={"request": body.model_dump(mode="json"), "summary": summary_dict},
         )
-    return SeedResponse(
-        summary=summary_dict, analytics=analytics, as_of=as_of, would_delete=doomed
-    )
+    return SeedResponse(summary=summary_dict, analytics=analytics, as_of=as_of, would_delete=doomed)

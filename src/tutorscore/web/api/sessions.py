@@ -1,8 +1,9 @@
 """POST /api/sessions: record one finished session (and its transcript) as it happens.
 
 The importer's validation decides what is valid, so the API and `tutorscore import`
-give the same messages. Then the session's evaluation is queued at its priority and
-its tutor's metrics are updated incrementally, in the same transaction.
+give the same messages. Then the record-session flow (`tutorscore.flows.sessions`)
+writes it, queues its evaluation at its priority and updates its tutor's metrics
+incrementally, in the same transaction.
 """
 
 from __future__ import annotations
@@ -109,9 +110,8 @@ def record_session(
     `transcript` (a WebVTT, SubRip or "Name: text" file; speakers are mapped to
     tutor and student by `speakers`, Tutor/Teacher/Student labels or the tutor's name).
     """
-    from tutorscore.analytics.service import update_tutor
-    from tutorscore.evaluation.queue import enqueue_evaluation
-    from tutorscore.ingest.importer import upsert_session_record, validate_session_record
+    from tutorscore.flows.sessions import record_session as record_flow
+    from tutorscore.ingest.importer import validate_session_record
 
     raw = body.model_dump(exclude_unset=True)
     transcript_file = raw.pop("transcript", None)
@@ -125,22 +125,18 @@ def record_session(
         )
     session_id = str(clean["session_id"])
     before = _snapshot(db.get(TutoringSession, session_id))
-    created = upsert_session_record(db, clean)
-    db.flush()
+    recorded = record_flow(
+        db,
+        clean,
+        rules=state.rules,
+        settings=state.settings,
+        previous_tutor_id=None if before is None else str(before["tutor_id"]),
+    )
+    created, job_id = recorded.created, recorded.evaluation_job_id
     row = db.get(TutoringSession, session_id)
     if row is not None:
         db.refresh(row)
-    job_id: int | None = None
-    priority: int | None = None
-    has_transcript = clean.get("transcript") is not None
-    if has_transcript:
-        job_id = enqueue_evaluation(db, session_id, judge="heuristic", rules=state.rules)
-        priority = _job_priority(db, job_id)
-        if state.settings.llm_enabled:
-            enqueue_evaluation(db, session_id, judge="llm", rules=state.rules)
-    update_tutor(db, str(clean["tutor_id"]), rules=state.rules)
-    if before is not None and before.get("tutor_id") != clean["tutor_id"]:
-        update_tutor(db, str(before["tutor_id"]), rules=state.rules)
+    priority = _job_priority(db, job_id)
     record(
         db,
         actor=user.username,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from tutorscore.analytics.flags import FLAG_NAMES
 from tutorscore.web.computed_reports import report_page
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.params import checked_as_of
@@ -15,13 +16,6 @@ from tutorscore.web.responses import json_response
 from tutorscore.web.schemas import RiskLevel, TutorDetail, TutorPage, TutorReport
 
 router = APIRouter(prefix="/api", tags=["tutors"])
-
-FLAG_NAMES = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
-)
 
 
 @router.get("/tutors", response_model=TutorPage)
@@ -48,7 +42,7 @@ def list_tutors(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
-    """Tutors ranked by `sort`, as DATA_FORMAT.md describes; `total` counts all pages.
+    """Tutors ranked by `sort`, as docs/data-format.md describes; `total` counts all pages.
 
     Never writes: an `as_of` without stored metrics is computed in memory (rules only,
     one such computation per process at a time, others answer 429)."""

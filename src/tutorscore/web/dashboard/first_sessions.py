@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select, true
 
+from tutorscore.analytics.queries import current_as_of
 from tutorscore.db.base import utcnow
-from tutorscore.db.models import TutorMetrics
 from tutorscore.web.deps import CurrentUser, DbSession, State
 from tutorscore.web.params import checked_as_of
 from tutorscore.web.templating import render
@@ -29,7 +28,6 @@ def first_sessions_page(
     """Defaults to the latest analytics as_of, so the page matches the tutor list."""
     from tutorscore.analytics.first_sessions import first_session_patterns
 
-    current = select(func.max(TutorMetrics.as_of)).where(TutorMetrics.is_current == true())
-    when = checked_as_of(as_of) or db.scalar(current) or utcnow()
+    when = checked_as_of(as_of) or current_as_of(db) or utcnow()
     patterns = first_session_patterns(db, as_of=when, rules=state.rules)
     return render(request, "first_sessions.html", {"p": patterns})

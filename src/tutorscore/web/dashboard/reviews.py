@@ -153,7 +153,9 @@ def judges_context(db: Session, rules: RulesConfig, *, top: int = 10) -> dict[st
 @router.get("/judges", response_class=HTMLResponse)
 def judges_page(request: Request, db: DbSession, state: State, user: CurrentUser) -> HTMLResponse:
     """Agreement table, judge-vs-human scatter per judge version, largest disagreements."""
-    return render(request, "judges.html", judges_context(db, state.rules))
+    context = judges_context(db, state.rules)
+    context["llm_enabled"] = state.settings.llm_enabled
+    return render(request, "judges.html", context)
 
 
 @router.get("/reviews/next", response_model=None)

@@ -1,8 +1,7 @@
 """Read models for the dashboard pages: small SQL reads and view-model shaping.
 
-Metric SQL lives in tutorscore.analytics; here are only listings (a tutor's
-sessions, one session with its transcript) and operational counts (queue, LLM
-spend) that the pages show beside the analytics reports.
+The queries are the domain's (`analytics.queries`, `evaluation.queries`); here they
+are shaped for the pages (labels, ages, flags raised since yesterday).
 """
 
 from __future__ import annotations
@@ -10,52 +9,41 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, and_, case, false, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from tutorscore.analytics.metrics import chosen_evaluations_cte, statement
-from tutorscore.db.base import JSONType, UTCDateTime, utcnow
-from tutorscore.db.models import Job, LLMCall, SessionEvaluation, Tutor
-from tutorscore.evaluation.moves import MOVE_CODES
-
-FLAG_NAMES = (
-    "high_rescheduler_flag",
-    "poor_first_session_flag",
-    "low_rating_flag",
-    "low_ai_quality_flag",
+from tutorscore.analytics.flags import CHURN_RISK, FILTER_NAMES, INSUFFICIENT_DATA, LABELS
+from tutorscore.analytics.flags import FLAG_NAMES as FLAG_NAMES
+from tutorscore.analytics.queries import (
+    current_metrics,
+    is_current_row,
+    recent_sessions,
+    session_count,
 )
-# what the tutor list can filter on (tutorscore.analytics.report.FLAG_FILTERS)
-FLAG_FILTERS = (*FLAG_NAMES, "no_show_high", "insufficient_data")
-FLAG_LABELS = {
-    "insufficient_data": "not enough data",
-    "high_rescheduler_flag": "high rescheduler",
-    "poor_first_session_flag": "poor first sessions",
-    "low_rating_flag": "low rating",
-    "low_ai_quality_flag": "low AI quality",
-    "no_show_risk_label": "no-show risk",
-    "churn_risk_label": "churn risk",
-    "no_show_high": "no-show risk high",
-    "falling_trend": "falling trend",
-}
+from tutorscore.analytics.rules import risk_level
+from tutorscore.db.base import utcnow
+from tutorscore.db.models import SessionEvaluation, Tutor, TutorMetrics
+from tutorscore.evaluation.moves import MOVE_CODES
+from tutorscore.evaluation.queries import llm_spend_today, queue_backlog
+
+# the flags a tutor can carry and what the tutor list can filter on (analytics/flags.py)
+FLAG_FILTERS = FILTER_NAMES
+FLAG_LABELS = LABELS
 
 
 def display_risk(item: dict[str, Any]) -> str:
     """The churn label, or "not_enough_data" where a guard hides a low label."""
     if isinstance(item.get("risk_level"), str):
         return str(item["risk_level"])
-    label = str(item.get("churn_risk_label") or "low")
-    if label == "low" and item.get("insufficient_data"):
-        return "not_enough_data"
-    return label
+    label = str(item.get(CHURN_RISK.name) or "low")
+    return risk_level(label, bool(item.get(INSUFFICIENT_DATA.name)))
 
 
 def active_flags(item: dict[str, Any]) -> list[str]:
-    flags = [f for f in FLAG_NAMES if item.get(f)]
-    return flags
+    return [f for f in FLAG_NAMES if item.get(f)]
 
 
 def shape_report(item: dict[str, Any]) -> dict[str, Any]:
@@ -94,31 +82,8 @@ def tutor_sessions(
     db: Session, tutor_id: str, *, limit: int, offset: int, counted: dict[str, str]
 ) -> tuple[list[dict[str, Any]], int]:
     """A tutor's sessions, newest first, with the chosen evaluation's score and tags."""
-    total = db.scalar(
-        text("SELECT COUNT(*) FROM sessions WHERE tutor_id = :tid"), {"tid": tutor_id}
-    )
-    sql = text(
-        f"""WITH page AS (
-  SELECT * FROM sessions WHERE tutor_id = :tid
-  ORDER BY scheduled_start_at DESC, session_id LIMIT :limit OFFSET :offset
-), {chosen_evaluations_cte("s.session_id IN (SELECT session_id FROM page)")}
-SELECT p.session_id, p.scheduled_start_at, p.subject, p.status, p.student_id,
-       p.is_first_session, p.student_rating, p.duration_minutes,
-       c.quality_score, c.risk_tags, (t.session_id IS NOT NULL) AS has_transcript
-FROM page p
-LEFT JOIN chosen c ON c.session_id = p.session_id
-LEFT JOIN session_transcripts t ON t.session_id = p.session_id
-ORDER BY p.scheduled_start_at DESC, p.session_id"""
-    ).columns(scheduled_start_at=UTCDateTime(), risk_tags=JSONType)
-    params = {"tid": tutor_id, "limit": limit, "offset": offset, **counted}
-    rows = db.execute(sql, params).mappings()
-    out = []
-    for row in rows:
-        item = dict(row)
-        item["is_first_session"] = bool(item["is_first_session"])
-        item["has_transcript"] = bool(item["has_transcript"])
-        out.append(item)
-    return out, int(total or 0)
+    rows = recent_sessions(db, tutor_id, counted=counted, limit=limit, offset=offset)
+    return rows, session_count(db, tutor_id)
 
 
 _MOVE_NAMES = {code: move for move, code in MOVE_CODES.items()}
@@ -208,22 +173,14 @@ def _age(seconds: float) -> str:
 
 
 def backlog(db: Session) -> dict[str, Any]:
-    rows = dict(
-        db.execute(
-            select(Job.status, func.count()).where(Job.kind == "evaluate").group_by(Job.status)
-        ).all()
-    )
-    oldest = db.scalar(
-        select(func.min(Job.created_at)).where(Job.kind == "evaluate", Job.status == "queued")
-    )
-    age = None
-    if oldest is not None:
-        age = _age(max(0.0, (utcnow() - oldest).total_seconds()))
+    """The overview's evaluation backlog (`evaluation.queries.queue_backlog`)."""
+    queue = queue_backlog(db)
+    age = queue["oldest_queued_age_s"]
     return {
-        "queued": int(rows.get("queued", 0)),
-        "running": int(rows.get("running", 0)),
-        "dead": int(rows.get("dead", 0)),
-        "oldest_age": age,
+        "queued": queue["queued"],
+        "running": queue["running"],
+        "dead": queue["dead"],
+        "oldest_age": None if age is None else _age(max(0.0, age)),
     }
 
 
@@ -232,29 +189,12 @@ def evaluated_count(db: Session) -> int:
 
 
 def llm_today(db: Session) -> dict[str, Any]:
-    now = utcnow()
-    midnight = datetime.combine(now.date(), dtime(0), tzinfo=UTC)
-    row = db.execute(
-        select(func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(
-            LLMCall.created_at >= midnight
-        )
-    ).first()
-    errors = db.scalar(
-        select(func.count()).where(LLMCall.created_at >= midnight, LLMCall.status != "ok")
-    )
+    spend = llm_spend_today(db)
     return {
-        "calls_today": int(row[0]) if row else 0,
-        "cost_today": float(row[1]) if row else 0.0,
-        "errors_today": int(errors or 0),
+        "calls_today": spend.calls,
+        "cost_today": spend.cost_usd,
+        "errors_today": spend.errors,
     }
-
-
-def _current(db: Session, alias: str) -> str:
-    """`alias` is a tutor's latest metrics row, written as the partial index
-    ix_tutor_metrics_current's predicate so both backends can use it."""
-    if db.get_bind().dialect.name == "postgresql":
-        return f"{alias}.is_current"
-    return f"{alias}.is_current = 1"
 
 
 def new_flags(
@@ -262,37 +202,50 @@ def new_flags(
 ) -> tuple[list[dict[str, Any]], int]:
     """Tutors with a flag in their latest metrics that their metrics a day earlier lacked.
 
-    "Latest" is the `is_current` row (maintained by analytics.service); the row a day
+    "Latest" is the current row (`analytics.queries.current_metrics`); the row a day
     earlier is still the latest one at or before the cutoff (MAX(as_of)).
     """
     cutoff = utcnow() - since
-    flag_cols = ", ".join(f"cur.{f} AS {f}, old.{f} AS old_{f}" for f in FLAG_NAMES)
-    raised = " OR ".join(f"(cur.{f} AND NOT COALESCE(old.{f}, FALSE))" for f in FLAG_NAMES)
-    sql = statement(
-        f"""WITH before AS (
-  SELECT tutor_id, MAX(as_of) AS as_of FROM tutor_metrics WHERE as_of <= :cutoff GROUP BY tutor_id
-)
-SELECT cur.tutor_id AS tutor_id, t.name AS name, cur.churn_risk_label AS churn_risk_label,
-       cur.as_of AS as_of, {flag_cols}
-FROM tutor_metrics cur
-JOIN tutors t ON t.tutor_id = cur.tutor_id
-LEFT JOIN before b ON b.tutor_id = cur.tutor_id
-LEFT JOIN tutor_metrics old ON old.tutor_id = b.tutor_id AND old.as_of = b.as_of
-WHERE {_current(db, "cur")} AND cur.as_of > :cutoff AND ({raised})
-ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END,
-         t.name""",
-        {"cutoff": cutoff},
+    cur = aliased(TutorMetrics, name="cur")
+    old = aliased(TutorMetrics, name="old")
+    before = (
+        select(TutorMetrics.tutor_id, func.max(TutorMetrics.as_of).label("as_of"))
+        .where(TutorMetrics.as_of <= cutoff)
+        .group_by(TutorMetrics.tutor_id)
+        .cte("before")
+    )
+    raised = or_(
+        *(and_(getattr(cur, f), ~func.coalesce(getattr(old, f), false())) for f in FLAG_NAMES)
+    )
+    query = (
+        select(
+            cur.tutor_id,
+            Tutor.name,
+            cur.churn_risk_label,
+            *(getattr(cur, f).label(f) for f in FLAG_NAMES),
+            *(getattr(old, f).label(f"old_{f}") for f in FLAG_NAMES),
+        )
+        .join(Tutor, Tutor.tutor_id == cur.tutor_id)
+        .outerjoin(before, before.c.tutor_id == cur.tutor_id)
+        .outerjoin(old, and_(old.tutor_id == before.c.tutor_id, old.as_of == before.c.as_of))
+        .where(is_current_row(cur), cur.as_of > cutoff, raised)
+        .order_by(
+            case(
+                (cur.churn_risk_label == "high", 0), (cur.churn_risk_label == "medium", 1), else_=2
+            ),
+            Tutor.name,
+        )
     )
     rows: list[dict[str, Any]] = []
     total = 0
-    for row in db.execute(sql).mappings():
+    for row in db.execute(query).mappings():
         total += 1
         if len(rows) < limit:
             rows.append(
                 {
                     "tutor_id": row["tutor_id"],
                     "name": row["name"],
-                    "churn_risk_label": row["churn_risk_label"],
+                    CHURN_RISK.name: row[CHURN_RISK.name],
                     "flags": [f for f in FLAG_NAMES if row[f] and not row[f"old_{f}"]],
                 }
             )
@@ -300,14 +253,12 @@ ORDER BY CASE cur.churn_risk_label WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 
 
 
 def risk_counts(db: Session) -> dict[str, int]:
-    """Tutors per shown risk level, from each tutor's latest (`is_current`) metrics row."""
-    sql = text(
-        f"""SELECT m.churn_risk_label, m.insufficient_data, COUNT(*)
-FROM tutor_metrics m WHERE {_current(db, "m")}
-GROUP BY m.churn_risk_label, m.insufficient_data"""
-    )
+    """Tutors per shown risk level, from each tutor's current metrics row."""
+    query = current_metrics(
+        TutorMetrics.churn_risk_label, TutorMetrics.insufficient_data, func.count()
+    ).group_by(TutorMetrics.churn_risk_label, TutorMetrics.insufficient_data)
     counts: dict[str, int] = {}
-    for label, insufficient, n in db.execute(sql):
-        level = display_risk({"churn_risk_label": label, "insufficient_data": bool(insufficient)})
+    for label, insufficient, n in db.execute(query):
+        level = risk_level(label, bool(insufficient))
         counts[level] = counts.get(level, 0) + int(n)
     return counts
