@@ -127,7 +127,7 @@ def bridge() -> list[tuple[str, str, str, str]]:
     """Bridge's validation and test splits: never trained on (the train split is)."""
     items = mt.load_bridge(CORPUS / "bridge.jsonl")
     held_out = [i for i in items if i.split != mt.BRIDGE_TRAIN_SPLIT and i.asks is not None]
-    train_items = [i for i in items if i.split == mt.BRIDGE_TRAIN_SPLIT and i.asks is not None]
+    train_items = mt.bridge_training_items(CORPUS / "bridge.jsonl")
     model = bundled_model()
     dialogues = mt.load_mathdial(CORPUS / "mathdial_train_moves.jsonl")
     table = mt.turn_table(dialogues)

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tutorscore.evaluation.heuristic_patterns import WORD
+from tutorscore.evaluation.heuristic_patterns import FUNCTION_WORDS, WORD
 from tutorscore.ingest.transcript_format import Turn
 
 MOVES: tuple[str, ...] = ("focus", "probing", "telling", "generic")
@@ -152,12 +152,6 @@ _AGREEMENT = frozenset(
 _NEGATION = frozenset(
     {"no", "not", "incorrect", "wrong", "mistake", "isn't", "aren't", "doesn't", "don't"}
 )
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can did do does for from had has have he her him his how i if"
-    " in is it its it's just let's me my no not of on or our she so that the their them then"
-    " there they this to us was we were what when where which who why will with would yes you"
-    " your okay ok yeah um uh like right well".split()
-)
 
 # Dense features in model order (docs/evaluation.md explains each).
 DENSE_FEATURES: tuple[str, ...] = (
@@ -249,7 +243,8 @@ def tutor_turn_features(
         new_numbers = sum(1 for n in numbers if n not in said_numbers)
         reuse = 0.0
         if prev_student is not None:
-            student_words = {w for w in toks[prev_student] if w not in _STOPWORDS and len(w) > 2}
+            said = toks[prev_student]
+            student_words = {w for w in said if w not in FUNCTION_WORDS and len(w) > 2}
             if student_words:
                 reuse = len(student_words.intersection(words)) / len(student_words)
         repeats = 0.0
