@@ -225,6 +225,71 @@ def _reset(engine: Engine) -> None:
             conn.execute(delete(model))
 
 
+def _initial_world(
+    engine: Engine, initial: list[tuple[int, dict[str, Any], float | None]]
+) -> list[tuple[str, str]]:
+    """The initial sessions (and evaluations), computed once; (session_id, tutor_id) alive."""
+    d = Data()
+    for t in TUTORS:
+        d.tutor(t, subjects=("SAT Math", "Chemistry"))
+    d.student("ST1")
+    ids: list[tuple[str, str]] = []
+    for n, (target, fields, score) in enumerate(initial):
+        row = _row(fields)
+        sid = d.session(TUTORS[target], at=row.pop("scheduled_start_at"),
+                        session_id=f"I{n}", **row)  # fmt: skip
+        ids.append((sid, TUTORS[target]))
+        if score is not None:
+            d.evaluation(sid, round(score, 2))
+    d.flush(engine)
+    compute(engine)
+    return ids
+
+
+def _apply_event(
+    session: Session,
+    n: int,
+    kind: str,
+    target: int,
+    payload: Any,
+    ids: list[tuple[str, str]],
+    evals: int,
+) -> tuple[set[str], int]:
+    """One random event (add, change, move, delete or evaluate a session); the tutors it
+    touched and the evaluations added so far."""
+    if kind == "add":
+        sid = f"P{n}"
+        session.add(TutoringSession(session_id=sid, tutor_id=TUTORS[target],
+                                    student_id="ST1", **_row(payload)))  # fmt: skip
+        ids.append((sid, TUTORS[target]))
+        return {TUTORS[target]}, evals
+    if not ids:
+        return set(), evals
+    sid, tutor = ids[target % len(ids)]
+    touched = {tutor}
+    found = session.get(TutoringSession, sid)
+    assert found is not None
+    if kind == "change":
+        for key, value in _row(payload).items():
+            setattr(found, key, value)
+    elif kind == "move":
+        found.tutor_id = TUTORS[payload]
+        ids[target % len(ids)] = (sid, TUTORS[payload])
+        touched.add(TUTORS[payload])
+    elif kind == "delete":
+        session.delete(found)
+        ids.pop(target % len(ids))
+    else:
+        judge, score, hours = payload
+        evals += 1
+        session.add(SessionEvaluation(
+            session_id=sid, judge=judge, model="m" if judge == "llm" else "",
+            prompt_version="v1", transcript_hash=f"ev{evals}",
+            quality_score=score, rubric={},
+            created_at=AS_OF - timedelta(hours=hours)))  # fmt: skip
+    return touched, evals
+
+
 def test_incremental_equals_full_for_random_event_sequences(
     engine: Engine, rules: RulesConfig
 ) -> None:
@@ -241,55 +306,11 @@ def test_incremental_equals_full_for_random_event_sequences(
         events: list[tuple[str, int, Any]],
     ) -> None:
         _reset(engine)
-        d = Data()
-        for t in TUTORS:
-            d.tutor(t, subjects=("SAT Math", "Chemistry"))
-        d.student("ST1")
-        ids: list[tuple[str, str]] = []  # (session_id, tutor_id) alive
-        for n, (target, fields, score) in enumerate(initial):
-            row = _row(fields)
-            sid = d.session(TUTORS[target], at=row.pop("scheduled_start_at"),
-                            session_id=f"I{n}", **row)
-            ids.append((sid, TUTORS[target]))
-            if score is not None:
-                d.evaluation(sid, round(score, 2))
-        d.flush(engine)
-        compute(engine)
+        ids = _initial_world(engine, initial)
         evals = 0
         for n, (kind, target, payload) in enumerate(events):
-            touched: set[str] = set()
             with Session(engine) as session, session.begin():
-                if kind == "add":
-                    sid = f"P{n}"
-                    session.add(TutoringSession(session_id=sid, tutor_id=TUTORS[target],
-                                                student_id="ST1", **_row(payload)))
-                    ids.append((sid, TUTORS[target]))
-                    touched.add(TUTORS[target])
-                elif not ids:
-                    continue
-                else:
-                    sid, tutor = ids[target % len(ids)]
-                    touched.add(tutor)
-                    found = session.get(TutoringSession, sid)
-                    assert found is not None
-                    if kind == "change":
-                        for key, value in _row(payload).items():
-                            setattr(found, key, value)
-                    elif kind == "move":
-                        found.tutor_id = TUTORS[payload]
-                        ids[target % len(ids)] = (sid, TUTORS[payload])
-                        touched.add(TUTORS[payload])
-                    elif kind == "delete":
-                        session.delete(found)
-                        ids.pop(target % len(ids))
-                    else:
-                        judge, score, hours = payload
-                        evals += 1
-                        session.add(SessionEvaluation(
-                            session_id=sid, judge=judge, model="m" if judge == "llm" else "",
-                            prompt_version="v1", transcript_hash=f"ev{evals}",
-                            quality_score=score, rubric={},
-                            created_at=AS_OF - timedelta(hours=hours)))
+                touched, evals = _apply_event(session, n, kind, target, payload, ids, evals)
             for tutor in sorted(touched):
                 update_tutor(engine, tutor, rules=rules, as_of=AS_OF)
         incremental = snapshot(engine)  # touched tutors updated, the rest from the start

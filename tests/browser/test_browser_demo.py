@@ -119,6 +119,42 @@ def _rows(page: Page, selector: str) -> int:
     return page.locator(f"{selector} tbody tr").count()
 
 
+def _check_interventions(page: Page, base: str) -> None:
+    body = page.inner_text("main")
+    for status in ("done", "in progress", "open", "overdue"):
+        assert status in body, status
+    page.goto(f"{base}/interventions/outcomes")
+    _no_empty_state(page, "/interventions/outcomes")
+    assert page.locator("main table tbody tr").count() >= 1
+
+
+def _check_page(page: Page, base: str, path: str) -> None:
+    """What each README page must show beyond "not empty"."""
+    if path == "/":
+        assert _rows(page, "#risk-chart-table") == 12 == _rows(page, "#flag-chart-table")
+        assert page.locator("#risk-chart svg circle").count() == 4 * 12
+        counts = [int(c) for c in page.locator(".card .stat").all_inner_texts()[:3]]
+        assert sum(counts) > 0  # tutors at high / medium / low churn risk
+    elif path == "/tutors":
+        assert _rows(page, "#tutor-table") >= 20
+    elif path == "/tutors/{id}":
+        assert page.locator("svg.chart").count() >= 1
+        assert _rows(page, "#sessions") > 0
+    elif path == "/sessions/{id}":
+        assert page.locator("#reviews").count() == 1
+        assert "quality" in page.inner_text("main").lower()
+    elif path == "/judges":
+        assert _rows(page, "#agreement-table") >= 1
+        assert page.locator("#llm-hint").count() == 1  # no LLM configured: how to add one
+    elif path == "/reviews/next":
+        assert "/sessions/" in page.url  # the queue sent the coach to a session to review
+        assert page.locator("#reviews form").count() == 1
+    elif path in ("/first-sessions", "/no-shows", "/model"):
+        assert page.locator("main table tbody tr").count() > 0
+    elif path == "/interventions":
+        _check_interventions(page, base)
+
+
 def test_every_readme_page_shows_data(demo: Demo, page: Page) -> None:
     base = demo.base_url
     pages = readme_pages()
@@ -144,34 +180,7 @@ def test_every_readme_page_shows_data(demo: Demo, page: Page) -> None:
             continue
         # the review queue's session is one nobody has reviewed yet: that is its point
         _no_empty_state(page, path, allowed=("No reviews yet.",) if path == "/reviews/next" else ())
-        if path == "/":
-            assert _rows(page, "#risk-chart-table") == 12 == _rows(page, "#flag-chart-table")
-            assert page.locator("#risk-chart svg circle").count() == 4 * 12
-            counts = [int(c) for c in page.locator(".card .stat").all_inner_texts()[:3]]
-            assert sum(counts) > 0  # tutors at high / medium / low churn risk
-        elif path == "/tutors":
-            assert _rows(page, "#tutor-table") >= 20
-        elif path == "/tutors/{id}":
-            assert page.locator("svg.chart").count() >= 1
-            assert _rows(page, "#sessions") > 0
-        elif path == "/sessions/{id}":
-            assert page.locator("#reviews").count() == 1
-            assert "quality" in page.inner_text("main").lower()
-        elif path == "/judges":
-            assert _rows(page, "#agreement-table") >= 1
-            assert page.locator("#llm-hint").count() == 1  # no LLM configured: how to add one
-        elif path == "/reviews/next":
-            assert "/sessions/" in page.url  # the queue sent the coach to a session to review
-            assert page.locator("#reviews form").count() == 1
-        elif path in ("/first-sessions", "/no-shows", "/model"):
-            assert page.locator("main table tbody tr").count() > 0
-        elif path == "/interventions":
-            body = page.inner_text("main")
-            for status in ("done", "in progress", "open", "overdue"):
-                assert status in body, status
-            page.goto(f"{base}/interventions/outcomes")
-            _no_empty_state(page, "/interventions/outcomes")
-            assert page.locator("main table tbody tr").count() >= 1
+        _check_page(page, base, path)
     assert checked == pages
 
 

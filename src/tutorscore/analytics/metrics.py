@@ -19,6 +19,13 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text
 
+from tutorscore.analytics.flags import (
+    HIGH_RESCHEDULER,
+    LOW_AI_QUALITY,
+    LOW_RATING,
+    NO_SHOW_RISK,
+    POOR_FIRST_SESSION,
+)
 from tutorscore.analytics.window import Window
 from tutorscore.config import RulesConfig
 from tutorscore.db.base import UTCDateTime
@@ -167,7 +174,11 @@ def _concat(dialect: str, expr: str) -> str:
     return f"{name}({expr}, :us)"
 
 
-EVIDENCE_KINDS = ("tutor_reschedule", "tutor_no_show", "first_session_failed", "low_rating")
+# the evidence columns of the sessions query, in its order (kinds from the flag registry)
+EVIDENCE_KINDS = tuple(
+    str(f.evidence) for f in (HIGH_RESCHEDULER, NO_SHOW_RISK, POOR_FIRST_SESSION, LOW_RATING)
+)
+LOW_AI_QUALITY_EVIDENCE = str(LOW_AI_QUALITY.evidence)  # from the evaluations query
 
 
 def _aggregate_sql(
@@ -273,46 +284,66 @@ def aggregate(
     )
     params = {**base, **bucket_params}
     out = {tid: TutorCounts(tid) for tid in tutor_ids}
-    buckets = {b.index: b for b in window.buckets}
-    n_tally = len(TALLY_COLUMNS) - 2  # the sessions query has no evaluation columns
-    # tutor -> bucket index -> the bucket's Tally values (sessions, then evaluations)
-    per_bucket: dict[str, dict[int, list[Any]]] = {}
-
-    def slot(tutor_id: str, bucket_index: int) -> list[Any] | None:
-        if tutor_id not in out:
-            return None
-        tutor_buckets = per_bucket.setdefault(tutor_id, {})
-        values = tutor_buckets.get(bucket_index)
-        if values is None:
-            values = tutor_buckets[bucket_index] = [0] * n_tally + [0, 0.0]
-        return values
-
-    def keep(tutor_id: str, kind: str, bucket_index: int, ids: str | None) -> None:
-        if ids:
-            out[tutor_id].evidence.setdefault(kind, {})[bucket_index] = ids
-
+    buckets = _Buckets(out)
     with _whole_table_scan(conn, only is None):
         session_rows = conn.execute(statement(sessions_sql, params)).all()
-    for tutor_id, bucket_index, *values in session_rows:
-        index = int(bucket_index)
-        found = slot(tutor_id, index)
-        if found is None:
-            continue
-        found[:n_tally] = [v or 0 for v in values[:n_tally]]
-        for kind, ids in zip(EVIDENCE_KINDS, values[n_tally:], strict=True):
-            if ids:
-                keep(tutor_id, kind, index, ids)
-    rows = conn.execute(statement(evaluations_sql, params))
-    for tutor_id, bucket_index, n, total, low_ai_ids in rows:
-        index = int(bucket_index)
-        found = slot(tutor_id, index)
-        if found is None:
-            continue
-        found[n_tally], found[n_tally + 1] = n, float(total or 0)
-        keep(tutor_id, "low_ai_quality", index, low_ai_ids)
+    buckets.add_sessions(session_rows)
+    buckets.add_evaluations(conn.execute(statement(evaluations_sql, params)))
+    _sum_slices(out, buckets.values, window)
+    _first_sessions_by_subject(conn, out, tutor_filter, base)
+    return out
 
-    # Whole window, halves and weeks: column sums over their buckets, in bucket
-    # order (one Tally per slice instead of three Tally.add per SQL row).
+
+_N_TALLY = len(TALLY_COLUMNS) - 2  # the sessions query has no evaluation columns
+
+
+@dataclass
+class _Buckets:
+    """tutor -> bucket index -> the bucket's Tally values (sessions, then evaluations),
+    for the tutors in `out`; their evidence ids are kept on the way."""
+
+    out: dict[str, TutorCounts]
+    values: dict[str, dict[int, list[Any]]] = field(default_factory=dict)
+
+    def slot(self, tutor_id: str, bucket_index: int) -> list[Any] | None:
+        if tutor_id not in self.out:
+            return None
+        tutor_buckets = self.values.setdefault(tutor_id, {})
+        values = tutor_buckets.get(bucket_index)
+        if values is None:
+            values = tutor_buckets[bucket_index] = [0] * _N_TALLY + [0, 0.0]
+        return values
+
+    def keep(self, tutor_id: str, kind: str, bucket_index: int, ids: str | None) -> None:
+        if ids:
+            self.out[tutor_id].evidence.setdefault(kind, {})[bucket_index] = ids
+
+    def add_sessions(self, rows: Iterable[Any]) -> None:
+        for tutor_id, bucket_index, *values in rows:
+            index = int(bucket_index)
+            found = self.slot(tutor_id, index)
+            if found is None:
+                continue
+            found[:_N_TALLY] = [v or 0 for v in values[:_N_TALLY]]
+            for kind, ids in zip(EVIDENCE_KINDS, values[_N_TALLY:], strict=True):
+                self.keep(tutor_id, kind, index, ids)
+
+    def add_evaluations(self, rows: Iterable[Any]) -> None:
+        for tutor_id, bucket_index, n, total, low_ai_ids in rows:
+            index = int(bucket_index)
+            found = self.slot(tutor_id, index)
+            if found is None:
+                continue
+            found[_N_TALLY], found[_N_TALLY + 1] = n, float(total or 0)
+            self.keep(tutor_id, LOW_AI_QUALITY_EVIDENCE, index, low_ai_ids)
+
+
+def _sum_slices(
+    out: dict[str, TutorCounts], per_bucket: dict[str, dict[int, list[Any]]], window: Window
+) -> None:
+    """Whole window, halves and weeks: column sums over their buckets, in bucket
+    order (one Tally per slice instead of three Tally.add per SQL row)."""
+    buckets = {b.index: b for b in window.buckets}
     for tutor_id, tutor_buckets in per_bucket.items():
         tutor = out[tutor_id]
         ordered = sorted(tutor_buckets.items())
@@ -326,6 +357,11 @@ def aggregate(
             weeks.setdefault(buckets[i].week, []).append(values)
         tutor.weeks = {week: _total(chosen) for week, chosen in weeks.items()}
 
+
+def _first_sessions_by_subject(
+    conn: Connection, out: dict[str, TutorCounts], tutor_filter: str, params: dict[str, Any]
+) -> None:
+    """Each tutor's first sessions per subject (sorted by subject), with the failed ids."""
     first_sql = f"""SELECT s.tutor_id AS tutor_id, s.subject AS subject,
   COUNT(*) AS first_sessions,
   COUNT(CASE WHEN {FIRST_SESSION_FAILED} THEN 1 END) AS dropouts,
@@ -334,7 +370,7 @@ def aggregate(
 FROM sessions s
 WHERE {IN_WINDOW}{tutor_filter} AND {FIRST_SESSION}
 GROUP BY s.tutor_id, s.subject"""
-    for row in conn.execute(statement(first_sql, base)).mappings():
+    for row in conn.execute(statement(first_sql, params)).mappings():
         counts = out.get(row["tutor_id"])
         if counts is not None:
             counts.subjects.append(
@@ -347,7 +383,6 @@ GROUP BY s.tutor_id, s.subject"""
             )
     for counts in out.values():
         counts.subjects.sort(key=lambda s: s.subject)
-    return out
 
 
 # Separators of the aggregated evidence ids (ASCII record / unit separators: not in ids).

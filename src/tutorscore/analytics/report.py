@@ -372,19 +372,7 @@ def tutor_reports(
     if ensure:
         _ensure_computed(session, as_of, rules, after_write)
 
-    where: list[ColumnElement[bool]] = [
-        is_current_row() if as_of is None else TutorMetrics.as_of == as_of
-    ]
-    if risk is not None:
-        where.append(_risk_filter(risk))
-    if subject:
-        where.append(_subject_filter(session, subject))
-    if min_sessions is not None:
-        where.append(TutorMetrics.total_sessions >= min_sessions)
-    for flag in flags:
-        chosen = BY_NAME[flag]
-        column = getattr(TutorMetrics, str(chosen.column))
-        where.append(column.is_(True) if chosen.raised is True else column == chosen.raised)
+    where = _report_filters(session, as_of, risk, subject, min_sessions, flags)
 
     # Narrow first: the count and the page of ids touch only filter/sort columns;
     # tutors is joined only when a filter or the sort needs it (the FK makes the
@@ -399,9 +387,39 @@ def tutor_reports(
     page = narrow(TutorMetrics.id).order_by(*order).offset(offset)
     if limit is not None:
         page = page.limit(limit)
-    ids = list(session.scalars(page))
-    # Only the page's rows are read in full (their reasons JSON decoded), as plain rows:
-    # no ORM objects and no `details`.
+    return _report_rows(session, list(session.scalars(page))), total
+
+
+def _report_filters(
+    session: Session,
+    as_of: datetime | None,
+    risk: str | None,
+    subject: str | None,
+    min_sessions: int | None,
+    flags: list[str],
+) -> list[ColumnElement[bool]]:
+    """The WHERE of tutor_reports: the rows at `as_of` (or the current ones) and filters."""
+    where: list[ColumnElement[bool]] = [
+        is_current_row() if as_of is None else TutorMetrics.as_of == as_of
+    ]
+    if risk is not None:
+        where.append(_risk_filter(risk))
+    if subject:
+        where.append(_subject_filter(session, subject))
+    if min_sessions is not None:
+        where.append(TutorMetrics.total_sessions >= min_sessions)
+    for flag in flags:
+        chosen = BY_NAME[flag]
+        column = getattr(TutorMetrics, str(chosen.column))
+        where.append(column.is_(True) if chosen.raised is True else column == chosen.raised)
+    return where
+
+
+def _report_rows(session: Session, ids: list[int]) -> list[dict[str, Any]]:
+    """The report items of the metrics rows `ids`, in that order.
+
+    Only the page's rows are read in full (their reasons JSON decoded), as plain rows:
+    no ORM objects and no `details`."""
     columns = [getattr(TutorMetrics, c) for c in REPORT_COLUMNS]
     full = select(TutorMetrics.id, Tutor.name, Tutor.subjects, *columns).join(
         Tutor, Tutor.tutor_id == TutorMetrics.tutor_id
@@ -411,7 +429,7 @@ def tutor_reports(
         chunk = ids[start : start + LOAD_CHUNK]
         for r in session.execute(full.where(TutorMetrics.id.in_(chunk))):
             rows[r.id] = _report_dict(r, r.name, r.subjects)
-    return [rows[i] for i in ids if i in rows], total
+    return [rows[i] for i in ids if i in rows]
 
 
 HISTORY_COLUMNS = (

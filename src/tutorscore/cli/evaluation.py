@@ -10,18 +10,21 @@ import sys
 import threading
 from enum import StrEnum
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from tutorscore.cli.common import console, err_console, get_engine
-from tutorscore.config import get_rules, get_settings
+from tutorscore.config import RulesConfig, Settings, get_rules, get_settings
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionTranscript, TutoringSession
 from tutorscore.errors import UserError
+
+if TYPE_CHECKING:
+    from tutorscore.evaluation.worker import WorkerStats
 
 
 class JudgeName(StrEnum):
@@ -78,6 +81,68 @@ def _print_jobs(items: list[dict[str, Any]], title: str) -> None:
     console.print(table)
 
 
+def _print_queue(
+    engine: Engine, settings: Settings, *, dead: bool, stats: bool, limit: int | None
+) -> None:
+    """`evaluate --stats` / `--dead`: queue statistics and dead-lettered jobs."""
+    from tutorscore.evaluation import queue
+    from tutorscore.evaluation.backlog import llm_backlog
+    from tutorscore.evaluation.queries import queue_backlog
+
+    with transaction(engine) as s:
+        if stats:
+            out = queue_backlog(s)
+            out["llm"] = llm_backlog(s, settings)
+            console.print_json(json.dumps(out))
+        if dead:
+            items = queue.list_jobs(s, status="dead", limit=limit or 100)
+            _print_jobs(items, f"dead-lettered evaluation jobs ({len(items)} shown)")
+
+
+def _drain(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    total: int,
+    concurrency: int | None,
+    *,
+    use_llm: bool,
+) -> WorkerStats:
+    """Run the worker in-process until the queue is drained, with a progress bar."""
+    from tutorscore.evaluation.worker import run_worker
+    from tutorscore.flows.metrics import after_metrics
+
+    with Progress(
+        TextColumn("[bold]evaluating[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+        console=err_console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("evaluate", total=total or None, detail="")
+
+        def progress(st: Any) -> None:
+            bar.update(
+                task,
+                completed=st.finished,
+                total=max(total, st.finished),
+                detail=f"new {st.evaluated}, cached {st.cached}, retry {st.retried}",
+            )
+
+        return run_worker(
+            engine,
+            settings,
+            rules,
+            once=True,
+            concurrency=concurrency,
+            use_llm=use_llm,
+            progress=progress,
+            after_write=after_metrics,
+        )
+
+
 def evaluate(
     judge: JudgeName = typer.Option(JudgeName.heuristic, "--judge", help="heuristic | llm"),
     pending: bool = typer.Option(
@@ -97,19 +162,10 @@ def evaluate(
     from tutorscore.evaluation import queue
     from tutorscore.evaluation.backlog import backlog_sentence, llm_backlog
     from tutorscore.evaluation.queries import queue_backlog
-    from tutorscore.evaluation.worker import run_worker
-    from tutorscore.flows.metrics import after_metrics
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
     if dead or stats:
-        with transaction(engine) as s:
-            if stats:
-                out = queue_backlog(s)
-                out["llm"] = llm_backlog(s, settings)
-                console.print_json(json.dumps(out))
-            if dead:
-                items = queue.list_jobs(s, status="dead", limit=limit or 100)
-                _print_jobs(items, f"dead-lettered evaluation jobs ({len(items)} shown)")
+        _print_queue(engine, settings, dead=dead, stats=stats, limit=limit)
         return
     if sum([pending, all_, bool(session)]) > 1:
         raise typer.BadParameter("choose one of --pending, --all, --session")
@@ -134,35 +190,7 @@ def evaluate(
     console.print(f"queued {queued} sessions for the {judge.value} judge ({total} jobs to run)")
     if backlog is not None:
         console.print(backlog_sentence(backlog), highlight=False)
-    with Progress(
-        TextColumn("[bold]evaluating[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[detail]}"),
-        console=err_console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("evaluate", total=total or None, detail="")
-
-        def progress(st: Any) -> None:
-            bar.update(
-                task,
-                completed=st.finished,
-                total=max(total, st.finished),
-                detail=f"new {st.evaluated}, cached {st.cached}, retry {st.retried}",
-            )
-
-        result = run_worker(
-            engine,
-            settings,
-            rules,
-            once=True,
-            concurrency=concurrency,
-            use_llm=judge == JudgeName.llm,
-            progress=progress,
-            after_write=after_metrics,
-        )
+    result = _drain(engine, settings, rules, total, concurrency, use_llm=judge == JudgeName.llm)
     with transaction(engine) as s:
         after = queue_backlog(s)
         backlog = llm_backlog(s, settings) if judge == JudgeName.llm else None

@@ -42,14 +42,7 @@ def serve(
     import uvicorn
 
     from tutorscore.config import get_rules, get_settings
-    from tutorscore.evaluation.health import WorkerStatus
-    from tutorscore.web.app import (
-        WORKER_STATUS_FILE_ENV,
-        create_app,
-        tune_gc_for_serving,
-        tune_sqlite,
-    )
-    from tutorscore.web.metrics import MULTIPROC_ENV
+    from tutorscore.web.app import create_app, tune_gc_for_serving, tune_sqlite
     from tutorscore.web.middleware import configure_logging
 
     settings, rules, engine = get_settings(), get_rules(), get_engine()
@@ -59,22 +52,7 @@ def serve(
         logging.getLogger("tutorscore.web.access").setLevel(logging.WARNING)
     stop = threading.Event()
     thread: threading.Thread | None = None
-    status: WorkerStatus | None = None
-    scratch: tempfile.TemporaryDirectory[str] | None = None
-    if workers > 1:
-        # The web processes are children: they sum their Prometheus samples through
-        # a shared directory and read the worker thread's status from a file.
-        scratch = tempfile.TemporaryDirectory(prefix="tutorscore-serve-")
-        if not os.environ.get(MULTIPROC_ENV):
-            metrics_dir = Path(scratch.name) / "prometheus"
-            metrics_dir.mkdir()
-            os.environ[MULTIPROC_ENV] = str(metrics_dir)
-        if worker:
-            status_file = Path(scratch.name) / "worker-status.json"
-            os.environ[WORKER_STATUS_FILE_ENV] = str(status_file)
-            status = WorkerStatus(status_file)
-    elif worker:
-        status = WorkerStatus()
+    scratch, status = _shared_state(workers, worker)
     if worker and status is not None:
         thread = _start_worker(engine, settings, rules, stop, status)
         if thread is None:
@@ -113,6 +91,31 @@ def serve(
             thread.join(timeout=10)
         if scratch is not None:
             scratch.cleanup()
+
+
+def _shared_state(
+    workers: int, worker: bool
+) -> tuple[tempfile.TemporaryDirectory[str] | None, WorkerStatus | None]:
+    """(scratch directory, worker status) for `serve`. Several web processes are
+    children: they sum their Prometheus samples through a shared directory and read
+    the worker thread's status from a file there."""
+    from tutorscore.evaluation.health import WorkerStatus
+    from tutorscore.web.app import WORKER_STATUS_FILE_ENV
+    from tutorscore.web.metrics import MULTIPROC_ENV
+
+    if workers <= 1:
+        return None, WorkerStatus() if worker else None
+    scratch = tempfile.TemporaryDirectory(prefix="tutorscore-serve-")
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = Path(scratch.name) / "prometheus"
+        metrics_dir.mkdir()
+        os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    status = None
+    if worker:
+        status_file = Path(scratch.name) / "worker-status.json"
+        os.environ[WORKER_STATUS_FILE_ENV] = str(status_file)
+        status = WorkerStatus(status_file)
+    return scratch, status
 
 
 def _start_worker(

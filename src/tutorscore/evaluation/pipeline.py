@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -226,6 +226,53 @@ class LLMPipeline:
             return None
         return prepared
 
+    async def _claim_some(
+        self, slot: str, room: int, *, once: bool
+    ) -> tuple[Literal["jobs", "retry", "stop"], list[Any]]:
+        """Claim up to `room` jobs: ("jobs", the jobs, maybe none due), ("retry", []) after
+        a failure already waited out, or ("stop", []) when stopped while the database
+        was away."""
+        try:
+            jobs = await self._db(self._claim_fn, slot, min(CLAIM_BATCH, room))
+        except Exception as exc:
+            if once:
+                raise
+            if is_database_error(exc):  # back off; one log line per outage
+                try:
+                    await self.worker._wait_for_database(exc)
+                except WorkerStopping:
+                    return "stop", []
+                return "retry", []
+            log.exception("claiming jobs failed; retrying")
+            await self.worker._idle()
+            return "retry", []
+        self.worker.outage.succeeded()
+        return "jobs", list(jobs)
+
+    async def _nothing_due(self, *, once: bool) -> bool:
+        """Wait after a claim found no job; True when drained (`once`, nothing in hand)."""
+        if not once:
+            await self.worker._idle()
+            return False
+        if not self.held:
+            return True  # nothing due and nothing in hand: drained
+        self._changed.clear()
+        await self._wait_changed()  # a job in hand may come back due
+        return False
+
+    async def _dispatch(self, jobs: list[Any]) -> None:
+        """Hold the claimed jobs, load them, and pass each to the callers or the writer."""
+        items = [Item(job) for job in jobs]
+        for item in items:
+            self.held[item.job.id] = item
+        fed = await self._feed(items)
+        for item, out in zip(items, fed, strict=True):
+            self._count_heuristic(item, out)
+            if item.error is not None or item.lost or item.llm_cached:
+                await self._written.put(item)  # nothing to call: straight to the writer
+            else:
+                await self._ready.put(item)
+
     async def feeder(self, *, once: bool) -> None:
         slot = f"{self.worker.worker_id}/llm"
         stop = self.worker.stop
@@ -236,40 +283,15 @@ class LLMPipeline:
                     self._changed.clear()
                     await self._wait_changed()
                     continue
-                try:
-                    jobs = await self._db(self._claim_fn, slot, min(CLAIM_BATCH, room))
-                except Exception as exc:
-                    if once:
-                        raise
-                    if is_database_error(exc):  # back off; one log line per outage
-                        try:
-                            await self.worker._wait_for_database(exc)
-                        except WorkerStopping:
-                            return
-                        continue
-                    log.exception("claiming jobs failed; retrying")
-                    await self.worker._idle()
+                outcome, jobs = await self._claim_some(slot, room, once=once)
+                if outcome == "stop":
+                    return
+                if outcome == "retry":
                     continue
-                self.worker.outage.succeeded()
-                if not jobs:
-                    if once:
-                        if not self.held:
-                            return  # nothing due and nothing in hand: drained
-                        self._changed.clear()
-                        await self._wait_changed()  # a job in hand may come back due
-                        continue
-                    await self.worker._idle()
-                    continue
-                items = [Item(job) for job in jobs]
-                for item in items:
-                    self.held[item.job.id] = item
-                fed = await self._feed(items)
-                for item, out in zip(items, fed, strict=True):
-                    self._count_heuristic(item, out)
-                    if item.error is not None or item.lost or item.llm_cached:
-                        await self._written.put(item)  # nothing to call: straight to the writer
-                    else:
-                        await self._ready.put(item)
+                if jobs:
+                    await self._dispatch(jobs)
+                elif await self._nothing_due(once=once):
+                    return
         finally:
             for _ in range(self.callers):
                 await self._ready.put(None)
@@ -406,23 +428,31 @@ class LLMPipeline:
             status = fail_job(s, job, f"{type(exc).__name__}: {exc}", rules=self.worker.rules)
         return {"dead": "dead", "queued": "retried"}.get(status or "", "lost")
 
+    async def _gather(self, pending: list[Item]) -> bool:
+        """Add finished jobs to `pending` (waiting for one when it is empty, then a moment
+        for a few more: one commit); True once the end marker came."""
+        finished = False
+        if not pending:
+            first = await self._written.get()
+            if first is None:
+                finished = True
+            else:
+                pending.append(first)
+                await asyncio.sleep(WRITE_GATHER_S)
+        while len(pending) < WRITE_BATCH and not self._written.empty():
+            nxt = self._written.get_nowait()
+            if nxt is None:
+                finished = True
+            else:
+                pending.append(nxt)
+        return finished
+
     async def writer(self) -> None:
         finished = False
         pending: list[Item] = []
         while not finished or pending:
-            if not pending:
-                first = await self._written.get()
-                if first is None:
-                    finished = True
-                else:
-                    pending.append(first)
-                    await asyncio.sleep(WRITE_GATHER_S)  # let a few more finish: one commit
-            while len(pending) < WRITE_BATCH and not self._written.empty():
-                nxt = self._written.get_nowait()
-                if nxt is None:
-                    finished = True
-                else:
-                    pending.append(nxt)
+            if await self._gather(pending):
+                finished = True
             batch, pending = pending[:WRITE_BATCH], pending[WRITE_BATCH:]
             if not batch:
                 continue

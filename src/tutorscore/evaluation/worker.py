@@ -318,32 +318,39 @@ class Worker:
         finally:
             beat.cancel()
 
+    async def _judge_step(
+        self, job: ClaimedJob, judge: Judge, last: bool, info: TranscriptInfo | None
+    ) -> tuple[TranscriptInfo | None, bool]:
+        """One judge's evaluation of the job, stored: (the transcript, whether cached)."""
+        if hasattr(judge, "evaluate_sync"):
+            return await asyncio.to_thread(self._sync_step, job, judge, last)
+        if info is None:
+            info = await asyncio.to_thread(self._load, job)
+        result = None
+        if not await asyncio.to_thread(self._is_cached, info, judge):
+            result = await self._call_judge(judge, info, job)
+        cached = await asyncio.to_thread(self._store_step, job, info, judge, result, last)
+        return info, cached
+
+    async def _run_judges(self, job: ClaimedJob) -> None:
+        """Every judge of the worker on the job, in order (the last one finishes the job)."""
+        if job.judge == "llm" and self.llm is None:
+            raise RuntimeError("the LLM judge is not configured on this worker")
+        info: TranscriptInfo | None = None
+        judges = self.judges
+        for k, judge in enumerate(judges):
+            info, cached = await self._judge_step(job, judge, k == len(judges) - 1, info)
+            if cached:
+                self.stats.cached += 1
+            else:
+                self.stats.evaluated += 1
+                if self.debounce and info is not None:
+                    self.dirty_tutors.add(info.tutor_id)
+        self.stats.done += 1
+
     async def process(self, job: ClaimedJob) -> None:
         try:
-            if job.judge == "llm" and self.llm is None:
-                raise RuntimeError("the LLM judge is not configured on this worker")
-            info: TranscriptInfo | None = None
-            judges = self.judges
-            for k, judge in enumerate(judges):
-                last = k == len(judges) - 1
-                if hasattr(judge, "evaluate_sync"):
-                    info, cached = await asyncio.to_thread(self._sync_step, job, judge, last)
-                else:
-                    if info is None:
-                        info = await asyncio.to_thread(self._load, job)
-                    result = None
-                    if not await asyncio.to_thread(self._is_cached, info, judge):
-                        result = await self._call_judge(judge, info, job)
-                    cached = await asyncio.to_thread(
-                        self._store_step, job, info, judge, result, last
-                    )
-                if cached:
-                    self.stats.cached += 1
-                else:
-                    self.stats.evaluated += 1
-                    if self.debounce and info is not None:
-                        self.dirty_tutors.add(info.tutor_id)
-            self.stats.done += 1
+            await self._run_judges(job)
         except LeaseLost:
             self.stats.lost += 1
             log.warning("job %s: lease lost to another worker; dropped", job.id)
@@ -550,6 +557,33 @@ async def run_worker_async(
     return stats
 
 
+def _judges(
+    engine: Engine,
+    settings: Settings,
+    rules: RulesConfig,
+    judges: Sequence[Judge] | None,
+    use_llm: bool | None,
+) -> tuple[Judge, Judge | None]:
+    """(heuristic, LLM judge or None): the given ones, else from the configuration."""
+    if judges:
+        return judges[0], (judges[1] if len(judges) > 1 else None)
+    heuristic = HeuristicJudge(rules.evaluation.heuristic)
+    want_llm = settings.llm_enabled if use_llm is None else use_llm
+    llm = build_llm_judge(engine, settings, rules) if want_llm else None
+    return heuristic, llm
+
+
+def _slots(
+    settings: Settings, rules: RulesConfig, llm: Judge | None, concurrency: int | None
+) -> int:
+    """Concurrent job slots: as asked, else the configured ones (more with an LLM)."""
+    if concurrency is not None:
+        return concurrency
+    if llm is None:
+        return rules.evaluation.worker_concurrency
+    return max(rules.evaluation.worker_concurrency, settings.llm_max_concurrency)
+
+
 async def _run(
     engine: Engine,
     settings: Settings,
@@ -565,16 +599,8 @@ async def _run(
     status: WorkerStatus | None,
     after_write: AfterWrite | None,
 ) -> WorkerStats:
-    if judges:
-        heuristic, llm = judges[0], (judges[1] if len(judges) > 1 else None)
-    else:
-        heuristic = HeuristicJudge(rules.evaluation.heuristic)
-        want_llm = settings.llm_enabled if use_llm is None else use_llm
-        llm = build_llm_judge(engine, settings, rules) if want_llm else None
-    if concurrency is None:
-        concurrency = rules.evaluation.worker_concurrency
-        if llm is not None:
-            concurrency = max(concurrency, settings.llm_max_concurrency)
+    heuristic, llm = _judges(engine, settings, rules, judges, use_llm)
+    concurrency = _slots(settings, rules, llm, concurrency)
     worker = Worker(
         engine,
         rules,

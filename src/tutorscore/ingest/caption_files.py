@@ -176,75 +176,104 @@ def _query(engine: Engine, select: str, key: str, ids: Any) -> Iterator[tuple[An
                 yield row[0], row[1]
 
 
+@dataclass
+class _SpeakersFile:
+    """One speakers.csv: its errors go to `validation` as `file:line: message`."""
+
+    validation: _Validation
+    file_no: int
+    label: str
+    width: int = 0  # fields in the header row
+
+    def error(self, line: int, message: str) -> None:
+        self.validation.errors.add(self.file_no, line, f"{self.label}:{line}: {message}")
+
+    def header(self, reader: Any) -> dict[str, int] | None:
+        """Column positions of the header row, or None (reported) when it is unusable."""
+        try:
+            header = [cell.strip() for cell in next(reader, [])]
+        except csv.Error as exc:
+            self.error(1, f"expected a CSV header row, got a malformed line ({exc})")
+            return None
+        missing = [name for name in _SPEAKER_COLUMNS if name not in header]
+        if missing:
+            got = render_got(",".join(header)) if any(header) else "an empty file"
+            self.error(
+                1, f"expected a header row naming the columns session_id, speaker, role, got {got}"
+            )
+            return None
+        for name in header:
+            if name not in _SPEAKER_COLUMNS:
+                self.validation.warnings.append(
+                    f"{self.label}:1: ignoring unknown column {render_got(name)}"
+                )
+        self.width = len(header)
+        return {name: header.index(name) for name in _SPEAKER_COLUMNS}
+
+    def fields_ok(self, line: int, session_id: str, speaker: str, role: str) -> bool:
+        """Each field of one row checked; every problem reported."""
+        where = f"{self.label}:{line}"
+        add = self.validation.errors.add
+        ok = True
+        if session_id != "*":
+            _values, messages, _failed = clean_cells((TRANSCRIPT_ID,), [session_id], where)
+            for message in messages:
+                add(self.file_no, line, message)
+                ok = False
+        if not speaker or len(speaker) > 200:
+            expected = "a speaker name of 1-200 characters"
+            add(self.file_no, line, field_message(where, "speaker", expected, speaker or None))
+            ok = False
+        if role.lower() not in ROLES:
+            add(self.file_no, line, field_message(where, "role", "tutor or student", role))
+            ok = False
+        return ok
+
+    def rows(self, reader: Any, index: dict[str, int]) -> Iterator[tuple[int, str, str, str]]:
+        """(line, session_id, speaker, role) of each well-formed non-blank row."""
+        previous = reader.line_num
+        try:
+            for row in reader:
+                line, previous = previous + 1, reader.line_num
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != self.width:
+                    self.error(
+                        line, f"expected {self.width} fields as in the header, got {len(row)}"
+                    )
+                    continue
+                session_id, speaker, role = (row[index[n]].strip() for n in _SPEAKER_COLUMNS)
+                yield line, session_id, speaker, role
+        except csv.Error as exc:
+            self.error(previous + 1, f"expected a well-formed CSV record, got an error ({exc})")
+
+
 def _read_speakers(
     validation: _Validation, file_no: int, bundle_file: BundleFile, speakers: SpeakerRoles
 ) -> None:
-    label = bundle_file.label
-
-    def error(line: int, message: str) -> None:
-        validation.errors.add(file_no, line, f"{label}:{line}: {message}")
-
+    f = _SpeakersFile(validation, file_no, bundle_file.label)
     content, problem = _decode(bundle_file.path.read_bytes())
     if content is None:
-        error(1, f"expected UTF-8 text, got {problem}")
+        f.error(1, f"expected UTF-8 text, got {problem}")
         return
     reader = csv.reader(io.StringIO(content, newline=""))
-    try:
-        header = [cell.strip() for cell in next(reader, [])]
-    except csv.Error as exc:
-        error(1, f"expected a CSV header row, got a malformed line ({exc})")
+    index = f.header(reader)
+    if index is None:
         return
-    missing = [name for name in _SPEAKER_COLUMNS if name not in header]
-    if missing:
-        got = render_got(",".join(header)) if any(header) else "an empty file"
-        error(1, f"expected a header row naming the columns session_id, speaker, role, got {got}")
-        return
-    for name in header:
-        if name not in _SPEAKER_COLUMNS:
-            validation.warnings.append(f"{label}:1: ignoring unknown column {render_got(name)}")
-    index = {name: header.index(name) for name in _SPEAKER_COLUMNS}
     first: dict[tuple[str, str], int] = {}
-    previous = reader.line_num
-    try:
-        for row in reader:
-            line, previous = previous + 1, reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                error(line, f"expected {len(header)} fields as in the header, got {len(row)}")
-                continue
-            where = f"{label}:{line}"
-            session_id, speaker, role = (row[index[n]].strip() for n in _SPEAKER_COLUMNS)
-            ok = True
-            if session_id != "*":
-                _values, messages, _failed = clean_cells((TRANSCRIPT_ID,), [session_id], where)
-                for message in messages:
-                    validation.errors.add(file_no, line, message)
-                    ok = False
-            if not speaker or len(speaker) > 200:
-                expected = "a speaker name of 1-200 characters"
-                validation.errors.add(
-                    file_no, line, field_message(where, "speaker", expected, speaker or None)
-                )
-                ok = False
-            if role.lower() not in ROLES:
-                expected = "tutor or student"
-                validation.errors.add(file_no, line, field_message(where, "role", expected, role))
-                ok = False
-            if not ok:
-                continue
-            key = (session_id, " ".join(speaker.split()).casefold())
-            if key in first:
-                error(
-                    line,
-                    f"speaker: expected each (session_id, speaker) once, got {render_got(speaker)} "
-                    f"for {render_got(session_id)} again (first on line {first[key]})",
-                )
-                continue
-            first[key] = line
-            speakers.add(session_id, speaker, role.lower())
-    except csv.Error as exc:
-        error(previous + 1, f"expected a well-formed CSV record, got an error ({exc})")
+    for line, session_id, speaker, role in f.rows(reader, index):
+        if not f.fields_ok(line, session_id, speaker, role):
+            continue
+        key = (session_id, " ".join(speaker.split()).casefold())
+        if key in first:
+            f.error(
+                line,
+                f"speaker: expected each (session_id, speaker) once, got {render_got(speaker)} "
+                f"for {render_got(session_id)} again (first on line {first[key]})",
+            )
+            continue
+        first[key] = line
+        speakers.add(session_id, speaker, role.lower())
 
 
 @dataclass
@@ -253,15 +282,87 @@ class _Files:
     files: list[tuple[int, BundleFile]]
     speakers: SpeakerRoles
     tutor_of: dict[str, str | None]
+    first_file: dict[str, str] = field(default_factory=dict)  # session_id -> file label
+
+    def _session_id(self, file_no: int, bundle_file: BundleFile) -> str | None:
+        """The session a transcript file is named after, or None (reported) when the
+        name is not a session id, repeats one, or names a session nowhere to be found."""
+        check = self.validation
+        label = bundle_file.label
+        ids = check.ids.setdefault("transcripts", {})
+
+        def error(message: str) -> None:
+            check.errors.add(file_no, 1, f"{label}:1: {message}")
+
+        stem = bundle_file.path.name.rsplit(".", 1)[0]
+        values, messages, _failed = clean_cells((TRANSCRIPT_ID,), [stem], f"{label}:1")
+        if messages:
+            for message in messages:
+                check.errors.add(
+                    file_no, 1, message.replace("session_id:", "file name (session_id):", 1)
+                )
+            return None
+        session_id: str = values[0]
+        if session_id in self.first_file:
+            again = f"{render_got(session_id)} again (first in {self.first_file[session_id]})"
+            error(f"session_id: expected one transcript per session, got {again}")
+            return None
+        if session_id in ids:
+            jsonl = [f.label for f in check.files if f.kind == CAPTION_KIND and f.fmt == "jsonl"]
+            where = jsonl[0] if len(jsonl) == 1 else "a transcripts file"
+            again = f"{render_got(session_id)} again (first in {where} line {ids[session_id]})"
+            error(f"session_id: expected one transcript per session, got {again}")
+            return None
+        self.first_file[session_id] = label
+        ids[session_id] = 1
+        if session_id in check.ids.get("sessions", {}) or session_id in self.tutor_of:
+            return session_id
+        if "sessions" not in check.broken_kinds:
+            error(
+                "session_id: expected a session in the bundle or the database, "
+                f"got {render_got(session_id)}"
+            )
+        return None
+
+    def _row(self, file_no: int, bundle_file: BundleFile, data: bytes) -> tuple[Any, ...] | None:
+        """The transcripts row of one caption file, or None (reported) when it has none."""
+        check = self.validation
+        label = bundle_file.label
+
+        def error(line: int, message: str) -> None:
+            check.errors.add(file_no, line, f"{label}:{line}: {message}")
+
+        fmt = EXTENSIONS.get(bundle_file.fmt)
+        if fmt is None:
+            suffix = bundle_file.path.suffix
+            got = f"a {suffix} file" if suffix else "a file without an extension"
+            error(1, f"expected a transcript named <session_id>.vtt, .srt or .txt, got {got}")
+            return None
+        session_id = self._session_id(file_no, bundle_file)
+        if session_id is None:
+            return None
+        content, problem = _decode(data)
+        if content is None:
+            error(1, f"expected UTF-8 text, got {problem}")
+            return None
+        try:
+            turns = transcript_turns(
+                fmt,
+                content,
+                session_id=session_id,
+                tutor_name=self.tutor_of.get(session_id),
+                speakers=self.speakers,
+            )
+        except CaptionError as exc:
+            for problem_at in exc.problems:
+                error(problem_at.line, problem_at.message)
+            return None
+        return (session_id, turns, content, len(turns), content_hash(turns), check.now, check.now)
 
     def run(self) -> None:
         from tutorscore.ingest.importer import BundleFile
 
         check = self.validation
-        ids = check.ids.setdefault("transcripts", {})
-        first_file: dict[str, str] = {}
-        jsonl = [f.label for f in check.files if f.kind == CAPTION_KIND and f.fmt == "jsonl"]
-        sessions_known = "sessions" not in check.broken_kinds
         prepare = check._prepare["transcripts"]
         spool: IO[bytes] = tempfile.TemporaryFile()
         batch: list[tuple[Any, ...]] = []
@@ -269,79 +370,15 @@ class _Files:
         total = sum(f.path.stat().st_size for _, f in self.files)
         done = 0
         for count, (file_no, bundle_file) in enumerate(self.files, start=1):
-            label = bundle_file.label
-
-            def error(line: int, message: str, file_no: int = file_no, label: str = label) -> None:
-                check.errors.add(file_no, line, f"{label}:{line}: {message}")
-
             data = bundle_file.path.read_bytes()
             done += len(data)
             if check.progress is not None and (
                 count % _PROGRESS_EVERY == 0 or count == len(self.files)
             ):
                 check.progress(f"checking {TRANSCRIPTS_DIR}/", done, total)
-            fmt = EXTENSIONS.get(bundle_file.fmt)
-            if fmt is None:
-                suffix = bundle_file.path.suffix
-                got = f"a {suffix} file" if suffix else "a file without an extension"
-                error(1, f"expected a transcript named <session_id>.vtt, .srt or .txt, got {got}")
-                continue
-            stem = bundle_file.path.name.rsplit(".", 1)[0]
-            values, messages, _failed = clean_cells((TRANSCRIPT_ID,), [stem], f"{label}:1")
-            if messages:
-                for message in messages:
-                    check.errors.add(
-                        file_no, 1, message.replace("session_id:", "file name (session_id):", 1)
-                    )
-                continue
-            session_id: str = values[0]
-            if session_id in first_file:
-                again = f"{render_got(session_id)} again (first in {first_file[session_id]})"
-                error(1, f"session_id: expected one transcript per session, got {again}")
-                continue
-            if session_id in ids:
-                where = jsonl[0] if len(jsonl) == 1 else "a transcripts file"
-                again = f"{render_got(session_id)} again (first in {where} line {ids[session_id]})"
-                error(1, f"session_id: expected one transcript per session, got {again}")
-                continue
-            first_file[session_id] = label
-            ids[session_id] = 1
-            exists = session_id in check.ids.get("sessions", {}) or session_id in self.tutor_of
-            if not exists:
-                if sessions_known:
-                    error(
-                        1,
-                        "session_id: expected a session in the bundle or the database, "
-                        f"got {render_got(session_id)}",
-                    )
-                continue
-            content, problem = _decode(data)
-            if content is None:
-                error(1, f"expected UTF-8 text, got {problem}")
-                continue
-            try:
-                turns = transcript_turns(
-                    fmt,
-                    content,
-                    session_id=session_id,
-                    tutor_name=self.tutor_of.get(session_id),
-                    speakers=self.speakers,
-                )
-            except CaptionError as exc:
-                for problem_at in exc.problems:
-                    error(problem_at.line, problem_at.message)
-                continue
-            if check.errors.total:
+            row = self._row(file_no, bundle_file, data)
+            if row is None or check.errors.total:
                 continue  # nothing will be written: keep checking, stop spooling
-            row = (
-                session_id,
-                turns,
-                content,
-                len(turns),
-                content_hash(turns),
-                check.now,
-                check.now,
-            )
             batch.append(prepare(row))
             rows += 1
             if len(batch) >= _BATCH:

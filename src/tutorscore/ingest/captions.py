@@ -306,6 +306,28 @@ def _clock_seconds(match: re.Match[str]) -> tuple[int, bool]:
     return h * 3600 + int(minutes) * 60 + int(seconds or 0), ampm is not None
 
 
+@dataclass
+class _Clock:
+    """Clock times (`10:02:03 AM`) as seconds from the first one in the file; a time
+    more than 12 hours earlier than the one before it is taken as past midnight."""
+
+    first: int | None = None
+    day: int = 0
+    previous: int = 0
+
+    def start(self, time: re.Match[str]) -> float:
+        """The start_s of a line's time prefix (elapsed times are taken as they are)."""
+        seconds, clock = _clock_seconds(time)
+        if not clock:
+            return float(seconds)
+        if self.first is None:
+            self.first = self.previous = seconds
+        if seconds + self.day < self.previous - 12 * 3600:
+            self.day += 24 * 3600
+        self.previous = seconds + self.day
+        return float(seconds + self.day - self.first)
+
+
 def parse_plain(content: str) -> list[Cue]:
     """`Name: text` lines, optionally after a time; other lines continue the turn above.
 
@@ -317,9 +339,7 @@ def parse_plain(content: str) -> list[Cue]:
     """
     content = content.removeprefix("\ufeff")
     cues: list[Cue] = []
-    first_clock: int | None = None
-    day = 0
-    previous_clock = 0
+    clock = _Clock()
     seen_text = False
     timed: bool | None = None  # whether the first speaker line starts with a time
     for number, raw in enumerate(split_lines(content), start=1):
@@ -330,16 +350,7 @@ def parse_plain(content: str) -> list[Cue]:
         start: float | None = None
         time = _TIME_PREFIX.match(line)
         if time is not None:
-            seconds, clock = _clock_seconds(time)
-            if clock:
-                if first_clock is None:
-                    first_clock = previous_clock = seconds
-                if seconds + day < previous_clock - 12 * 3600:
-                    day += 24 * 3600
-                previous_clock = seconds + day
-                start = float(seconds + day - first_clock)
-            else:
-                start = float(seconds)
+            start = clock.start(time)
             line = line[time.end() :]
         prefix = _name_prefix(line)
         if timed is None and prefix is not None:

@@ -271,8 +271,8 @@ class _FileReader:
             done = self._size if final else min(fh.buffer.tell(), self._size)
             self.progress(f"checking {self.bundle_file.label}", done, self._size)
 
-    def _csv(self, fh: TextIO, names: Sequence[str]) -> Iterator[tuple[int, list[Any]]]:
-        reader = csv.reader(fh)
+    def _csv_header(self, reader: Any, names: Sequence[str]) -> list[str] | None:
+        """The header row's column names, or None (reported, file broken) when unusable."""
         known = set(names)
         required = [c.name for c in COLUMNS[self.bundle_file.kind] if c.required]
         try:
@@ -280,7 +280,7 @@ class _FileReader:
         except csv.Error as exc:
             self.error(1, f"expected a CSV header row, got a malformed line ({exc})")
             self.broken = True
-            return
+            return None
         if header is None or not any(cell.strip() for cell in header):
             self.error(
                 1,
@@ -288,7 +288,7 @@ class _FileReader:
                 "got an empty file",
             )
             self.broken = True
-            return
+            return None
         header = [cell.strip() for cell in header]
         if not known & set(header):
             self.error(
@@ -297,7 +297,7 @@ class _FileReader:
                 f"got {render_got(','.join(header))}",
             )
             self.broken = True
-            return
+            return None
         missing = [name for name in required if name not in header]
         for name in missing:
             self.error(1, f"header: expected a column named {name}, got no such column")
@@ -311,6 +311,13 @@ class _FileReader:
                 self.warnings.append(f"{self.where(1)}: ignoring unknown column {render_got(name)}")
         if missing:
             self.broken = True
+            return None
+        return header
+
+    def _csv(self, fh: TextIO, names: Sequence[str]) -> Iterator[tuple[int, list[Any]]]:
+        reader = csv.reader(fh)
+        header = self._csv_header(reader, names)
+        if header is None:
             return
         index = {name: i for i, name in enumerate(header)}
         positions = [index.get(name) for name in names]

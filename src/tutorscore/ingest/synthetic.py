@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -29,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from tutorscore.db.base import Base, sqlite_timestamp, utcnow
 from tutorscore.db.models import SessionTranscript, Student, Tutor, TutoringSession
 from tutorscore.errors import UserError
+from tutorscore.ingest._upsert import bulk_cache, indexes_dropped
 from tutorscore.ingest.transcript_format import Turn, content_hash, render_text
 from tutorscore.ingest.transcripts import SUBJECT_WEIGHTS, SUBJECTS, generate_transcript
 
@@ -60,7 +60,6 @@ BATCH_ROWS = 20_000
 # Above this many new sessions, the sessions table's secondary indexes are dropped
 # for the load and rebuilt afterwards (one sort each instead of a million random inserts).
 INDEX_REBUILD_ROWS = 100_000
-SQLITE_BULK_CACHE_KIB = 512 * 1024
 
 STATUS_NAMES = ("completed", "rescheduled", "rescheduled", "no_show", "no_show", "cancelled")
 _COMPLETED, _RESCHED_TUTOR, _RESCHED_STUDENT, _NOSHOW_TUTOR, _NOSHOW_STUDENT, _CANCELLED = range(6)
@@ -242,7 +241,8 @@ def seed(
     for extra in extras:
         extra.adjust(data)
     big = data.session_count >= INDEX_REBUILD_ROWS
-    with engine.begin() as conn, _bulk_cache(conn):
+    # the one bulk loader of seed and import (ingest._upsert: why these settings)
+    with engine.begin() as conn, bulk_cache(conn):
         only_synthetic = _only_synthetic(conn)
         # With nothing imported, the old rows can go wholesale (TRUNCATE on Postgres) and
         # the session indexes can be dropped before the delete as well as the load.
@@ -250,9 +250,9 @@ def seed(
         # its remaining sessions through them.
         many_old = only_synthetic and _count(conn, "sessions") >= INDEX_REBUILD_ROWS
         early = only_synthetic and (big or many_old)
-        with _indexes_dropped(conn, "sessions", enabled=early, report=report):
+        with indexes_dropped(conn, "sessions", enabled=early, report=report):
             deleted = delete_synthetic(conn, progress=report, everything=only_synthetic)
-            with _indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
+            with indexes_dropped(conn, "sessions", enabled=big and not early, report=report):
                 _insert(conn, data, report)
         for extra in extras:
             extra.write(conn, data)
@@ -537,104 +537,182 @@ def _slot_choice(rng: np.random.Generator, t0: int, first: int, count: int, size
     return np.asarray(rng.choice(g, size=size, p=p / p.sum()), dtype=np.int64)
 
 
-def _sessions(
-    rng: np.random.Generator,
-    traits: TutorTraits,
-    tutor_subjects: list[list[int]],
-    n_students: int,
-    n_sessions: int,
-    days: int,
-    as_of: datetime,
-) -> dict[str, Any]:
-    """Pairs (student, tutor, subject), then sessions per pair, statuses and outcomes."""
-    n_tutors = traits.weight.shape[0]
-    n_up = round(UPCOMING_SHARE * n_sessions) if n_sessions >= 25 else 0
-    n_past = n_sessions - n_up
-    k_new = min(round(FIRST_SESSION_SHARE * n_past), int(0.8 * n_students), n_past)
+@dataclass(frozen=True)
+class _Pairs:
+    """(student, tutor, subject) pairs: new students have one new pair; others 1-2
+    ongoing pairs (begun earlier)."""
 
-    # ---- pairs: new students have one new pair; others 1-2 ongoing pairs (begun earlier)
-    perm = rng.permutation(n_students)
-    new_students = perm[:k_new]
-    ongoing = perm[k_new:]
-    second = ongoing[rng.random(ongoing.shape[0]) < SECOND_TUTOR_SHARE]
-    pair_student = np.concatenate([new_students, ongoing, second]).astype(np.int64)
-    n_pairs = pair_student.shape[0]
-    pair_new = np.zeros(n_pairs, dtype=np.bool_)
-    pair_new[:k_new] = True
-    pair_tutor: IntArray = np.asarray(
-        rng.choice(n_tutors, size=n_pairs, p=traits.weight / traits.weight.sum()), dtype=np.int64
-    )
-    subject_count = np.array([len(s) for s in tutor_subjects], dtype=np.int64)
-    subject_matrix = np.array([s + [s[0]] * (3 - len(s)) for s in tutor_subjects], dtype=np.int64)
-    pick = (rng.random(n_pairs) * subject_count[pair_tutor]).astype(np.int64)
-    pair_subject = subject_matrix[pair_tutor, pick]
+    student: IntArray
+    tutor: IntArray
+    subject: IntArray
+    new: BoolArray
+    dropped: BoolArray  # a new pair whose student leaves after the first session
+    intensity: FloatArray  # how often the pair meets
 
-    # a new pair whose student leaves after the first session has exactly that one session
-    fs = traits.first_session_skill[pair_tutor]
-    pair_dropped = pair_new & (rng.random(n_pairs) < np.clip(0.04 + 0.5 * (1.0 - fs) ** 2, 0, 0.9))
-    intensity: FloatArray = np.asarray(rng.gamma(2.0, 1.0, size=n_pairs), dtype=np.float64)
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        traits: TutorTraits,
+        tutor_subjects: list[list[int]],
+        n_students: int,
+        k_new: int,
+    ) -> _Pairs:
+        n_tutors = traits.weight.shape[0]
+        perm = rng.permutation(n_students)
+        new_students = perm[:k_new]
+        ongoing = perm[k_new:]
+        second = ongoing[rng.random(ongoing.shape[0]) < SECOND_TUTOR_SHARE]
+        pair_student = np.concatenate([new_students, ongoing, second]).astype(np.int64)
+        n_pairs = pair_student.shape[0]
+        pair_new = np.zeros(n_pairs, dtype=np.bool_)
+        pair_new[:k_new] = True
+        pair_tutor: IntArray = np.asarray(
+            rng.choice(n_tutors, size=n_pairs, p=traits.weight / traits.weight.sum()),
+            dtype=np.int64,
+        )
+        subject_count = np.array([len(s) for s in tutor_subjects], dtype=np.int64)
+        subject_matrix = np.array(
+            [s + [s[0]] * (3 - len(s)) for s in tutor_subjects], dtype=np.int64
+        )
+        pick = (rng.random(n_pairs) * subject_count[pair_tutor]).astype(np.int64)
+        pair_subject = subject_matrix[pair_tutor, pick]
+        # a new pair whose student leaves after the first session has exactly that one
+        fs = traits.first_session_skill[pair_tutor]
+        dropped = pair_new & (rng.random(n_pairs) < np.clip(0.04 + 0.5 * (1.0 - fs) ** 2, 0, 0.9))
+        intensity: FloatArray = np.asarray(rng.gamma(2.0, 1.0, size=n_pairs), dtype=np.float64)
+        return cls(pair_student, pair_tutor, pair_subject, pair_new, dropped, intensity)
 
-    # ---- past sessions: one per new pair, the rest spread over the pairs still going
-    eligible = np.flatnonzero(~pair_dropped)
+
+@dataclass(frozen=True)
+class _Grid:
+    """Half-hour slots: slot 0 at epoch second t0; past slots [0, n_slots), upcoming
+    slots [up_first, up_first + up_slots) after as_of."""
+
+    t0: int
+    step: int
+    n_slots: int
+    up_first: int
+    up_slots: int
+
+    @classmethod
+    def of(cls, as_of: datetime, days: int) -> _Grid:
+        step = SLOT_MINUTES * 60
+        base = (int(as_of.timestamp()) // step) * step
+        n_slots = max(days * 24 * 60 // SLOT_MINUTES - 2, 1)  # none starts in the last hour
+        t0 = base - (n_slots + 1) * step
+        return cls(t0, step, n_slots, n_slots + 2, UPCOMING_DAYS * 24 * 60 // SLOT_MINUTES)
+
+    @property
+    def n_g(self) -> int:
+        return self.up_first + self.up_slots
+
+    def past(self, rng: np.random.Generator, pair: IntArray, n: int) -> IntArray:
+        start = _slot_choice(rng, self.t0, 0, self.n_slots, n)
+        return _distinct_per_pair(
+            pair, start, self.n_g, lambda k: _slot_choice(rng, self.t0, 0, self.n_slots, k)
+        )
+
+    def upcoming(self, rng: np.random.Generator, pair: IntArray, n: int) -> IntArray:
+        start = _slot_choice(rng, self.t0, self.up_first, self.up_slots, n)
+        return _distinct_per_pair(
+            pair,
+            start,
+            self.n_g,
+            lambda k: _slot_choice(rng, self.t0, self.up_first, self.up_slots, k),
+        )
+
+
+def _past_pairs(rng: np.random.Generator, pairs: _Pairs, n_past: int, k_new: int) -> IntArray:
+    """The pair of each past session: one per new pair, the rest spread over the pairs
+    still going."""
+    eligible = np.flatnonzero(~pairs.dropped)
     rest = n_past - k_new
+    intensity = pairs.intensity
     extra = (
         rng.choice(eligible, size=rest, p=intensity[eligible] / intensity[eligible].sum())
         if rest > 0 and eligible.shape[0]
         else np.zeros(0, dtype=np.int64)
     )
-    pair = np.concatenate([np.arange(k_new, dtype=np.int64), extra.astype(np.int64)])
-    step = SLOT_MINUTES * 60
-    base = (int(as_of.timestamp()) // step) * step
-    n_slots = max(days * 24 * 60 // SLOT_MINUTES - 2, 1)  # no session starts in the last hour
-    up_slots = UPCOMING_DAYS * 24 * 60 // SLOT_MINUTES
-    t0 = base - (n_slots + 1) * step  # slot 0; past slots [0, n_slots), upcoming after as_of
-    up_first = n_slots + 2
-    n_g = up_first + up_slots
-    start = _slot_choice(rng, t0, 0, n_slots, n_past)
-    start = _distinct_per_pair(pair, start, n_g, lambda k: _slot_choice(rng, t0, 0, n_slots, k))
+    return np.concatenate([np.arange(k_new, dtype=np.int64), extra.astype(np.int64)])
 
-    # the earliest session of each new pair is its (completed) first session
+
+def _first_sessions(pair: IntArray, start: IntArray, pairs: _Pairs, n_g: int) -> BoolArray:
+    """The earliest session of each new pair is its (completed) first session."""
+    n_past = pair.shape[0]
     by_pair = np.argsort(pair * n_g + start)
     sorted_pair = pair[by_pair]
     earliest = np.ones(n_past, dtype=np.bool_)
     earliest[1:] = sorted_pair[1:] != sorted_pair[:-1]
     first = np.zeros(n_past, dtype=np.bool_)
-    first[by_pair] = earliest & pair_new[sorted_pair]
+    first[by_pair] = earliest & pairs.new[sorted_pair]
+    return first
 
-    tutor = pair_tutor[pair]
-    t_frac = start / n_slots
+
+def _statuses(
+    rng: np.random.Generator,
+    traits: TutorTraits,
+    tutor: IntArray,
+    t_frac: FloatArray,
+    first: BoolArray,
+) -> IntArray:
+    """Status codes: churning tutors reschedule and miss more as the history goes on."""
     ramp = 1.0 + CHURN_RAMP * traits.churned[tutor] * t_frac
     c1 = traits.reschedule_p[tutor] * ramp
     c2 = c1 + STUDENT_RESCHEDULE_P
     c3 = c2 + traits.no_show_p[tutor] * ramp
     c4 = c3 + STUDENT_NO_SHOW_P
     c5 = c4 + CANCEL_P
-    u = rng.random(n_past)
+    u = rng.random(tutor.shape[0])
     status = np.select(
         [u < c1, u < c2, u < c3, u < c4, u < c5],
         [_RESCHED_TUTOR, _RESCHED_STUDENT, _NOSHOW_TUTOR, _NOSHOW_STUDENT, _CANCELLED],
         default=_COMPLETED,
     ).astype(np.int64)
     status[first] = _COMPLETED
-    completed = status == _COMPLETED
+    return status
 
-    # student churn: after a dropped pair's first session, or (rarely, more with weak
-    # teaching) after an ongoing student's last session of the week, if it took place
-    student = pair_student[pair]
+
+def _student_churn(
+    rng: np.random.Generator,
+    quality: FloatArray,
+    student: IntArray,
+    start: IntArray,
+    first: BoolArray,
+    first_dropped: BoolArray,
+    completed: BoolArray,
+    n_g: int,
+) -> IntArray:
+    """1 after a dropped pair's first session, or (rarely, more with weak teaching) after
+    an ongoing student's last session of the week, if it took place; 0 after another
+    completed session, -1 when the session did not take place."""
+    n_past = student.shape[0]
     churned = np.where(completed, 0, -1).astype(np.int64)
-    churned[first & pair_dropped[pair]] = 1
+    churned[first_dropped] = 1
     by_student = np.argsort(student * n_g + start)
     s_sorted = student[by_student]
     last = np.ones(n_past, dtype=np.bool_)
     last[:-1] = s_sorted[:-1] != s_sorted[1:]
     is_last = np.zeros(n_past, dtype=np.bool_)
     is_last[by_student] = last
-    q = traits.quality[tutor]
+    q = quality
     late_churn = is_last & completed & ~first & (rng.random(n_past) < 0.01 + 0.12 * (1 - q) ** 2)
     churned[late_churn] = 1
-    gone_students = np.unique(student[churned == 1])
+    return churned
 
-    # lateness, length, ratings
+
+def _outcomes(
+    rng: np.random.Generator,
+    traits: TutorTraits,
+    tutor: IntArray,
+    t_frac: FloatArray,
+    first: BoolArray,
+    completed: BoolArray,
+    churned: IntArray,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(lateness, length, rating) of each past session (0 when it did not take place)."""
+    n_past = tutor.shape[0]
+    q = traits.quality[tutor]
     unrel = 1.0 - traits.reliability[tutor]
     delay = np.minimum(np.floor(rng.exponential(0.3 + 8.0 * unrel**2)), 15).astype(np.int64)
     planned = rng.choice(np.array([30, 45, 60, 90]), size=n_past, p=[0.25, 0.2, 0.45, 0.1])
@@ -646,24 +724,74 @@ def _sessions(
     mu = 2.4 + 2.7 * skill - 0.6 * traits.churned[tutor] * t_frac - 0.5 * (churned == 1)
     rating = np.clip(np.rint(mu + rng.normal(0.0, 0.75, n_past)), 1, 5).astype(np.int64)
     rated = completed & (rng.random(n_past) < np.where(first, 0.85, 0.7))
-    rating = np.where(rated, rating, 0)
+    return delay, duration, np.where(rated, rating, 0)
 
-    # ---- upcoming sessions (status scheduled) for pairs still going
-    live = ~pair_dropped & ~np.isin(pair_student, gone_students)
+
+def _upcoming(
+    rng: np.random.Generator, pairs: _Pairs, gone_students: IntArray, n_up: int, grid: _Grid
+) -> tuple[IntArray, IntArray]:
+    """(pair, slot) of the upcoming sessions (status scheduled) for pairs still going."""
+    live = ~pairs.dropped & ~np.isin(pairs.student, gone_students)
     live_pairs = np.flatnonzero(live)
-    if n_up and live_pairs.shape[0]:
-        up_pair = rng.choice(
-            live_pairs, size=n_up, p=intensity[live_pairs] / intensity[live_pairs].sum()
-        )
-        up_start = _slot_choice(rng, t0, up_first, up_slots, n_up)
-        up_start = _distinct_per_pair(
-            up_pair, up_start, n_g, lambda k: _slot_choice(rng, t0, up_first, up_slots, k)
-        )
-    else:
-        up_pair = np.zeros(0, dtype=np.int64)
-        up_start = np.zeros(0, dtype=np.int64)
+    if not (n_up and live_pairs.shape[0]):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    intensity = pairs.intensity
+    up_pair = rng.choice(
+        live_pairs, size=n_up, p=intensity[live_pairs] / intensity[live_pairs].sum()
+    )
+    return up_pair, grid.upcoming(rng, up_pair, n_up)
+
+
+def _rescheduled_from(
+    all_pair: IntArray, all_start: IntArray, status: IntArray, n_g: int
+) -> IntArray:
+    """Per session (in `status` order), the session it replaces: a rescheduled session is
+    replaced by the pair's next session; -1 for none."""
+    by_pair_all = np.argsort(all_pair * n_g + all_start)
+    rescheduled_from = np.full(all_pair.shape[0], -1, dtype=np.int64)
+    prev, nxt = by_pair_all[:-1], by_pair_all[1:]
+    same = all_pair[prev] == all_pair[nxt]
+    was_rescheduled = np.isin(status[prev], (_RESCHED_TUTOR, _RESCHED_STUDENT))
+    link = same & was_rescheduled
+    rescheduled_from[nxt[link]] = prev[link]
+    return rescheduled_from
+
+
+def _sessions(
+    rng: np.random.Generator,
+    traits: TutorTraits,
+    tutor_subjects: list[list[int]],
+    n_students: int,
+    n_sessions: int,
+    days: int,
+    as_of: datetime,
+) -> dict[str, Any]:
+    """Pairs (student, tutor, subject), then sessions per pair, statuses and outcomes."""
+    n_up = round(UPCOMING_SHARE * n_sessions) if n_sessions >= 25 else 0
+    n_past = n_sessions - n_up
+    k_new = min(round(FIRST_SESSION_SHARE * n_past), int(0.8 * n_students), n_past)
+    pairs = _Pairs.draw(rng, traits, tutor_subjects, n_students, k_new)
+
+    pair = _past_pairs(rng, pairs, n_past, k_new)
+    grid = _Grid.of(as_of, days)
+    n_g = grid.n_g
+    start = grid.past(rng, pair, n_past)
+    first = _first_sessions(pair, start, pairs, n_g)
+    tutor = pairs.tutor[pair]
+    t_frac = start / grid.n_slots
+    status = _statuses(rng, traits, tutor, t_frac, first)
+    completed = status == _COMPLETED
+    student = pairs.student[pair]
+    churned = _student_churn(
+        rng, traits.quality[tutor], student, start, first, first & pairs.dropped[pair],
+        completed, n_g,
+    )  # fmt: skip
+    gone_students = np.unique(student[churned == 1])
+    delay, duration, rating = _outcomes(rng, traits, tutor, t_frac, first, completed, churned)
+    up_pair, up_start = _upcoming(rng, pairs, gone_students, n_up, grid)
     n_up = up_pair.shape[0]
 
+    n_pairs = pairs.student.shape[0]
     all_pair = np.concatenate([pair, up_pair])
     all_start = np.concatenate([start, up_start])
     order = np.argsort(all_start * n_pairs + all_pair)
@@ -672,12 +800,12 @@ def _sessions(
         return np.concatenate([past, np.full(n_up, fill, dtype=past.dtype)])[order]
 
     result: dict[str, Any] = {
-        "pair_student": pair_student,
-        "pair_subject": pair_subject,
-        "tutor": pair_tutor[all_pair][order],
-        "student": pair_student[all_pair][order],
-        "subject": pair_subject[all_pair][order],
-        "start": t0 + step * all_start[order],
+        "pair_student": pairs.student,
+        "pair_subject": pairs.subject,
+        "tutor": pairs.tutor[all_pair][order],
+        "student": pairs.student[all_pair][order],
+        "subject": pairs.subject[all_pair][order],
+        "start": grid.t0 + grid.step * all_start[order],
         "status": cat(status, _SCHEDULED),
         "delay": cat(delay, 0),
         "duration": cat(duration, 0),
@@ -685,16 +813,9 @@ def _sessions(
         "rating": cat(rating, 0),
         "churned": cat(churned, -1),
     }
-    # a rescheduled session is replaced by the pair's next session
-    sorted_pair_all = all_pair[order]
-    by_pair_all = np.argsort(sorted_pair_all * n_g + all_start[order])
-    rescheduled_from = np.full(order.shape[0], -1, dtype=np.int64)
-    prev, nxt = by_pair_all[:-1], by_pair_all[1:]
-    same = sorted_pair_all[prev] == sorted_pair_all[nxt]
-    was_rescheduled = np.isin(result["status"][prev], (_RESCHED_TUTOR, _RESCHED_STUDENT))
-    link = same & was_rescheduled
-    rescheduled_from[nxt[link]] = prev[link]
-    result["rescheduled_from"] = rescheduled_from
+    result["rescheduled_from"] = _rescheduled_from(
+        all_pair[order], all_start[order], result["status"], n_g
+    )
     return result
 
 
@@ -880,79 +1001,6 @@ class _Writer:
                     copy.write(_copy_text(map(layout.copy_row, rows)))
         finally:
             cur.close()
-
-
-@contextmanager
-def _bulk_cache(conn: Connection) -> Iterator[None]:
-    """A large SQLite page cache for this connection while seeding, restored afterwards.
-
-    The default 2 MB cache makes a million-row load thrash the disk updating indexes.
-    """
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
-    conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size={int(previous or -2000)}")
-        conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
-
-
-@contextmanager
-def _indexes_dropped(
-    conn: Connection, table: str, *, enabled: bool, report: ProgressCallback
-) -> Iterator[None]:
-    """Drop `table`'s secondary indexes (and, on Postgres, its foreign keys) inside the
-    transaction and recreate them from their own definitions afterwards; a rollback
-    restores them on either backend."""
-    if not enabled:
-        yield
-        return
-    if conn.dialect.name == "sqlite":
-        found = conn.execute(
-            text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                "AND tbl_name = :table AND sql IS NOT NULL"
-            ),
-            {"table": table},
-        ).all()
-    else:
-        found = conn.execute(
-            text(
-                "SELECT i.indexname, i.indexdef FROM pg_indexes i "
-                "WHERE i.schemaname = current_schema() AND i.tablename = :table "
-                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
-            ),
-            {"table": table},
-        ).all()
-    # Postgres checks a foreign key with one trigger query per inserted row; re-adding
-    # the constraint validates the whole table with a single join instead.
-    foreign_keys = (
-        []
-        if conn.dialect.name == "sqlite"
-        else conn.execute(
-            text(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:table AS regclass) AND contype = 'f'"
-            ),
-            {"table": table},
-        ).all()
-    )
-    for name, _definition in foreign_keys:
-        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _definition in found:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
-    yield
-    steps = len(found) + len(foreign_keys)
-    for i, (_name, definition) in enumerate(found, start=1):
-        conn.exec_driver_sql(definition)
-        report("indexes", i, steps)
-    for i, (name, definition) in enumerate(foreign_keys, start=len(found) + 1):
-        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-        report("indexes", i, steps)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Table, insert
 
+from tutorscore.analytics.flags import HIGH_RESCHEDULER, LOW_RATING, POOR_FIRST_SESSION
 from tutorscore.config import RulesConfig
 from tutorscore.db.models import Intervention, Review
 from tutorscore.ingest.synthetic import (
@@ -68,9 +69,9 @@ REVIEWER_BIAS = {"Ana Ruiz": 0.15, "Ben Osei": -0.2, "Chen Li": 0.0}
 
 # flags coaching is planned for, in priority order: (playbook key, intervention type)
 COACHED_FLAGS = (
-    ("high_rescheduler_flag", "Availability review with the tutor"),
-    ("poor_first_session_flag", "First-session coaching module"),
-    ("low_rating", "Review recent low-rated sessions with a coach"),
+    (HIGH_RESCHEDULER.playbook_key, "Availability review with the tutor"),
+    (POOR_FIRST_SESSION.playbook_key, "First-session coaching module"),
+    (LOW_RATING.playbook_key, "Review recent low-rated sessions with a coach"),
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -186,11 +187,11 @@ def window_flags(data: SyntheticDataset, rules: RulesConfig, end: int) -> dict[s
     dropouts = np.bincount(tutor[failed], minlength=n)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
-            "high_rescheduler_flag": (total >= t.min_sessions)
+            HIGH_RESCHEDULER.playbook_key: (total >= t.min_sessions)
             & (resched / np.maximum(total, 1) > t.high_rescheduler_rate),
-            "poor_first_session_flag": (firsts >= t.min_first_sessions)
+            POOR_FIRST_SESSION.playbook_key: (firsts >= t.min_first_sessions)
             & (dropouts / np.maximum(firsts, 1) > t.poor_first_session_rate),
-            "low_rating": (n_rated >= t.min_ratings)
+            LOW_RATING.playbook_key: (n_rated >= t.min_ratings)
             & (rating_sum / np.maximum(n_rated, 1) < t.low_rating),
         }
 
@@ -280,14 +281,14 @@ def apply_effects(
             continue
         ramp = np.clip((data.session_start[positions] - begin) / (RAMP_DAYS * DAY), 0.0, 1.0)
         strength = p.effect * ramp
-        if p.flag == "high_rescheduler_flag":
+        if p.flag == HIGH_RESCHEDULER.playbook_key:
             changed[_keep_sessions(data, rng, positions, strength)] = True
-        elif p.flag == "poor_first_session_flag":
+        elif p.flag == POOR_FIRST_SESSION.playbook_key:
             changed[_better_first_sessions(data, rng, positions, strength)] = True
             changed[_better_ratings(data, rng, positions, 0.4 * strength)] = True
         else:
             changed[_better_ratings(data, rng, positions, strength)] = True
-        if p.flag != "high_rescheduler_flag":
+        if p.flag != HIGH_RESCHEDULER.playbook_key:
             gain = dict(zip(positions.tolist(), strength.tolist(), strict=True))
             for pos in positions.tolist():
                 if pos in transcript_at and data.session_status[pos] == _COMPLETED:

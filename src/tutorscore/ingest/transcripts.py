@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tutorscore.ingest.transcript_format import Turn
@@ -841,7 +842,33 @@ def generate_transcript(
     target = min(76, max(12, target))
     closing_turns = 4 if q >= 0.45 else 2
 
-    # opening
+    _opening(b, good, first_session)
+    pii_at = rng.randint(4, max(5, target - closing_turns - 2)) if rng.random() < 0.3 else -1
+
+    topic_index = 0
+    while len(b.turns) < target - closing_turns:
+        prompt = _tutor_prompt(b, rng, good)
+        reply = _student_reply(b, rng, prompt)
+        if 0 < pii_at <= len(b.turns):
+            _personal_details(b, rng)
+            pii_at = -1
+        if reply == "question":
+            _answer_question(b, good)
+        elif good():
+            _good_follow_up(b, rng, reply)
+        else:
+            _poor_follow_up(b, rng, reply)
+        topic_index += 1
+        _next_topic(b, good, order[topic_index % len(order)], target - closing_turns)
+    _closing(b, rng, good, q)
+    return GeneratedTranscript(turns=_bounded(b.turns), behaviours=b.behaviours)
+
+
+# --- the phases of one problem in generate_transcript; each draws from `rng` in the
+# same order as the others expect (the generated data is reproducible by seed)
+
+
+def _opening(b: _Builder, good: Callable[[], bool], first_session: bool) -> None:
     b.say("tutor", T_GREET_FIRST if first_session and good() else
           T_GREET_AGAIN if good() else T_GREET_FLAT)  # fmt: skip
     b.say("student", S_GREET)
@@ -851,107 +878,115 @@ def generate_transcript(
         b.say("tutor", T_GOAL_SET, "goal_setting")
     else:
         b.say("tutor", T_NO_GOAL, "no_goal")
-    pii_at = rng.randint(4, max(5, target - closing_turns - 2)) if rng.random() < 0.3 else -1
 
-    topic_index = 0
-    while len(b.turns) < target - closing_turns:
-        # tutor prompt: open question (maybe after a short explanation), or lecture
-        if b.turns[-1]["speaker"] == "tutor" and len(b.turns) > 3:
-            b.say("student", S_ACK)
-        if good():
-            if rng.random() < 0.3:
-                b.say("tutor", T_EXPLAIN, "telling")
-            if rng.random() < 0.5:
-                b.say("tutor", T_FOCUS, "focusing")
-            else:
-                b.say("tutor", T_OPEN_Q, "open_question")
-            prompt = "open"
-        elif rng.random() < 0.6:
-            sentences = rng.sample(MONOLOGUE_SENTENCES, k=rng.randint(4, 7))
-            b.say("tutor", " ".join(sentences), "monologue")
-            if rng.random() < 0.5:
-                b.say("tutor", T_CLOSED_Q)
-            prompt = "lecture"
+
+def _tutor_prompt(b: _Builder, rng: random.Random, good: Callable[[], bool]) -> str:
+    """The tutor's prompt: open question (maybe after a short explanation), or lecture."""
+    if b.turns[-1]["speaker"] == "tutor" and len(b.turns) > 3:
+        b.say("student", S_ACK)
+    if good():
+        if rng.random() < 0.3:
+            b.say("tutor", T_EXPLAIN, "telling")
+        if rng.random() < 0.5:
+            b.say("tutor", T_FOCUS, "focusing")
         else:
-            b.say("tutor", T_TELL_STEP, "telling")
+            b.say("tutor", T_OPEN_Q, "open_question")
+        return "open"
+    if rng.random() < 0.6:
+        sentences = rng.sample(MONOLOGUE_SENTENCES, k=rng.randint(4, 7))
+        b.say("tutor", " ".join(sentences), "monologue")
+        if rng.random() < 0.5:
             b.say("tutor", T_CLOSED_Q)
-            prompt = "closed"
+        return "lecture"
+    b.say("tutor", T_TELL_STEP, "telling")
+    b.say("tutor", T_CLOSED_Q)
+    return "closed"
 
-        # student reply
-        r = rng.random()
-        if prompt == "open":
-            if r < 0.3:
-                b.say("student", S_WRONG)
-                reply = "wrong"
-            else:
-                b.say("student", S_ATTEMPT, "student_explains")
-                reply = "attempt"
-        elif r < 0.35:
-            b.say("student", S_QUESTION)
-            reply = "question"
-        elif r < 0.5:
+
+def _student_reply(b: _Builder, rng: random.Random, prompt: str) -> str:
+    r = rng.random()
+    if prompt == "open":
+        if r < 0.3:
             b.say("student", S_WRONG)
-            reply = "wrong"
-        else:
+            return "wrong"
+        b.say("student", S_ATTEMPT, "student_explains")
+        return "attempt"
+    if r < 0.35:
+        b.say("student", S_QUESTION)
+        return "question"
+    if r < 0.5:
+        b.say("student", S_WRONG)
+        return "wrong"
+    b.say("student", S_ACK)
+    return "ack"
+
+
+def _personal_details(b: _Builder, rng: random.Random) -> None:
+    """Someone mentions contact details (what redaction must catch)."""
+    if rng.random() < 0.7:
+        b.say("student", S_PII)
+        b.say("tutor", "Sure, will do.")
+    else:
+        b.say("tutor", T_PII)
+        b.say("student", S_ACK)
+
+
+def _answer_question(b: _Builder, good: Callable[[], bool]) -> None:
+    if good():
+        b.say("tutor", T_ANSWER_Q, "answers_question")
+    else:
+        b.say("tutor", T_IGNORE_Q, "ignored_question")
+
+
+def _good_follow_up(b: _Builder, rng: random.Random, reply: str) -> None:
+    """Uptake of an attempt, or probing a wrong answer; then maybe a check."""
+    if reply == "attempt":
+        b.say("tutor", T_UPTAKE, "uptake")
+        if rng.random() < 0.4:
+            b.say("student", S_ATTEMPT, "student_explains")
+            b.say("tutor", T_PROBE, "probing")
+        elif rng.random() < 0.5:
+            b.say("tutor", T_PRAISE_EFFORT, "praise_effort")
+    else:
+        b.say("tutor", T_CORRECT_GENTLY if rng.random() < 0.5 else T_PROBE, "probing")
+        b.say("student", S_ATTEMPT, "student_explains")
+        b.say("tutor", T_UPTAKE, "uptake")
+        if rng.random() < 0.4:
             b.say("student", S_ACK)
-            reply = "ack"
-        if 0 < pii_at <= len(b.turns):
-            if rng.random() < 0.7:
-                b.say("student", S_PII)
-                b.say("tutor", "Sure, will do.")
-            else:
-                b.say("tutor", T_PII)
-                b.say("student", S_ACK)
-            pii_at = -1
+            b.say("tutor", T_FOCUS, "focusing")
+    if rng.random() < 0.6:
+        b.say("tutor", T_CHECK, "check_understanding")
+        b.say("student", S_EXPLAIN_BACK, "student_explains")
+        if rng.random() < 0.5:
+            b.say("tutor", T_PRAISE_EFFORT, "praise_effort")
 
-        # tutor follow-up
-        if reply == "question":
-            if good():
-                b.say("tutor", T_ANSWER_Q, "answers_question")
-            else:
-                b.say("tutor", T_IGNORE_Q, "ignored_question")
-        elif good():
-            if reply == "attempt":
-                b.say("tutor", T_UPTAKE, "uptake")
-                if rng.random() < 0.4:
-                    b.say("student", S_ATTEMPT, "student_explains")
-                    b.say("tutor", T_PROBE, "probing")
-                elif rng.random() < 0.5:
-                    b.say("tutor", T_PRAISE_EFFORT, "praise_effort")
-            else:
-                b.say("tutor", T_CORRECT_GENTLY if rng.random() < 0.5 else T_PROBE, "probing")
-                b.say("student", S_ATTEMPT, "student_explains")
-                b.say("tutor", T_UPTAKE, "uptake")
-                if rng.random() < 0.4:
-                    b.say("student", S_ACK)
-                    b.say("tutor", T_FOCUS, "focusing")
-            if rng.random() < 0.6:
-                b.say("tutor", T_CHECK, "check_understanding")
-                b.say("student", S_EXPLAIN_BACK, "student_explains")
-                if rng.random() < 0.5:
-                    b.say("tutor", T_PRAISE_EFFORT, "praise_effort")
+
+def _poor_follow_up(b: _Builder, rng: random.Random, reply: str) -> None:
+    """Rushing, telling the step, giving the answer away."""
+    if rng.random() < 0.35:
+        b.say("tutor", T_RUSH, "rushing")
+    if reply in ("wrong", "attempt") and rng.random() < 0.6:
+        b.say("tutor", T_TELL_STEP, "telling")
+        b.say("student", S_ACK)
+    if reply in ("wrong", "attempt", "ack") and rng.random() < 0.6:
+        b.say("tutor", T_GIVE_ANSWER, "gives_answer")
+
+
+def _next_topic(
+    b: _Builder, good: Callable[[], bool], nxt: dict[str, str], body_turns: int
+) -> None:
+    """On to the next problem or topic (announced while the body has room)."""
+    b.slots.update({k: v for k, v in nxt.items() if k != "quote"})
+    if b.turns[-1]["speaker"] == "tutor":
+        b.say("student", S_ACK)
+    if len(b.turns) < body_turns:
+        if good():
+            b.say("tutor", T_NEXT)
         else:
-            if rng.random() < 0.35:
-                b.say("tutor", T_RUSH, "rushing")
-            if reply in ("wrong", "attempt") and rng.random() < 0.6:
-                b.say("tutor", T_TELL_STEP, "telling")
-                b.say("student", S_ACK)
-            if reply in ("wrong", "attempt", "ack") and rng.random() < 0.6:
-                b.say("tutor", T_GIVE_ANSWER, "gives_answer")
+            b.say("tutor", T_NEXT_TELL, "telling")
 
-        # next problem or topic
-        topic_index += 1
-        nxt = order[topic_index % len(order)]
-        b.slots.update({k: v for k, v in nxt.items() if k != "quote"})
-        if b.turns[-1]["speaker"] == "tutor":
-            b.say("student", S_ACK)
-        if len(b.turns) < target - closing_turns:
-            if good():
-                b.say("tutor", T_NEXT)
-            else:
-                b.say("tutor", T_NEXT_TELL, "telling")
 
-    # closing
+def _closing(b: _Builder, rng: random.Random, good: Callable[[], bool], q: float) -> None:
     if b.turns[-1]["speaker"] == "tutor":
         b.say("student", S_ACK)
     if q >= 0.45 and good() or rng.random() < 0.2:
@@ -961,7 +996,6 @@ def generate_transcript(
     else:
         b.say("tutor", T_CLOSE_POOR)
     b.say("student", S_CLOSE)
-    return GeneratedTranscript(turns=_bounded(b.turns), behaviours=b.behaviours)
 
 
 def _bounded(turns: list[Turn]) -> list[Turn]:

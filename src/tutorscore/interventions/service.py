@@ -134,6 +134,27 @@ def get_intervention(session: Session, intervention_id: int) -> Intervention:
     return iv
 
 
+def _move(iv: Intervention, status: str | None, at: datetime) -> None:
+    """Change an intervention's status along TRANSITIONS (else Conflict), with its times."""
+    if status is None or status not in STATUSES:
+        raise ValidationFailed(
+            f"status: expected one of {', '.join(STATUSES)}, got {status!r}",
+            details=[{"field": "status"}],
+        )
+    if status not in TRANSITIONS[iv.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[iv.status])) or "none"
+        raise Conflict(
+            f"intervention {iv.id} is {iv.status}: cannot move to {status} (allowed: {allowed})"
+        )
+    iv.status = status
+    if status == "in_progress":
+        iv.started_at = at
+    elif status == "done":
+        iv.completed_at = at
+        if iv.started_at is None:
+            iv.started_at = at
+
+
 def update_intervention(
     session: Session,
     intervention_id: int,
@@ -151,23 +172,7 @@ def update_intervention(
     before = _audit_view(iv)
     at = now or utcnow()
     if status is not UNSET and status != iv.status:
-        if status not in STATUSES:
-            raise ValidationFailed(
-                f"status: expected one of {', '.join(STATUSES)}, got {status!r}",
-                details=[{"field": "status"}],
-            )
-        if status not in TRANSITIONS[iv.status]:
-            allowed = ", ".join(sorted(TRANSITIONS[iv.status])) or "none"
-            raise Conflict(
-                f"intervention {iv.id} is {iv.status}: cannot move to {status} (allowed: {allowed})"
-            )
-        iv.status = status
-        if status == "in_progress":
-            iv.started_at = at
-        elif status == "done":
-            iv.completed_at = at
-            if iv.started_at is None:
-                iv.started_at = at
+        _move(iv, status, at)
     if type is not UNSET:
         _check_text("type", type, max_len=200, required=True)
         assert type is not None

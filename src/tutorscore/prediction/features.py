@@ -8,6 +8,7 @@ same function builds training snapshots in the past and today's scoring rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -227,6 +228,217 @@ def _volume_change(
     return _log_ratio(now / now_days * scale_days, before / before_days * scale_days)
 
 
+@dataclass(frozen=True)
+class _Periods:
+    """The time bounds compute_features reads (see the periods above)."""
+
+    as_of: datetime
+    window: timedelta
+    fortnight: timedelta
+    start: datetime  # of the window
+    prev_start: datetime  # of the window before it
+    f1: datetime  # start of the last fortnight
+    f2: datetime  # start of the fortnight before
+    settled_before: datetime  # sessions whose student churn flag is known
+
+    @classmethod
+    def of(cls, as_of: datetime, rules: RulesConfig) -> _Periods:
+        window = timedelta(days=rules.analytics.window_days)
+        fortnight = timedelta(days=min(rules.prediction.short_window_days, window.days / 2))
+        return cls(
+            as_of=as_of,
+            window=window,
+            fortnight=fortnight,
+            start=as_of - window,
+            prev_start=as_of - 2 * window,
+            f1=as_of - fortnight,
+            f2=as_of - 2 * fortnight,
+            settled_before=as_of - timedelta(days=STUDENT_CHURN_SETTLE_DAYS),
+        )
+
+    @property
+    def horizon_days(self) -> float:
+        return 2 * self.window.total_seconds() / 86400
+
+
+def _session_sums(p: _Periods, tutor_ids: list[str] | None) -> Any:
+    """Session sums per (tutor, period).
+
+    One row per session with its period (LAST, PREV, REST, BEFORE above) and 0/1
+    flags; the outer query only sums integers grouped by (tutor, period). Repeating
+    the time tests inside every aggregate was 10x slower on SQLite."""
+    s = TutoringSession.__table__.c
+    t = s.scheduled_start_at
+    counted = s.status.in_(COUNTED_STATUSES)
+    completed = s.status == "completed"
+    resched = and_(s.status == "rescheduled", s.reschedule_initiator == "tutor")
+    no_show = and_(s.status == "no_show", or_(s.no_show_by == "tutor", s.no_show_by.is_(None)))
+    rated = and_(completed, s.student_rating.is_not(None))
+    settled = and_(completed, t <= p.settled_before)
+    student_left = and_(settled, s.student_churned_after_session.is_(True))
+
+    def flag(cond: ColumnElement[bool], name: str) -> Any:
+        return case((cond, 1), else_=0).label(name)
+
+    per_session = select(
+        s.tutor_id,
+        case((t > p.f1, LAST), (t > p.f2, PREV), (t > p.start, REST), else_=BEFORE).label("period"),
+        t.label("at"),
+        flag(counted, "counted"),
+        flag(resched, "resched"),
+        flag(no_show, "no_show"),
+        flag(completed, "completed"),
+        case((rated, s.student_rating)).label("rating"),
+        flag(student_left, "churned"),
+        flag(settled, "settled"),
+        case((completed, t)).label("completed_at"),
+    ).where(t > p.prev_start, t <= p.as_of)
+    if tutor_ids is not None:
+        per_session = per_session.where(s.tutor_id.in_(tutor_ids))
+    ps = per_session.subquery("ps")
+    return select(
+        ps.c.tutor_id,
+        ps.c.period,
+        func.sum(ps.c.counted).label("total"),
+        func.sum(ps.c.resched).label("resched"),
+        func.sum(ps.c.no_show).label("no_show"),
+        func.sum(ps.c.completed).label("completed"),
+        func.count(ps.c.rating).label("rated"),
+        func.sum(ps.c.rating).label("rating_sum"),
+        func.sum(ps.c.churned).label("student_churn"),
+        func.sum(ps.c.settled).label("settled"),
+        func.min(ps.c.at).label("first_seen"),
+        func.max(ps.c.completed_at).label("last_completed"),
+    ).group_by(ps.c.tutor_id, ps.c.period)
+
+
+def _evaluation_sums(p: _Periods, tutor_ids: list[str] | None, tags: list[str]) -> Any:
+    """Evaluation sums per (tutor, period) over completed sessions in the window.
+
+    Aggregated on their own (one row per evaluated session, then per tutor and
+    period) and added to the session sums in Python: LEFT JOINing them to every
+    session row was 3-4x slower on SQLite at 1M sessions. A session's score is the
+    mean of its evaluations; a tag counts once per session."""
+    ev = SessionEvaluation
+    s = TutoringSession.__table__.c
+    t = s.scheduled_start_at
+    tag_cols = [
+        func.max(
+            case((cast(ev.risk_tags, String).contains(f'"{tag}"', autoescape=True), 1), else_=0)
+        ).label(f"tag_{tag}")
+        for tag in tags
+    ]
+    per_eval = (
+        select(
+            ev.session_id,
+            s.tutor_id,
+            t.label("at"),
+            func.avg(ev.quality_score).label("q"),
+            *tag_cols,
+        )
+        .join_from(ev, TutoringSession.__table__, s.session_id == ev.session_id)
+        .where(t > p.start, t <= p.as_of, s.status == "completed")
+        .group_by(ev.session_id, s.tutor_id, t)
+    )
+    if tutor_ids is not None:
+        per_eval = per_eval.where(s.tutor_id.in_(tutor_ids))
+    pe = per_eval.subquery("pe")
+    scored = pe.c.q.is_not(None)
+    return select(
+        pe.c.tutor_id,
+        case((pe.c.at > p.f1, LAST), (pe.c.at > p.f2, PREV), else_=REST).label("period"),
+        func.count(pe.c.q).label("evaluated"),
+        func.sum(pe.c.q).label("q_sum"),
+        *[
+            func.sum(case((and_(scored, pe.c[f"tag_{tag}"] == 1), 1), else_=0)).label(f"tag_{tag}")
+            for tag in tags
+        ],
+    ).group_by(pe.c.tutor_id, "period")
+
+
+def _tutor_sums(
+    session: Session, p: _Periods, tutor_ids: list[str] | None, tags: list[str]
+) -> dict[str, SimpleNamespace]:
+    """Each tutor's window and fortnight figures (_combine) from both queries."""
+    no_evaluations = {"evaluated": 0, "q_sum": 0, **{f"tag_{tag}": 0 for tag in tags}}
+    evaluated: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in session.execute(_evaluation_sums(p, tutor_ids, tags)).mappings():
+        evaluated[(row["tutor_id"], int(row["period"]))] = dict(row)
+    periods: dict[str, dict[int, Any]] = {}
+    for row in session.execute(_session_sums(p, tutor_ids)).mappings():
+        period = int(row["period"])
+        merged = {**row, **evaluated.get((row["tutor_id"], period), no_evaluations)}
+        periods.setdefault(row["tutor_id"], {})[period] = SimpleNamespace(**merged)
+    return {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
+
+
+def _active(r: SimpleNamespace, p: _Periods, since: date, data_start: datetime) -> dict[str, float]:
+    """Active days of each compared window: after the tutor's first day in the data."""
+    hired = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    # the hire day itself (or the day of the first session read) counts as active
+    started = max(hired, data_start.replace(hour=0, minute=0, second=0, microsecond=0))
+    started = min(started, _aware(r.first_seen))
+    return {
+        "last": _active_days(started, p.f1, p.as_of),
+        "prev": _active_days(started, p.f2, p.f1),
+        "window": _active_days(started, p.start, p.as_of),
+        "before": _active_days(started, p.prev_start, p.start),
+        "own": _active_days(started, p.prev_start, p.f1),
+    }
+
+
+def _tutor_values(
+    r: SimpleNamespace,
+    p: _Periods,
+    since: date,
+    data_start: datetime,
+    tags: list[str],
+) -> dict[str, float]:
+    """One tutor's feature values by name, from its sums."""
+    last = r.last_completed
+    tenure = max((p.as_of.date() - since).days, 0)
+    active = _active(r, p, since, data_start)
+    fdays, wdays = p.fortnight.total_seconds() / 86400, p.window.total_seconds() / 86400
+    values = {
+        "total_sessions": r.total,
+        "volume_change": _volume_change(
+            r.total, active["window"], r.prev_total, active["before"], wdays
+        ),
+        "sessions_14d": r.total_14,
+        "sessions_prev_14d": r.prev_14,
+        "volume_change_14d": _volume_change(
+            r.total_14, active["last"], r.prev_14, active["prev"], fdays
+        ),
+        "volume_vs_own_level_14d": _volume_change(
+            r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"], fdays
+        ),
+        "tutor_reschedule_rate": _ratio(r.resched, r.total),
+        "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
+        "reschedule_rate_change_14d": _ratio(r.resched_14, r.total_14)
+        - _ratio(r.resched_prev_14, r.prev_14),
+        "tutor_no_show_rate": _ratio(r.no_show, r.total),
+        "no_show_rate_change_14d": _ratio(r.no_show_14, r.total_14)
+        - _ratio(r.no_show_prev_14, r.prev_14),
+        "avg_student_rating": _num(r.rating),
+        "rating_14d": _num(r.rating_14),
+        "rating_change_14d": _num(r.rating_14) - _num(r.rating_prev_14),
+        "ai_avg_quality_score": _num(r.ai),
+        "ai_score_change_14d": _num(r.ai_14) - _num(r.ai_prev_14),
+        "student_churn_rate": _ratio(r.student_churn, r.settled),
+        "tenure_days": tenure,
+        "new_tutor": 1.0 if tenure < NEW_TUTOR_DAYS else 0.0,
+        # capped at the two windows read: "none in 60 days" reads as 60
+        "days_since_last_session": p.horizon_days
+        if last is None
+        else (p.as_of - last).total_seconds() / 86400,
+        "no_session_30d": 1.0 if last is None or (p.as_of - last) > p.window else 0.0,
+    }
+    for tag in tags:
+        values[f"tag_{tag}_share"] = _ratio(getattr(r, f"tag_{tag}"), r.evaluated)
+    values[RULES_FEATURE.name] = math.nan
+    return values
+
+
 def compute_features(
     session: Session,
     *,
@@ -246,124 +458,25 @@ def compute_features(
     Tutors who churned on or before `as_of` are left out (they are no longer at
     risk) unless `include_churned`.
     """
-    window = timedelta(days=rules.analytics.window_days)
-    fortnight = timedelta(days=min(rules.prediction.short_window_days, window.days / 2))
-    start, prev_start = as_of - window, as_of - 2 * window
-    f1, f2 = as_of - fortnight, as_of - 2 * fortnight
-    settled_before = as_of - timedelta(days=STUDENT_CHURN_SETTLE_DAYS)
-    horizon_days = 2 * window.total_seconds() / 86400
+    p = _Periods.of(as_of, rules)
     tags = risk_tags(rules)
-
-    ev = SessionEvaluation
-    tag_cols = [
-        func.max(
-            case((cast(ev.risk_tags, String).contains(f'"{tag}"', autoescape=True), 1), else_=0)
-        ).label(f"tag_{tag}")
-        for tag in tags
-    ]
-
-    s = TutoringSession.__table__.c
-    t = s.scheduled_start_at
-    counted = s.status.in_(COUNTED_STATUSES)
-    completed = s.status == "completed"
-    resched = and_(s.status == "rescheduled", s.reschedule_initiator == "tutor")
-    no_show = and_(s.status == "no_show", or_(s.no_show_by == "tutor", s.no_show_by.is_(None)))
-    rated = and_(completed, s.student_rating.is_not(None))
-    settled = and_(completed, t <= settled_before)
-    student_left = and_(settled, s.student_churned_after_session.is_(True))
-
-    def flag(cond: ColumnElement[bool], name: str) -> Any:
-        return case((cond, 1), else_=0).label(name)
-
-    # One row per session with its period (LAST, PREV, REST, BEFORE above) and 0/1
-    # flags; the outer query only sums integers
-    # grouped by (tutor, period). Repeating the time tests inside every aggregate
-    # was 10x slower on SQLite.
-    per_session = select(
-        s.tutor_id,
-        case((t > f1, LAST), (t > f2, PREV), (t > start, REST), else_=BEFORE).label("period"),
-        t.label("at"),
-        flag(counted, "counted"),
-        flag(resched, "resched"),
-        flag(no_show, "no_show"),
-        flag(completed, "completed"),
-        case((rated, s.student_rating)).label("rating"),
-        flag(student_left, "churned"),
-        flag(settled, "settled"),
-        case((completed, t)).label("completed_at"),
-    ).where(t > prev_start, t <= as_of)
-    if tutor_ids is not None:
-        per_session = per_session.where(s.tutor_id.in_(tutor_ids))
-    ps = per_session.subquery("ps")
-    query = select(
-        ps.c.tutor_id,
-        ps.c.period,
-        func.sum(ps.c.counted).label("total"),
-        func.sum(ps.c.resched).label("resched"),
-        func.sum(ps.c.no_show).label("no_show"),
-        func.sum(ps.c.completed).label("completed"),
-        func.count(ps.c.rating).label("rated"),
-        func.sum(ps.c.rating).label("rating_sum"),
-        func.sum(ps.c.churned).label("student_churn"),
-        func.sum(ps.c.settled).label("settled"),
-        func.min(ps.c.at).label("first_seen"),
-        func.max(ps.c.completed_at).label("last_completed"),
-    ).group_by(ps.c.tutor_id, ps.c.period)
-
-    # Evaluations of completed sessions in the window, aggregated on their own
-    # (one row per evaluated session, then per tutor and period) and added to the
-    # session sums in Python: LEFT JOINing them to every session row was 3-4x slower
-    # on SQLite at 1M sessions. A session's score is the mean of its evaluations; a
-    # tag counts once per session.
-    per_eval = (
-        select(
-            ev.session_id,
-            s.tutor_id,
-            t.label("at"),
-            func.avg(ev.quality_score).label("q"),
-            *tag_cols,
-        )
-        .join_from(ev, TutoringSession.__table__, s.session_id == ev.session_id)
-        .where(t > start, t <= as_of, completed)
-        .group_by(ev.session_id, s.tutor_id, t)
-    )
-    if tutor_ids is not None:
-        per_eval = per_eval.where(s.tutor_id.in_(tutor_ids))
-    pe = per_eval.subquery("pe")
-    scored = pe.c.q.is_not(None)
-    eval_query = select(
-        pe.c.tutor_id,
-        case((pe.c.at > f1, LAST), (pe.c.at > f2, PREV), else_=REST).label("period"),
-        func.count(pe.c.q).label("evaluated"),
-        func.sum(pe.c.q).label("q_sum"),
-        *[
-            func.sum(case((and_(scored, pe.c[f"tag_{tag}"] == 1), 1), else_=0)).label(f"tag_{tag}")
-            for tag in tags
-        ],
-    ).group_by(pe.c.tutor_id, "period")
-    no_evaluations = {"evaluated": 0, "q_sum": 0, **{f"tag_{tag}": 0 for tag in tags}}
-    evaluated: dict[tuple[str, int], dict[str, Any]] = {}
-    for row in session.execute(eval_query).mappings():
-        evaluated[(row["tutor_id"], int(row["period"]))] = dict(row)
-    periods: dict[str, dict[int, Any]] = {}
-    for row in session.execute(query).mappings():
-        period = int(row["period"])
-        merged = {**row, **evaluated.get((row["tutor_id"], period), no_evaluations)}
-        periods.setdefault(row["tutor_id"], {})[period] = SimpleNamespace(**merged)
-    agg = {tid: _combine(by_period, tags) for tid, by_period in periods.items()}
+    agg = _tutor_sums(session, p, tutor_ids, tags)
 
     # Volume is compared per active day: a window before the tutor's hire date, or
     # before the first session in the database, is not "no sessions" (a new tutor's
     # fortnight before would otherwise read as growth and hide a decline).
-    first_session = session.scalar(select(func.min(s.scheduled_start_at)).where(t <= as_of))
-    data_start = _aware(first_session) if first_session is not None else prev_start
+    first_session = session.scalar(
+        select(func.min(TutoringSession.scheduled_start_at)).where(
+            TutoringSession.scheduled_start_at <= as_of
+        )
+    )
+    data_start = _aware(first_session) if first_session is not None else p.prev_start
 
     tutor_query = select(Tutor.tutor_id, Tutor.hire_date, Tutor.churned_on).order_by(Tutor.tutor_id)
     if tutor_ids is not None:
         tutor_query = tutor_query.where(Tutor.tutor_id.in_(tutor_ids))
 
-    specs = feature_specs(rules)
-    names = [f.name for f in specs]
+    names = [f.name for f in feature_specs(rules)]
     ids: list[str] = []
     churned: list[date | None] = []
     rows: list[list[float]] = []
@@ -375,58 +488,7 @@ def compute_features(
         if churned_on is not None and churned_on <= as_of.date() and not include_churned:
             continue
         since = hire_date if hire_date is not None else r.first_seen.date()
-        last = r.last_completed
-        tenure = max((as_of.date() - since).days, 0)
-        hired = datetime(since.year, since.month, since.day, tzinfo=UTC)
-        # the hire day itself (or the day of the first session read) counts as active
-        started = max(hired, data_start.replace(hour=0, minute=0, second=0, microsecond=0))
-        started = min(started, _aware(r.first_seen))
-        active = {
-            "last": _active_days(started, f1, as_of),
-            "prev": _active_days(started, f2, f1),
-            "window": _active_days(started, start, as_of),
-            "before": _active_days(started, prev_start, start),
-            "own": _active_days(started, prev_start, f1),
-        }
-        fdays, wdays = fortnight.total_seconds() / 86400, window.total_seconds() / 86400
-        values = {
-            "total_sessions": r.total,
-            "volume_change": _volume_change(
-                r.total, active["window"], r.prev_total, active["before"], wdays
-            ),
-            "sessions_14d": r.total_14,
-            "sessions_prev_14d": r.prev_14,
-            "volume_change_14d": _volume_change(
-                r.total_14, active["last"], r.prev_14, active["prev"], fdays
-            ),
-            "volume_vs_own_level_14d": _volume_change(
-                r.total_14, active["last"], r.total - r.total_14 + r.prev_total, active["own"],
-                fdays,
-            ),
-            "tutor_reschedule_rate": _ratio(r.resched, r.total),
-            "reschedule_rate_14d": _ratio(r.resched_14, r.total_14),
-            "reschedule_rate_change_14d": _ratio(r.resched_14, r.total_14)
-            - _ratio(r.resched_prev_14, r.prev_14),
-            "tutor_no_show_rate": _ratio(r.no_show, r.total),
-            "no_show_rate_change_14d": _ratio(r.no_show_14, r.total_14)
-            - _ratio(r.no_show_prev_14, r.prev_14),
-            "avg_student_rating": _num(r.rating),
-            "rating_14d": _num(r.rating_14),
-            "rating_change_14d": _num(r.rating_14) - _num(r.rating_prev_14),
-            "ai_avg_quality_score": _num(r.ai),
-            "ai_score_change_14d": _num(r.ai_14) - _num(r.ai_prev_14),
-            "student_churn_rate": _ratio(r.student_churn, r.settled),
-            "tenure_days": tenure,
-            "new_tutor": 1.0 if tenure < NEW_TUTOR_DAYS else 0.0,
-            # capped at the two windows read: "none in 60 days" reads as 60
-            "days_since_last_session": horizon_days
-            if last is None
-            else (as_of - last).total_seconds() / 86400,
-            "no_session_30d": 1.0 if last is None or (as_of - last) > window else 0.0,
-        }
-        for tag in tags:
-            values[f"tag_{tag}_share"] = _ratio(getattr(r, f"tag_{tag}"), r.evaluated)
-        values[RULES_FEATURE.name] = math.nan
+        values = _tutor_values(r, p, since, data_start, tags)
         ids.append(tutor_id)
         churned.append(churned_on)
         rows.append([float(values[n]) for n in names])
@@ -444,28 +506,23 @@ def compute_features(
     )
 
 
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "rate": lambda v: f"{v:.0%}",
+    "rate_change": lambda v: f"{v * 100:+.0f} pts",
+    "count": lambda v: f"{v:.0f}",
+    "score": lambda v: f"{v:.1f}",
+    "score_change": lambda v: f"{v:+.1f}",
+    "days": lambda v: f"{v:.0f} days",
+    "level": lambda v: {0: "low", 1: "medium", 2: "high"}.get(int(v), f"{v:.0f}"),
+    "ratio": lambda v: f"{v:+.0%}",
+    "log_ratio": lambda v: f"{math.exp(v) - 1:+.0%}",
+    "flag": lambda v: "yes" if v >= 0.5 else "no",
+}
+
+
 def describe_value(spec: FeatureSpec, value: float) -> str:
     """A feature value as a coach reads it: 22%, +8 pts, 4.1, 12 days."""
     if math.isnan(value):
         return "no data"
-    if spec.kind == "rate":
-        return f"{value:.0%}"
-    if spec.kind == "rate_change":
-        return f"{value * 100:+.0f} pts"
-    if spec.kind == "count":
-        return f"{value:.0f}"
-    if spec.kind == "score":
-        return f"{value:.1f}"
-    if spec.kind == "score_change":
-        return f"{value:+.1f}"
-    if spec.kind == "days":
-        return f"{value:.0f} days"
-    if spec.kind == "level":
-        return {0: "low", 1: "medium", 2: "high"}.get(int(value), f"{value:.0f}")
-    if spec.kind == "ratio":
-        return f"{value:+.0%}"
-    if spec.kind == "log_ratio":
-        return f"{math.exp(value) - 1:+.0%}"
-    if spec.kind == "flag":
-        return "yes" if value >= 0.5 else "no"
-    return f"{value:.3g}"
+    fmt = _FORMATS.get(spec.kind)
+    return f"{value:.3g}" if fmt is None else fmt(value)

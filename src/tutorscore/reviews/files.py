@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,34 @@ class _Collector:
         return [m for _, _, m in sorted(self.kept, key=lambda k: (k[0], k[1]))[:MAX_ERRORS]]
 
 
+def _csv_header(
+    reader: Any, err: Callable[[int, str], None], label: str, warnings: list[str]
+) -> list[str] | None:
+    """The header row's column names, or None (reported) when it is unusable."""
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        err(1, f"expected a CSV header row, got a malformed line ({exc})")
+        return None
+    if header is None or not any(cell.strip() for cell in header):
+        names = ", ".join(REQUIRED)
+        err(1, f"expected a header row naming the columns ({names}), got an empty file")
+        return None
+    header = [cell.strip() for cell in header]
+    missing = [name for name in REQUIRED if name not in header]
+    for name in missing:
+        err(1, f"header: expected a column named {name}, got no such column")
+    twice = [name for name in dict.fromkeys(header) if header.count(name) > 1]
+    for name in twice:
+        err(1, f"header: expected each column once, got {render_got(name)} twice")
+    if missing or twice:
+        return None
+    for name in header:
+        if name not in COLUMNS:
+            warnings.append(f"{label}:1: ignoring unknown column {render_got(name)}")
+    return header
+
+
 def _csv_records(
     path: Path, label: str, errors: _Collector, file_no: int, warnings: list[str]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -86,27 +114,9 @@ def _csv_records(
 
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
-        try:
-            header = next(reader, None)
-        except csv.Error as exc:
-            err(1, f"expected a CSV header row, got a malformed line ({exc})")
+        header = _csv_header(reader, err, label, warnings)
+        if header is None:
             return
-        if header is None or not any(cell.strip() for cell in header):
-            names = ", ".join(REQUIRED)
-            err(1, f"expected a header row naming the columns ({names}), got an empty file")
-            return
-        header = [cell.strip() for cell in header]
-        missing = [name for name in REQUIRED if name not in header]
-        for name in missing:
-            err(1, f"header: expected a column named {name}, got no such column")
-        twice = [name for name in dict.fromkeys(header) if header.count(name) > 1]
-        for name in twice:
-            err(1, f"header: expected each column once, got {render_got(name)} twice")
-        if missing or twice:
-            return
-        for name in header:
-            if name not in COLUMNS:
-                warnings.append(f"{label}:1: ignoring unknown column {render_got(name)}")
         previous = reader.line_num
         try:
             for row in reader:

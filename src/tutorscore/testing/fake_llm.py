@@ -130,6 +130,31 @@ def _first_sentence(text: str) -> str:
     return text.strip()
 
 
+def _evidence(turns: list[Turn], quoted: list[int], digest: int) -> list[dict[str, Any]]:
+    """A quote from each of the `quoted` turns, and by the digest some wrong ones."""
+    evidence: list[dict[str, Any]] = []
+    for i in quoted:
+        text = turns[i]["text"]
+        if text.strip() and all(e["turn"] != i for e in evidence):
+            evidence.append({"turn": i, "quote": _first_sentence(text), "note": "as said"})
+    if evidence and digest % 3 == 0 and len(turns) > 1:
+        # deliberately wrong: a real quote attributed to the next turn
+        item = evidence[0]
+        wrong_turn = (item["turn"] + 1) % len(turns)
+        if item["quote"] not in turns[wrong_turn]["text"]:
+            evidence.append({"turn": wrong_turn, "quote": item["quote"], "note": "misattributed"})
+    if evidence and digest % 5 == 0:
+        # deliberately wrong: a paraphrase that is in no turn
+        evidence.append(
+            {
+                "turn": evidence[0]["turn"],
+                "quote": "Basically, " + evidence[0]["quote"].lower(),
+                "note": "paraphrased",
+            }
+        )
+    return evidence
+
+
 def evaluate_transcript(turns: list[Turn]) -> dict[str, Any]:
     """A deterministic evaluation in the judge's output schema, with some wrong quotes."""
     digest = int(hashlib.sha256(json.dumps(turns, sort_keys=True).encode()).hexdigest(), 16)
@@ -152,35 +177,17 @@ def evaluate_transcript(turns: list[Turn]) -> dict[str, Any]:
         "engagement": engagement,
         "goal_alignment": goal,
     }
-    risk_tags = []
-    if share < 0.2:
-        risk_tags.append("low_student_talk_ratio")
-    if not checks:
-        risk_tags.append("no_check_for_understanding")
-    if share > 0.45:
-        risk_tags.append("excellent_engagement")
-    if avg_tutor_turn > 60:
-        risk_tags.append("long_monologue")
-    evidence: list[dict[str, Any]] = []
-    for i in (checks[:2] or questions[:2]) + student[:1] + tutor[:1]:
-        text = turns[i]["text"]
-        if text.strip() and all(e["turn"] != i for e in evidence):
-            evidence.append({"turn": i, "quote": _first_sentence(text), "note": "as said"})
-    if evidence and digest % 3 == 0 and len(turns) > 1:
-        # deliberately wrong: a real quote attributed to the next turn
-        item = evidence[0]
-        wrong_turn = (item["turn"] + 1) % len(turns)
-        if item["quote"] not in turns[wrong_turn]["text"]:
-            evidence.append({"turn": wrong_turn, "quote": item["quote"], "note": "misattributed"})
-    if evidence and digest % 5 == 0:
-        # deliberately wrong: a paraphrase that is in no turn
-        evidence.append(
-            {
-                "turn": evidence[0]["turn"],
-                "quote": "Basically, " + evidence[0]["quote"].lower(),
-                "note": "paraphrased",
-            }
+    risk_tags = [
+        tag
+        for tag, on in (
+            ("low_student_talk_ratio", share < 0.2),
+            ("no_check_for_understanding", not checks),
+            ("excellent_engagement", share > 0.45),
+            ("long_monologue", avg_tutor_turn > 60),
         )
+        if on
+    ]
+    evidence = _evidence(turns, (checks[:2] or questions[:2]) + student[:1] + tutor[:1], digest)
     strengths = []
     areas = []
     if checks:
@@ -261,6 +268,195 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str]) -> JSO
     )
 
 
+def _rate_limit(state: FakeState, scripted: dict[str, Any], tokens: int, now: float) -> float:
+    """Seconds the caller must wait (a scripted 429, or the rpm/tpm window is full); 0: go."""
+    status = int(scripted.get("status", 0))
+    wait = float(scripted.get("retry_after", 1.0)) if status == 429 else 0.0
+    return wait or state.wait_for_room(tokens, now)
+
+
+def _accept(state: FakeState, now: float, tokens: int) -> None:
+    """Count an accepted request into the window and the maxima."""
+    state.log.append((now, tokens))
+    state.first_accepted = state.first_accepted or now
+    state.last_accepted = now
+    state.max_window_requests = max(state.max_window_requests, len(state.log))
+    state.max_window_tokens = max(state.max_window_tokens, state.window(now)[1])
+
+
+async def _chat(state: FakeState, body: dict[str, Any]) -> Response:
+    """POST /v1/chat/completions: rate limits, latency, injected errors, then a judgement."""
+    config = state.config
+    now = time.monotonic()
+    state.counters["requests"] += 1
+    state.recent_prompts.append(json.dumps(body.get("messages", [])[-1:], ensure_ascii=False))
+    tokens = limiter_tokens(body)
+    scripted = state.script.popleft() if state.script else {}
+    status = int(scripted.get("status", 0))
+    wait = _rate_limit(state, scripted, tokens, now)
+    if wait > 0:
+        state.counters["http_429"] += 1
+        headers = state.headers(now)
+        headers["retry-after"] = str(max(1, math.ceil(wait)))
+        headers["retry-after-ms"] = str(int(wait * 1000))
+        return _error(429, "Rate limit reached; retry later.", "rate_limit_exceeded", headers)
+    _accept(state, now, tokens)
+    headers = state.headers(now)
+    state.in_flight += 1
+    state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
+    try:
+        latency = state.latency_s()
+        if latency:
+            await asyncio.sleep(latency)
+    finally:
+        state.in_flight -= 1
+    if status >= 400 or (not status and state.rng.random() < config.error_rate):
+        code = status or 500
+        state.counters[f"http_{code}"] += 1
+        kind = "server_error" if code >= 500 else "invalid_request_error"
+        return _error(code, f"Injected HTTP {code}.", kind, headers)
+    malformed = bool(scripted.get("malformed")) or (
+        not scripted and state.rng.random() < config.malformed_rate
+    )
+    if malformed:
+        state.counters["malformed"] += 1
+    state.counters["ok"] += 1
+    content = _content_for(body, malformed, state.rng)
+    return JSONResponse(_completion(body, content), headers=headers)
+
+
+def _batch_line(state: FakeState, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """One output line of a batch for one input line, and whether it succeeded."""
+    request_id = f"req_{uuid.uuid4().hex[:16]}"
+    if state.rng.random() < state.config.error_rate:
+        failed = {
+            "status_code": 500,
+            "request_id": request_id,
+            "body": {"error": {"message": "server error", "type": "server_error"}},
+        }
+        return {"id": request_id, "custom_id": item["custom_id"], "response": failed,
+                "error": None}, False  # fmt: skip
+    malformed = state.rng.random() < state.config.malformed_rate
+    content = _content_for(item["body"], malformed, state.rng)
+    response = {
+        "status_code": 200,
+        "request_id": request_id,
+        "body": _completion(item["body"], content),
+    }
+    return {"id": request_id, "custom_id": item["custom_id"], "response": response,
+            "error": None}, True  # fmt: skip
+
+
+def _stored_file(state: FakeState, file_id: str, data: bytes, filename: str, purpose: str) -> None:
+    state.files[file_id] = {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(data),
+        "created_at": int(time.time()),
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "_content": data,
+    }
+
+
+async def _run_batch(state: FakeState, batch_id: str) -> None:
+    await asyncio.sleep(state.config.batch_delay_s)
+    batch = state.batches[batch_id]
+    lines = state.files[batch["input_file_id"]]["_content"].decode().splitlines()
+    out, done, failed = [], 0, 0
+    for line in lines:
+        if not line.strip():
+            continue
+        result, ok = _batch_line(state, json.loads(line))
+        out.append(result)
+        done, failed = (done + 1, failed) if ok else (done, failed + 1)
+    output_id = f"file-{uuid.uuid4().hex[:24]}"
+    data = "\n".join(json.dumps(o) for o in out).encode()
+    _stored_file(state, output_id, data, f"{batch_id}_output.jsonl", "batch_output")
+    batch.update(
+        status="completed",
+        output_file_id=output_id,
+        completed_at=int(time.time()),
+        request_counts={"total": done + failed, "completed": done, "failed": failed},
+    )
+
+
+def _new_batch(state: FakeState, body: dict[str, Any]) -> dict[str, Any]:
+    batch_id = f"batch_{uuid.uuid4().hex[:24]}"
+    state.batches[batch_id] = {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": body.get("endpoint", "/v1/chat/completions"),
+        "input_file_id": body["input_file_id"],
+        "completion_window": body.get("completion_window", "24h"),
+        "status": "in_progress",
+        "created_at": int(time.time()),
+        "output_file_id": None,
+        "error_file_id": None,
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "metadata": body.get("metadata"),
+    }
+    state.counters["batches"] += 1
+    task = asyncio.create_task(_run_batch(state, batch_id))
+    state.batches[batch_id]["_task"] = task
+    return {k: v for k, v in state.batches[batch_id].items() if not k.startswith("_")}
+
+
+def _file_content(state: FakeState, file_id: str) -> Response:
+    item = state.files.get(file_id)
+    if item is None:
+        return _error(404, f"No such file: {file_id}", "not_found", {})
+    return PlainTextResponse(item["_content"].decode(), media_type="application/jsonl")
+
+
+def _batch_view(state: FakeState, batch_id: str) -> Response:
+    batch = state.batches.get(batch_id)
+    if batch is None:
+        return _error(404, f"No such batch: {batch_id}", "not_found", {})
+    return JSONResponse({k: v for k, v in batch.items() if not k.startswith("_")})
+
+
+def _stats(state: FakeState) -> dict[str, Any]:
+    requests, tokens = state.window(time.monotonic())
+    span = (
+        state.last_accepted - state.first_accepted
+        if state.first_accepted is not None and state.last_accepted is not None
+        else 0.0
+    )
+    return {
+        **state.counters,
+        "window_requests": requests,
+        "window_tokens": tokens,
+        "max_window_requests": state.max_window_requests,
+        "max_window_tokens": state.max_window_tokens,
+        "accepted_span_s": span,
+    }
+
+
+_CONTROLLED = (
+    "rpm", "tpm", "latency_ms", "latency_max_ms", "error_rate", "malformed_rate", "batch_delay_s",
+)  # fmt: skip
+
+
+def _control(state: FakeState, body: dict[str, Any]) -> None:
+    """POST /_control: change the config, queue scripted answers, or reset the counters."""
+    config = state.config
+    for key in _CONTROLLED:
+        if key in body:
+            setattr(config, key, type(getattr(config, key))(body[key]))
+    if "script" in body:
+        state.script.extend(body["script"])
+    if body.get("reset"):
+        state.counters.clear()
+        state.log.clear()
+        state.script.clear()
+        state.recent_prompts.clear()
+        state.first_accepted = state.last_accepted = None
+        state.max_window_requests = 0
+        state.max_window_tokens = 0
+
+
 def create_app(config: FakeConfig) -> FastAPI:
     state = FakeState(config=config, rng=random.Random(config.seed))
     app = FastAPI(title="fake OpenAI-compatible server")
@@ -268,180 +464,36 @@ def create_app(config: FakeConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await request.json()
-        now = time.monotonic()
-        state.counters["requests"] += 1
-        state.recent_prompts.append(json.dumps(body.get("messages", [])[-1:], ensure_ascii=False))
-        tokens = limiter_tokens(body)
-        scripted = state.script.popleft() if state.script else {}
-        status = int(scripted.get("status", 0))
-        wait = float(scripted.get("retry_after", 1.0)) if status == 429 else 0.0
-        wait = wait or state.wait_for_room(tokens, now)
-        if wait > 0:
-            state.counters["http_429"] += 1
-            headers = state.headers(now)
-            headers["retry-after"] = str(max(1, math.ceil(wait)))
-            headers["retry-after-ms"] = str(int(wait * 1000))
-            return _error(429, "Rate limit reached; retry later.", "rate_limit_exceeded", headers)
-        state.log.append((now, tokens))
-        state.first_accepted = state.first_accepted or now
-        state.last_accepted = now
-        state.max_window_requests = max(state.max_window_requests, len(state.log))
-        state.max_window_tokens = max(state.max_window_tokens, state.window(now)[1])
-        headers = state.headers(now)
-        state.in_flight += 1
-        state.counters["max_in_flight"] = max(state.counters["max_in_flight"], state.in_flight)
-        try:
-            latency = state.latency_s()
-            if latency:
-                await asyncio.sleep(latency)
-        finally:
-            state.in_flight -= 1
-        if status >= 400 or (not status and state.rng.random() < config.error_rate):
-            code = status or 500
-            state.counters[f"http_{code}"] += 1
-            kind = "server_error" if code >= 500 else "invalid_request_error"
-            return _error(code, f"Injected HTTP {code}.", kind, headers)
-        malformed = bool(scripted.get("malformed")) or (
-            not scripted and state.rng.random() < config.malformed_rate
-        )
-        if malformed:
-            state.counters["malformed"] += 1
-        state.counters["ok"] += 1
-        content = _content_for(body, malformed, state.rng)
-        return JSONResponse(_completion(body, content), headers=headers)
+        return await _chat(state, await request.json())
 
     @app.post("/v1/files")
     async def upload_file(file: UploadFile, request: Request) -> dict[str, Any]:
         form = await request.form()
         data = await file.read()
         file_id = f"file-{uuid.uuid4().hex[:24]}"
-        state.files[file_id] = {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(data),
-            "created_at": int(time.time()),
-            "filename": file.filename or "upload.jsonl",
-            "purpose": str(form.get("purpose", "batch")),
-            "status": "processed",
-            "_content": data,
-        }
+        filename = file.filename or "upload.jsonl"
+        _stored_file(state, file_id, data, filename, str(form.get("purpose", "batch")))
         state.counters["files"] += 1
         return {k: v for k, v in state.files[file_id].items() if not k.startswith("_")}
 
     @app.get("/v1/files/{file_id}/content")
     async def file_content(file_id: str) -> Response:
-        item = state.files.get(file_id)
-        if item is None:
-            return _error(404, f"No such file: {file_id}", "not_found", {})
-        return PlainTextResponse(item["_content"].decode(), media_type="application/jsonl")
-
-    async def run_batch(batch_id: str) -> None:
-        await asyncio.sleep(config.batch_delay_s)
-        batch = state.batches[batch_id]
-        lines = state.files[batch["input_file_id"]]["_content"].decode().splitlines()
-        out, done, failed = [], 0, 0
-        for line in lines:
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            request_id = f"req_{uuid.uuid4().hex[:16]}"
-            if state.rng.random() < config.error_rate:
-                failed += 1
-                out.append(
-                    {
-                        "id": request_id,
-                        "custom_id": item["custom_id"],
-                        "response": {
-                            "status_code": 500,
-                            "request_id": request_id,
-                            "body": {"error": {"message": "server error", "type": "server_error"}},
-                        },
-                        "error": None,
-                    }
-                )
-                continue
-            malformed = state.rng.random() < config.malformed_rate
-            content = _content_for(item["body"], malformed, state.rng)
-            done += 1
-            out.append(
-                {
-                    "id": request_id,
-                    "custom_id": item["custom_id"],
-                    "response": {
-                        "status_code": 200,
-                        "request_id": request_id,
-                        "body": _completion(item["body"], content),
-                    },
-                    "error": None,
-                }
-            )
-        output_id = f"file-{uuid.uuid4().hex[:24]}"
-        data = "\n".join(json.dumps(o) for o in out).encode()
-        state.files[output_id] = {
-            "id": output_id,
-            "object": "file",
-            "bytes": len(data),
-            "created_at": int(time.time()),
-            "filename": f"{batch_id}_output.jsonl",
-            "purpose": "batch_output",
-            "status": "processed",
-            "_content": data,
-        }
-        batch.update(
-            status="completed",
-            output_file_id=output_id,
-            completed_at=int(time.time()),
-            request_counts={"total": done + failed, "completed": done, "failed": failed},
-        )
+        return _file_content(state, file_id)
 
     @app.post("/v1/batches")
     async def create_batch(request: Request) -> dict[str, Any]:
         body = await request.json()
         if body.get("input_file_id") not in state.files:
             return _error(400, "unknown input_file_id", "invalid_request_error", {})  # type: ignore[return-value]
-        batch_id = f"batch_{uuid.uuid4().hex[:24]}"
-        state.batches[batch_id] = {
-            "id": batch_id,
-            "object": "batch",
-            "endpoint": body.get("endpoint", "/v1/chat/completions"),
-            "input_file_id": body["input_file_id"],
-            "completion_window": body.get("completion_window", "24h"),
-            "status": "in_progress",
-            "created_at": int(time.time()),
-            "output_file_id": None,
-            "error_file_id": None,
-            "request_counts": {"total": 0, "completed": 0, "failed": 0},
-            "metadata": body.get("metadata"),
-        }
-        state.counters["batches"] += 1
-        task = asyncio.create_task(run_batch(batch_id))
-        state.batches[batch_id]["_task"] = task
-        return {k: v for k, v in state.batches[batch_id].items() if not k.startswith("_")}
+        return _new_batch(state, body)
 
     @app.get("/v1/batches/{batch_id}")
     async def get_batch(batch_id: str) -> Response:
-        batch = state.batches.get(batch_id)
-        if batch is None:
-            return _error(404, f"No such batch: {batch_id}", "not_found", {})
-        return JSONResponse({k: v for k, v in batch.items() if not k.startswith("_")})
+        return _batch_view(state, batch_id)
 
     @app.get("/_stats")
     async def stats() -> dict[str, Any]:
-        requests, tokens = state.window(time.monotonic())
-        span = (
-            state.last_accepted - state.first_accepted
-            if state.first_accepted is not None and state.last_accepted is not None
-            else 0.0
-        )
-        return {
-            **state.counters,
-            "window_requests": requests,
-            "window_tokens": tokens,
-            "max_window_requests": state.max_window_requests,
-            "max_window_tokens": state.max_window_tokens,
-            "accepted_span_s": span,
-        }
+        return _stats(state)
 
     @app.get("/_requests")
     async def recent_requests() -> list[str]:
@@ -449,28 +501,7 @@ def create_app(config: FakeConfig) -> FastAPI:
 
     @app.post("/_control")
     async def control(request: Request) -> dict[str, Any]:
-        body = await request.json()
-        for key in (
-            "rpm",
-            "tpm",
-            "latency_ms",
-            "latency_max_ms",
-            "error_rate",
-            "malformed_rate",
-            "batch_delay_s",
-        ):
-            if key in body:
-                setattr(config, key, type(getattr(config, key))(body[key]))
-        if "script" in body:
-            state.script.extend(body["script"])
-        if body.get("reset"):
-            state.counters.clear()
-            state.log.clear()
-            state.script.clear()
-            state.recent_prompts.clear()
-            state.first_accepted = state.last_accepted = None
-            state.max_window_requests = 0
-            state.max_window_tokens = 0
+        _control(state, await request.json())
         return {"ok": True}
 
     return app

@@ -110,6 +110,22 @@ def turn_moves(evaluation: dict[str, Any] | None) -> list[tuple[str, str]]:
     return []
 
 
+def _mark(segments: list[tuple[str, bool]], quote: str) -> list[tuple[str, bool]]:
+    """`segments` with the first occurrence of `quote` in each unmarked one marked."""
+    new: list[tuple[str, bool]] = []
+    for seg, marked in segments:
+        pos = -1 if marked else seg.find(quote)
+        if pos < 0:
+            new.append((seg, marked))
+            continue
+        if pos:
+            new.append((seg[:pos], False))
+        new.append((quote, True))
+        if seg[pos + len(quote) :]:
+            new.append((seg[pos + len(quote) :], False))
+    return new
+
+
 def highlight_turns(
     turns: list[dict[str, Any]],
     evidence: list[dict[str, Any]],
@@ -137,18 +153,7 @@ def highlight_turns(
             tutor_seen += 1
         segments: list[tuple[str, bool]] = [(body, False)]
         for quote in quotes.get(index, []):
-            new: list[tuple[str, bool]] = []
-            for seg, marked in segments:
-                pos = -1 if marked else seg.find(quote)
-                if pos < 0:
-                    new.append((seg, marked))
-                    continue
-                if pos:
-                    new.append((seg[:pos], False))
-                new.append((quote, True))
-                if seg[pos + len(quote) :]:
-                    new.append((seg[pos + len(quote) :], False))
-            segments = new
+            segments = _mark(segments, quote)
         out.append(
             {
                 "index": index,
