@@ -16,7 +16,12 @@ from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionEvaluation
 from tutorscore.errors import UserError
 from tutorscore.evaluation import move_training as mt
-from tutorscore.evaluation.heuristic import PROMPT_VERSION, HeuristicJudge, evaluate_turns
+from tutorscore.evaluation.heuristic import (
+    MOVE_MODEL_SHA256_PREFIX,
+    PROMPT_VERSION,
+    HeuristicJudge,
+    evaluate_turns,
+)
 from tutorscore.evaluation.moves import (
     MODEL_FILE,
     MOVES,
@@ -86,7 +91,7 @@ def test_bridge_training_never_uses_the_held_out_splits() -> None:
 
 
 def test_bridge_labels_follow_its_strategies() -> None:
-    items = [i for i in mt.bridge_training_items(mt.default_bridge_path())][:80]
+    items = mt.bridge_training_items(mt.default_bridge_path())[:80]
     table = mt.bridge_table(items, bundled_model())
     assert len(table.labels) == len(items)
     for item, label in zip(items, table.labels, strict=True):
@@ -195,9 +200,17 @@ def test_uptake_measure() -> None:
 
 def test_prompt_version_is_v2_and_changes_the_cache_key() -> None:
     judge = HeuristicJudge()
-    assert judge.prompt_version == PROMPT_VERSION == "heuristic-v2"
+    assert judge.prompt_version == PROMPT_VERSION == "heuristic-v2.1"
     custom = HeuristicJudge(HeuristicConfig(giveaway_min_telling=0.7))
-    assert custom.prompt_version.startswith("heuristic-v2+")
+    assert custom.prompt_version.startswith("heuristic-v2.1+")
+
+
+def test_a_retrained_model_comes_with_a_new_prompt_version() -> None:
+    # Scores depend on the bundled model: a retrained model must bump PROMPT_VERSION and
+    # MOVE_MODEL_SHA256_PREFIX together, or cached evaluations would silently mix models.
+    assert bundled_model().sha256.startswith(MOVE_MODEL_SHA256_PREFIX), (
+        "tutor_moves.json changed: bump PROMPT_VERSION and MOVE_MODEL_SHA256_PREFIX"
+    )
 
 
 def test_an_old_v1_evaluation_stays_readable(engine: Engine, rules: RulesConfig) -> None:
@@ -227,13 +240,13 @@ def test_an_old_v1_evaluation_stays_readable(engine: Engine, rules: RulesConfig)
         assert old is not None and old["prompt_version"] == "heuristic-v1"
         assert old["features"]["uptake_rate"] == 0.5
         row, cached = evaluate_session(s, sid, HeuristicJudge(), rules=rules)
-        assert not cached and row.prompt_version == "heuristic-v2"
+        assert not cached and row.prompt_version == "heuristic-v2.1"
     with transaction(engine) as s:
         both = get_evaluation(s, sid)
         assert both is not None
         versions = [e["prompt_version"] for e in both["evaluations"]]
-        assert versions == ["heuristic-v1", "heuristic-v2"]
-        assert both["prompt_version"] == "heuristic-v2"  # the newest counts
+        assert versions == ["heuristic-v1", "heuristic-v2.1"]
+        assert both["prompt_version"] == "heuristic-v2.1"  # the newest counts
         assert "turn_moves" in both["features"]
 
 
