@@ -48,7 +48,7 @@ def test_get_evaluation_prefers_llm_and_lists_all(engine: Engine, rules: RulesCo
         heuristic_only = get_evaluation(s, sid)
     assert heuristic_only is not None
     assert heuristic_only["judge"] == "heuristic" and heuristic_only["model"] is None
-    assert heuristic_only["prompt_version"] == "heuristic-v2"
+    assert heuristic_only["prompt_version"] == "heuristic-v2.1"
     assert 1 <= heuristic_only["quality_score"] <= 5
     assert set(heuristic_only["rubric"]) == {"clarity", "pacing", "engagement", "goal_alignment"}
     assert heuristic_only["created_at"].endswith("Z")

@@ -122,11 +122,11 @@ def test_unicode_quotes_stay_verbatim() -> None:
 
 def test_judge_protocol_and_prompt_version() -> None:
     judge: Judge = HeuristicJudge()
-    assert (judge.name, judge.model, judge.prompt_version) == ("heuristic", "", "heuristic-v2")
+    assert (judge.name, judge.model, judge.prompt_version) == ("heuristic", "", "heuristic-v2.1")
     result = asyncio.run(judge.evaluate(GOOD, session_id="S1"))
     assert result == run(GOOD)
     custom = HeuristicConfig(monologue_words=90)
-    assert prompt_version_for(custom).startswith("heuristic-v2+")
+    assert prompt_version_for(custom).startswith("heuristic-v2.1+")
     assert len(prompt_version_for(custom)) <= 32
 
 

@@ -14,8 +14,14 @@ from evaluation_support import add_sessions
 from tutorscore.config import HeuristicConfig, RulesConfig
 from tutorscore.db.engine import transaction
 from tutorscore.db.models import SessionEvaluation
+from tutorscore.errors import UserError
 from tutorscore.evaluation import move_training as mt
-from tutorscore.evaluation.heuristic import PROMPT_VERSION, HeuristicJudge, evaluate_turns
+from tutorscore.evaluation.heuristic import (
+    MOVE_MODEL_SHA256_PREFIX,
+    PROMPT_VERSION,
+    HeuristicJudge,
+    evaluate_turns,
+)
 from tutorscore.evaluation.moves import (
     MODEL_FILE,
     MOVES,
@@ -38,6 +44,10 @@ def test_bundled_model_is_plain_json_trained_on_the_bundled_data() -> None:
     assert payload["model_sha256"] == model_sha256(payload)
     training = payload["training"]
     assert training["data_sha256"] == mt.file_sha256(DATA)
+    bridge = training["bridge"]
+    assert bridge["data_sha256"] == mt.file_sha256(mt.default_bridge_path())
+    assert bridge["split"] == "train"
+    assert bridge["responses"] == len(mt.bridge_training_items(mt.default_bridge_path()))
     assert training["turns"] == sum(training["label_counts"].values())
     cv = training["cross_validation"]
     assert cv["grouped_by"] == "problem_id" and cv["folds"] == 5
@@ -60,11 +70,48 @@ def test_a_pickle_is_refused(tmp_path: Path) -> None:
 
 
 def test_training_twice_gives_the_same_model() -> None:
-    first = mt.train(DATA, cv=False, limit=150)
-    second = mt.train(DATA, cv=False, limit=150)
+    first = mt.train(DATA, bridge_data=mt.default_bridge_path(), cv=False, limit=150)
+    second = mt.train(DATA, bridge_data=mt.default_bridge_path(), cv=False, limit=150)
     assert first["model_sha256"] == second["model_sha256"]
     assert first["training"]["dialogues"] == 150
     assert first["training"]["data_sha256"] == second["training"]["data_sha256"]
+
+
+def test_bridge_training_never_uses_the_held_out_splits() -> None:
+    items = mt.load_bridge(mt.default_bridge_path())
+    used = mt.bridge_training_items(mt.default_bridge_path())
+    assert used and {i.split for i in used} == {"train"}
+    held_out = [i for i in items if i.split != "train" and i.asks is not None]
+    assert len(held_out) > 100  # validation + test stay for benchmarks/judge_validity.py
+    assert not {i.item_id for i in used} & {i.item_id for i in held_out}
+    # every response is a tutor turn of its conversation, which it ends or precedes a reply
+    for item in items[:50]:
+        assert item.turns[item.at]["speaker"] == "tutor"
+        assert item.at >= len(item.turns) - 2
+
+
+def test_bridge_labels_follow_its_strategies() -> None:
+    items = mt.bridge_training_items(mt.default_bridge_path())[:80]
+    table = mt.bridge_table(items, bundled_model())
+    assert len(table.labels) == len(items)
+    for item, label in zip(items, table.labels, strict=True):
+        move = MOVES[label]
+        if item.strategy in mt.BRIDGE_TELLING:
+            assert move == "telling"
+        elif item.strategy == "simplify_question":
+            assert move == "focus"
+        else:
+            assert move in ("focus", "probing")
+
+
+def test_a_malformed_bridge_line_names_file_and_line(tmp_path: Path) -> None:
+    good = mt.default_bridge_path().read_text("utf-8").splitlines()[0]
+    bad = tmp_path / "bridge.jsonl"
+    bad.write_text(good + "\n" + '{"c_id": "x", "c_h": []}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"bridge.jsonl:2: expected a Bridge item"):
+        mt.load_bridge(bad)
+    with pytest.raises(UserError, match="no such file"):
+        mt.load_bridge(tmp_path / "missing.jsonl")
 
 
 def test_fast_inference_equals_the_sklearn_vectorizer() -> None:
@@ -153,9 +200,17 @@ def test_uptake_measure() -> None:
 
 def test_prompt_version_is_v2_and_changes_the_cache_key() -> None:
     judge = HeuristicJudge()
-    assert judge.prompt_version == PROMPT_VERSION == "heuristic-v2"
+    assert judge.prompt_version == PROMPT_VERSION == "heuristic-v2.1"
     custom = HeuristicJudge(HeuristicConfig(giveaway_min_telling=0.7))
-    assert custom.prompt_version.startswith("heuristic-v2+")
+    assert custom.prompt_version.startswith("heuristic-v2.1+")
+
+
+def test_a_retrained_model_comes_with_a_new_prompt_version() -> None:
+    # Scores depend on the bundled model: a retrained model must bump PROMPT_VERSION and
+    # MOVE_MODEL_SHA256_PREFIX together, or cached evaluations would silently mix models.
+    assert bundled_model().sha256.startswith(MOVE_MODEL_SHA256_PREFIX), (
+        "tutor_moves.json changed: bump PROMPT_VERSION and MOVE_MODEL_SHA256_PREFIX"
+    )
 
 
 def test_an_old_v1_evaluation_stays_readable(engine: Engine, rules: RulesConfig) -> None:
@@ -185,13 +240,13 @@ def test_an_old_v1_evaluation_stays_readable(engine: Engine, rules: RulesConfig)
         assert old is not None and old["prompt_version"] == "heuristic-v1"
         assert old["features"]["uptake_rate"] == 0.5
         row, cached = evaluate_session(s, sid, HeuristicJudge(), rules=rules)
-        assert not cached and row.prompt_version == "heuristic-v2"
+        assert not cached and row.prompt_version == "heuristic-v2.1"
     with transaction(engine) as s:
         both = get_evaluation(s, sid)
         assert both is not None
         versions = [e["prompt_version"] for e in both["evaluations"]]
-        assert versions == ["heuristic-v1", "heuristic-v2"]
-        assert both["prompt_version"] == "heuristic-v2"  # the newest counts
+        assert versions == ["heuristic-v1", "heuristic-v2.1"]
+        assert both["prompt_version"] == "heuristic-v2.1"  # the newest counts
         assert "turn_moves" in both["features"]
 
 

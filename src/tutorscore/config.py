@@ -78,6 +78,8 @@ class HeuristicConfig(BaseModel):
     strong_scaffolding_share: float = 0.6
     telling_share_area: float = 0.3
     giveaway_min_telling: float = 0.5
+    scaffolding_floor: float = 0.5
+    scaffolding_ceiling: float = 0.9
     self_answered_tail_words: int = 8
     rushed_self_answered: int = 3
     rushed_words_per_second: float = 3.2

@@ -20,6 +20,14 @@ def train(
         "--data",
         help="MathDial moves JSONL (default: corpora/tutoring-dialogues/ of this checkout).",
     ),
+    bridge_data: Path | None = typer.Option(
+        None,
+        "--bridge-data",
+        help="Bridge JSONL whose train split is added (default: corpora/tutoring-dialogues/).",
+    ),
+    bridge: bool = typer.Option(
+        True, "--bridge/--no-bridge", help="Add Bridge's train split (--no-bridge: MathDial only)."
+    ),
     output: Path | None = typer.Option(
         None, "--output", help="Model file to write (default: the one shipped in the package)."
     ),
@@ -29,8 +37,9 @@ def train(
     from tutorscore.evaluation import move_training as mt
 
     data_path = data or mt.default_data_path()
+    bridge_path = (bridge_data or mt.default_bridge_path()) if bridge else None
     out = output or mt.default_model_path()
-    payload = mt.train(data_path, cv=cv)
+    payload = mt.train(data_path, bridge_data=bridge_path, cv=cv)
     mt.write_model(payload, out)
     _print(payload, out)
 
@@ -61,6 +70,13 @@ def _print(payload: dict[str, object], path: Path) -> None:
     table.add_row("data", f"{training['data_file']} (sha256 {str(training['data_sha256'])[:16]}…)")
     table.add_row("dialogues / turns", f"{training['dialogues']} / {training['turns']}")
     table.add_row("labels", ", ".join(f"{k} {v}" for k, v in training["label_counts"].items()))
+    extra = training.get("bridge")
+    if isinstance(extra, dict):
+        table.add_row(
+            "plus Bridge",
+            f"{extra['responses']} responses of its {extra['split']} split, weight "
+            f"{extra['weight']:g} (sha256 {str(extra['data_sha256'])[:16]}…)",
+        )
     vocabulary = payload.get("vocabulary")
     table.add_row("word n-grams", str(len(vocabulary) if isinstance(vocabulary, dict) else 0))
     cv = training.get("cross_validation")

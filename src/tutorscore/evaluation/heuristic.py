@@ -33,7 +33,10 @@ from tutorscore.evaluation.moves import (
 from tutorscore.evaluation.uptake import uptake_tokens
 from tutorscore.ingest.transcript_format import Turn
 
-PROMPT_VERSION = "heuristic-v2"
+PROMPT_VERSION = "heuristic-v2.1"
+# The tutor-move model this version ships with: retraining it changes every score, so a
+# test fails until PROMPT_VERSION is bumped with it (and cached evaluations are redone).
+MOVE_MODEL_SHA256_PREFIX = "e9f34d62e0e4"
 # Seconds per word used for the last turn's duration when turns carry start_s.
 _SECONDS_PER_WORD = 0.4
 _QUOTE_CHARS = 160
@@ -151,6 +154,21 @@ def tokenize(turns: list[Turn]) -> tuple[list[str], list[list[str]]]:
     return lowers, [P.WORD.findall(low) for low in lowers]
 
 
+@dataclass
+class _Pass:
+    """State carried from turn to turn while `analyse` walks the transcript."""
+
+    lowers: list[str]
+    tokens: list[list[str]]
+    cfg: HeuristicConfig
+    first_tutor: set[int]
+    last_tutor: set[int]
+    run_words: int = 0
+    run_best: tuple[int, int] = (-1, -1)  # (words, index) of the longest turn in the run
+    prev_student: int | None = None  # the student turn just before a tutor turn
+    pending_question: int | None = None  # a student question waiting for the tutor's reply
+
+
 def analyse(
     turns: list[Turn],
     cfg: HeuristicConfig,
@@ -164,111 +182,115 @@ def analyse(
     tutor_idx = [i for i, s in enumerate(speakers) if s == "tutor"]
     a.tutor_turns = len(tutor_idx)
     a.student_turns = len(turns) - a.tutor_turns
-
     durations = _durations(turns, words) if turns else None
     if durations is not None:
-        a.tutor_seconds = sum(d for d, s in zip(durations, speakers, strict=True) if s == "tutor")
-        a.student_seconds = sum(
-            d for d, s in zip(durations, speakers, strict=True) if s == "student"
-        )
-
+        pairs = list(zip(durations, speakers, strict=True))
+        a.tutor_seconds = sum(d for d, s in pairs if s == "tutor")
+        a.student_seconds = sum(d for d, s in pairs if s == "student")
     window = cfg.structure_window_turns
-    first_tutor = set(tutor_idx[:window])
-    last_tutor = set(tutor_idx[-window:])
-    tail_min = cfg.self_answered_tail_words
-
-    run_words = 0
-    run_best = (-1, -1)  # (words, index) of the longest turn in the current tutor run
-    prev_student: int | None = None  # index of the student turn just before a tutor turn
-    pending_question: int | None = None  # a student question waiting for the tutor's reply
-
+    st = _Pass(lowers, tokens, cfg, set(tutor_idx[:window]), set(tutor_idx[-window:]))
     for i, speaker in enumerate(speakers):
-        low = lowers[i]
-        n = words[i]
         if speaker == "student":
-            a.student_words += n
-            a.longest_student_turns.append((n, i))
-            if run_words:
-                if run_words >= cfg.monologue_words:
-                    a.monologues.append((run_best[1], run_words))
-                a.longest_run_words = max(a.longest_run_words, run_words)
-                run_words, run_best = 0, (-1, -1)
-            if "?" in low:
-                a.student_questions += 1
-                if pending_question is not None:
-                    a.ignored.append(pending_question)
-                pending_question = i
-            prev_student = i
-            continue
-
-        # tutor turn
-        a.tutor_words += n
-        a.longest_tutor_turns.append((n, i))
-        run_words += n
-        if n > run_best[0]:
-            run_best = (n, i)
-
-        if prev_student is not None:
-            student_content = _content(tokens[prev_student])
-            if student_content:
-                a.uptake_eligible += 1
-                if not student_content.isdisjoint(tokens[i]):
-                    a.uptake.append(i)
-                up = uptake_tokens(tokens[prev_student], tokens[i], "?" in low)
-                a.uptake_scores.append((i, up))
-        if pending_question is not None:
-            q_content = _content(tokens[pending_question])
-            answered = (not q_content.isdisjoint(tokens[i])) or bool(P.ANSWER_START.match(low))
-            if P.DISMISSAL.search(low) or not answered:
-                a.ignored.append(pending_question)
-            pending_question = None
-
-        if "?" in low:
-            a.question_turns += 1
-            q_end = low.find("?")
-            while q_end != -1:
-                q_start = _sentence_start(low, q_end)
-                while q_end < len(low) and low[q_end] == "?":
-                    q_end += 1
-                a.questions += 1
-                if P.OPEN_QUESTION.match(low, q_start):
-                    a.open_questions += 1
-                elif P.CLOSED_QUESTION.match(low, q_start):
-                    a.closed_questions += 1
-                    if len(a.closed_examples) < _MAX_EVIDENCE_PER_KIND:
-                        a.closed_examples.append((i, q_start, q_end))
-                q_end = low.find("?", q_end)
-            last_q = low.rfind("?")
-            if len(P.WORD.findall(low, last_q)) >= tail_min:
-                a.self_answered.append((i, _sentence_start(low, last_q), last_q + 1))
-        tok = tokens[i]
-        m = None if P.CHECK_WORDS.isdisjoint(tok) else P.CHECK_FOR_UNDERSTANDING.search(low)
-        if m:
-            a.checks.append((i, *_sentence_span(low, m.start(), m.end())))
-        m = None if P.PRAISE_WORDS.isdisjoint(tok) else P.PRAISE_OF_EFFORT.search(low)
-        if m:
-            a.praise.append((i, *_sentence_span(low, m.start(), m.end())))
-        if a.goal is None and i in first_tutor:
-            m = P.GOAL_SETTING.search(low)
-            if m:
-                a.goal = (i, *_sentence_span(low, m.start(), m.end()))
-        if i in last_tutor:
-            m = P.RECAP.search(low)
-            if m:
-                a.recap = (i, *_sentence_span(low, m.start(), m.end()))
-        prev_student = None
-
-    if pending_question is not None:
-        a.ignored.append(pending_question)
-    if run_words:
-        if run_words >= cfg.monologue_words:
-            a.monologues.append((run_best[1], run_words))
-        a.longest_run_words = max(a.longest_run_words, run_words)
+            _student_turn(a, st, i, words[i])
+        else:
+            _tutor_turn(a, st, i, words[i])
+    if st.pending_question is not None:
+        a.ignored.append(st.pending_question)
+    _end_run(a, st)
     a.longest_tutor_turns.sort(key=lambda x: (-x[0], x[1]))
     a.longest_student_turns.sort(key=lambda x: (-x[0], x[1]))
     del a.longest_tutor_turns[_MAX_EVIDENCE_PER_KIND:]
     del a.longest_student_turns[_MAX_EVIDENCE_PER_KIND:]
     return a
+
+
+def _end_run(a: _Analysis, st: _Pass) -> None:
+    """A run of tutor turns ended (a student spoke, or the transcript did)."""
+    if st.run_words:
+        if st.run_words >= st.cfg.monologue_words:
+            a.monologues.append((st.run_best[1], st.run_words))
+        a.longest_run_words = max(a.longest_run_words, st.run_words)
+        st.run_words, st.run_best = 0, (-1, -1)
+
+
+def _student_turn(a: _Analysis, st: _Pass, i: int, n: int) -> None:
+    a.student_words += n
+    a.longest_student_turns.append((n, i))
+    _end_run(a, st)
+    if "?" in st.lowers[i]:
+        a.student_questions += 1
+        if st.pending_question is not None:
+            a.ignored.append(st.pending_question)
+        st.pending_question = i
+    st.prev_student = i
+
+
+def _tutor_turn(a: _Analysis, st: _Pass, i: int, n: int) -> None:
+    low = st.lowers[i]
+    tokens = st.tokens
+    a.tutor_words += n
+    a.longest_tutor_turns.append((n, i))
+    st.run_words += n
+    if n > st.run_best[0]:
+        st.run_best = (n, i)
+    if st.prev_student is not None:
+        student_content = _content(tokens[st.prev_student])
+        if student_content:
+            a.uptake_eligible += 1
+            if not student_content.isdisjoint(tokens[i]):
+                a.uptake.append(i)
+            up = uptake_tokens(tokens[st.prev_student], tokens[i], "?" in low)
+            a.uptake_scores.append((i, up))
+    if st.pending_question is not None:
+        q_content = _content(tokens[st.pending_question])
+        answered = (not q_content.isdisjoint(tokens[i])) or bool(P.ANSWER_START.match(low))
+        if P.DISMISSAL.search(low) or not answered:
+            a.ignored.append(st.pending_question)
+        st.pending_question = None
+    if "?" in low:
+        _tutor_questions(a, i, low, st.cfg.self_answered_tail_words)
+    _tutor_cues(a, st, i, low)
+    st.prev_student = None
+
+
+def _tutor_questions(a: _Analysis, i: int, low: str, tail_min: int) -> None:
+    """Every question sentence of a tutor turn: open, closed, or asked and not waited on."""
+    a.question_turns += 1
+    q_end = low.find("?")
+    while q_end != -1:
+        q_start = _sentence_start(low, q_end)
+        while q_end < len(low) and low[q_end] == "?":
+            q_end += 1
+        a.questions += 1
+        if P.OPEN_QUESTION.match(low, q_start):
+            a.open_questions += 1
+        elif P.CLOSED_QUESTION.match(low, q_start):
+            a.closed_questions += 1
+            if len(a.closed_examples) < _MAX_EVIDENCE_PER_KIND:
+                a.closed_examples.append((i, q_start, q_end))
+        q_end = low.find("?", q_end)
+    last_q = low.rfind("?")
+    if len(P.WORD.findall(low, last_q)) >= tail_min:
+        a.self_answered.append((i, _sentence_start(low, last_q), last_q + 1))
+
+
+def _tutor_cues(a: _Analysis, st: _Pass, i: int, low: str) -> None:
+    """Checks for understanding, praise of effort, the goal and the recap."""
+    tok = st.tokens[i]
+    m = None if P.CHECK_WORDS.isdisjoint(tok) else P.CHECK_FOR_UNDERSTANDING.search(low)
+    if m:
+        a.checks.append((i, *_sentence_span(low, m.start(), m.end())))
+    m = None if P.PRAISE_WORDS.isdisjoint(tok) else P.PRAISE_OF_EFFORT.search(low)
+    if m:
+        a.praise.append((i, *_sentence_span(low, m.start(), m.end())))
+    if a.goal is None and i in st.first_tutor:
+        m = P.GOAL_SETTING.search(low)
+        if m:
+            a.goal = (i, *_sentence_span(low, m.start(), m.end()))
+    if i in st.last_tutor:
+        m = P.RECAP.search(low)
+        if m:
+            a.recap = (i, *_sentence_span(low, m.start(), m.end()))
 
 
 def _sentence_start(low: str, start: int) -> int:
@@ -332,7 +354,7 @@ def _moves(
     cfg: HeuristicConfig,
 ) -> _Moves:
     lowers, tokens = text
-    predictions = model.predict(turns, lowers, tokens)
+    predictions, inputs = model.predict_with_inputs(turns, lowers, tokens)
     by_turn = {p.turn: k for k, p in enumerate(predictions)}
     giveaways: list[tuple[int, int, int]] = []
     said_words: set[str] = set()  # every word the student has said so far
@@ -341,7 +363,7 @@ def _moves(
         low = lowers[i]
         if turn["speaker"] != "tutor":
             said_words.update(tokens[i])
-            said_numbers.update(P.NUMBER.findall(low))
+            said_numbers.update(inputs.numbers[i])
             continue
         k = by_turn[i]
         p_telling = predictions[k].probabilities["telling"]
@@ -424,7 +446,10 @@ def score(a: _Analysis, mv: _Moves, cfg: HeuristicConfig) -> _Scores:
     if a.student_time_share is not None:
         share = (share + a.student_time_share) / 2
     c = {
-        "scaffolding": mv.non_telling,
+        "scaffolding": _clamp01(
+            (mv.non_telling - cfg.scaffolding_floor)
+            / (cfg.scaffolding_ceiling - cfg.scaffolding_floor)
+        ),
         "uptake": _clamp01(a.mean_uptake / cfg.strong_uptake_score),
         "no_giveaway": 1 - _clamp01(len(mv.giveaways) / 2),
         "checks": _clamp01(len(a.checks) / 2),
@@ -647,6 +672,10 @@ def _report_red_flags(b: _Builder, a: _Analysis, mv: _Moves, cfg: HeuristicConfi
             f"Gave the answer away {_times(len(mv.giveaways))} "
             f"(\u201c{b.quote(first, (st, en))}\u201d); give a hint and let the student finish"
         )
+    _report_rushed(b, a, cfg)
+
+
+def _report_rushed(b: _Builder, a: _Analysis, cfg: HeuristicConfig) -> None:
     wps = a.tutor_words_per_second
     rushed_by_rate = wps is not None and wps > cfg.rushed_words_per_second
     if (
@@ -755,7 +784,7 @@ def evaluate_turns(
 
 
 def prompt_version_for(cfg: HeuristicConfig) -> str:
-    """`heuristic-v2`, plus a config hash when thresholds differ from the defaults."""
+    """`PROMPT_VERSION`, plus a config hash when thresholds differ from the defaults."""
     if cfg == HeuristicConfig():
         return PROMPT_VERSION
     blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()

@@ -106,7 +106,17 @@ PRAISE_WORDS = frozenset(
     " kept stuck reasoned keep right".split()
 )
 
-# Words that carry no topic: ignored when measuring uptake of the student's words.
+# Function words only: what the move model's "reuses the student's words" feature and the
+# uptake measure skip (short on purpose: "first", "think", "good" still count there).
+FUNCTION_WORDS = frozenset(
+    "a an and are as at be but by can did do does for from had has have he her him his how i if"
+    " in is it its it's just let's me my no not of on or our she so that the their them then"
+    " there they this to us was we were what when where which who why will with would yes you"
+    " your okay ok yeah um uh like right well".split()
+)
+
+# Words that carry no topic (function words and tutoring chatter): ignored when v1's
+# checks compare content words (unanswered questions, "shares a content word").
 STOPWORDS = frozenset(
     """
     a about above after again all also am an and any are aren't as at be because been before

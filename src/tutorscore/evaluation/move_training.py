@@ -1,8 +1,17 @@
 """Training and cross-validating the tutor-move model (`tutorscore judge train`).
 
-Data: MathDial train dialogues with the teacher's own move label on every tutor turn
-(`corpora/tutoring-dialogues/mathdial_train_moves.jsonl`, CC BY-SA 4.0, see NOTICE).
-Training is deterministic: the same file gives the same arrays and the same
+Data (`corpora/tutoring-dialogues/`, licences in NOTICE):
+
+- MathDial train dialogues with the teacher's own move label on every tutor turn
+  (`mathdial_train_moves.jsonl`, CC BY-SA 4.0): the bulk of the training data;
+- the `train` split of Bridge (`bridge.jsonl`, MIT): real chat tutoring where expert
+  teachers wrote and labelled a response. Its strategies map onto the moves (asking:
+  `ask_question`, `simplify_question`; telling: `explain_concept`, `provide_correction`,
+  `provide_strategy`), and they carry a convention MathDial's labels do not: a response
+  that explains a concept and then asks a question is telling. Bridge's `validation`
+  and `test` splits are never trained on; benchmarks/judge_validity.py reports them.
+
+Training is deterministic: the same files give the same arrays and the same
 `model_sha256` (lbfgs on a fixed matrix, no random state involved, folds grouped by
 `problem_id` in file order).
 """
@@ -42,6 +51,19 @@ from tutorscore.ingest.transcript_format import Turn
 DEFAULT_C = 1.0
 FOLDS = 5
 _DECIMALS = 6
+# Bridge strategies as moves. `ask_question` is focus or probing, whichever the
+# MathDial-only model finds likelier for that response (Bridge does not say which).
+BRIDGE_ASKING: frozenset[str] = frozenset({"ask_question", "simplify_question"})
+BRIDGE_TELLING: frozenset[str] = frozenset(
+    {"explain_concept", "provide_correction", "provide_strategy"}
+)
+BRIDGE_TRAIN_SPLIT = "train"
+# Weight of one Bridge example against one MathDial turn. The two datasets disagree on
+# one kind of turn (an explanation followed by a question: MathDial's teachers call it
+# focus, Bridge's experts telling), so the weight trades Bridge's held-out accuracy
+# against MathDial's session ranking; docs/evaluation.md shows the sweep (0, 1.5, 3, 10,
+# 30) it was picked from, the smallest weight that reaches 0.75 on Bridge.
+BRIDGE_WEIGHT = 1.5
 
 
 def repo_corpus_dir() -> Path:
@@ -51,6 +73,10 @@ def repo_corpus_dir() -> Path:
 
 def default_data_path() -> Path:
     return repo_corpus_dir() / "mathdial_train_moves.jsonl"
+
+
+def default_bridge_path() -> Path:
+    return repo_corpus_dir() / "bridge.jsonl"
 
 
 def default_model_path() -> Path:
@@ -104,6 +130,94 @@ def load_mathdial(path: Path) -> list[Dialogue]:
     return out
 
 
+@dataclass
+class BridgeItem:
+    """One Bridge conversation up to the expert's revised response (and the reply to it)."""
+
+    item_id: str
+    split: str
+    strategy: str
+    turns: list[Turn]
+    at: int  # index of the expert's response in `turns`
+
+    @property
+    def asks(self) -> bool | None:
+        """True for an asking strategy, False for telling, None for the others."""
+        if self.strategy in BRIDGE_ASKING:
+            return True
+        return False if self.strategy in BRIDGE_TELLING else None
+
+
+def _bridge_item(row: dict[str, Any]) -> BridgeItem:
+    turns: list[Turn] = []
+    for t in row["c_h"]:
+        speaker = "tutor" if t["user"] == "tutor" else "student"
+        text = str(t["text"]).strip()
+        if not text:
+            continue
+        if turns and turns[-1]["speaker"] == speaker:
+            turns[-1]["text"] += " " + text  # chat messages in a row are one turn
+        else:
+            turns.append({"speaker": speaker, "text": text})
+    revised = " ".join(str(t["text"]).strip() for t in row["c_r_"])
+    turns.append({"speaker": "tutor", "text": revised})
+    at = len(turns) - 1
+    # The conversation goes on (c_revision): the student's reply is part of what the
+    # judge sees, as it is for every tutor turn but the last of a real session.
+    after = row["c_revision"][len(row["c_r_"]) :]
+    if after and after[0]["user"] == "student":
+        turns.append({"speaker": "student", "text": str(after[0]["text"])})
+    return BridgeItem(str(row["c_id"]), str(row["bridge_split"]), str(row["z_what"]), turns, at)
+
+
+def load_bridge(path: Path) -> list[BridgeItem]:
+    """Read bridge.jsonl; a malformed line is a UserError naming file and line."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file (the Bridge conversations)")
+    out: list[BridgeItem] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(_bridge_item(json.loads(line)))
+            except (KeyError, TypeError, ValueError) as exc:
+                msg = f"{path}:{lineno}: expected a Bridge item object ({exc})"
+                raise UserError(msg) from None
+    return out
+
+
+def bridge_table(items: list[BridgeItem], mathdial_model: MoveModel) -> TurnTable:
+    """Bridge responses with an asking or telling strategy, labelled as moves."""
+    table = TurnTable()
+    rows: list[NDArray[np.float64]] = []
+    labels: list[int] = []
+    focus, probing = MOVES.index("focus"), MOVES.index("probing")
+    for item in items:
+        asks = item.asks
+        if asks is None:
+            continue
+        inputs = tutor_turn_features(item.turns)
+        k = inputs.index.index(item.at)
+        if not asks:
+            label = MOVES.index("telling")
+        elif item.strategy == "simplify_question":
+            label = focus
+        else:
+            p = mathdial_model.probabilities([inputs.grams[k]], inputs.dense[k : k + 1])[0]
+            label = focus if p[focus] >= p[probing] else probing
+        table.texts.append(inputs.texts[k])
+        table.grams.append(inputs.grams[k])
+        rows.append(inputs.dense[k])
+        labels.append(label)
+        table.groups.append("bridge:" + item.item_id)
+    if rows:
+        table.dense = np.vstack(rows)
+    table.labels = np.asarray(labels, dtype=np.int64)
+    table.dialogue = np.full(len(labels), -1, dtype=np.int64)
+    return table
+
+
 def turn_table(dialogues: list[Dialogue]) -> TurnTable:
     texts: list[str] = []
     grams: list[list[str]] = []
@@ -143,6 +257,7 @@ def fit_payload(
     dense: NDArray[np.float64],
     labels: NDArray[np.int64],
     c: float = DEFAULT_C,
+    sample_weight: NDArray[np.float64] | None = None,
 ) -> dict[str, Any]:
     """Fit vectorizer, scaler and classifier; return the JSON payload (arrays rounded)."""
     vec = word_vectorizer()
@@ -155,7 +270,7 @@ def fit_payload(
     scale = np.round(scale, _DECIMALS)
     x = sparse.hstack([words, sparse.csr_matrix((dense - mean) / scale)]).tocsr()
     clf = LogisticRegression(C=c, max_iter=5000)
-    clf.fit(x, labels)
+    clf.fit(x, labels, sample_weight=sample_weight)
     if list(clf.classes_) != list(range(len(MOVES))):
         raise UserError("training data must contain every move: " + ", ".join(MOVES))
     vocab = {term: int(i) for term, i in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])}
@@ -204,14 +319,37 @@ def session_scaffolding(
     return labelled, ratio, non_telling
 
 
-def cross_validate(table: TurnTable, c: float = DEFAULT_C) -> tuple[dict[str, Any], Any]:
-    """Grouped k-fold (by problem_id): turn accuracy, macro-F1, per-move F1, session Spearman."""
+def fit_with_bridge(
+    table: TurnTable, rows: NDArray[np.int64], bridge: list[BridgeItem], c: float
+) -> dict[str, Any]:
+    """Fit on MathDial turns `rows` plus Bridge's training items, labelled by a model
+    fitted on those same MathDial rows (so no fold ever sees its held-out turns)."""
+    grams = [table.grams[i] for i in rows]
+    payload = fit_payload(grams, table.dense[rows], table.labels[rows], c)
+    if not bridge:
+        return payload
+    extra = bridge_table(bridge, MoveModel(payload))
+    weight = np.r_[np.ones(len(rows)), np.full(len(extra.labels), BRIDGE_WEIGHT)]
+    return fit_payload(
+        grams + extra.grams,
+        np.vstack([table.dense[rows], extra.dense]),
+        np.r_[table.labels[rows], extra.labels],
+        c,
+        sample_weight=weight,
+    )
+
+
+def cross_validate(
+    table: TurnTable, c: float = DEFAULT_C, bridge: list[BridgeItem] | None = None
+) -> tuple[dict[str, Any], Any]:
+    """Grouped k-fold (by problem_id): turn accuracy, macro-F1, per-move F1, session Spearman.
+
+    Every fold trains on its MathDial turns plus `bridge` (Bridge's training split) and is
+    scored on its held-out MathDial dialogues only.
+    """
     proba = np.zeros((len(table.labels), len(MOVES)))
     for train, test in GroupKFold(n_splits=FOLDS).split(table.texts, table.labels, table.groups):
-        payload = fit_payload(
-            [table.grams[i] for i in train], table.dense[train], table.labels[train], c
-        )
-        model = MoveModel(payload)
+        model = MoveModel(fit_with_bridge(table, train, bridge or [], c))
         proba[test] = model.probabilities([table.grams[i] for i in test], table.dense[test])
     return move_metrics(table, proba), proba
 
@@ -237,15 +375,40 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def bridge_training_items(path: Path) -> list[BridgeItem]:
+    """Bridge's training split with an asking or telling strategy (what training uses).
+
+    Bridge has two experts' revisions of most conversations, and the two can fall in
+    different splits; a training item whose conversation (`c_id`) is also in the
+    validation or test split is left out, so the held-out conversations stay unseen.
+    """
+    items = load_bridge(path)
+    held_out = {i.item_id for i in items if i.split != BRIDGE_TRAIN_SPLIT}
+    return [
+        i
+        for i in items
+        if i.split == BRIDGE_TRAIN_SPLIT and i.asks is not None and i.item_id not in held_out
+    ]
+
+
 def train(
-    data: Path, *, c: float = DEFAULT_C, cv: bool = True, limit: int | None = None
+    data: Path,
+    *,
+    bridge_data: Path | None = None,
+    c: float = DEFAULT_C,
+    cv: bool = True,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """The whole training run: payload with the data hash and (optionally) CV metrics."""
+    """The whole training run: payload with the data hashes and (optionally) CV metrics.
+
+    `bridge_data=None` trains on MathDial alone.
+    """
     dialogues = load_mathdial(data)
     if limit is not None:
         dialogues = dialogues[:limit]
     table = turn_table(dialogues)
-    payload = fit_payload(table.grams, table.dense, table.labels, c)
+    bridge = bridge_training_items(bridge_data) if bridge_data is not None else []
+    payload = fit_with_bridge(table, np.arange(len(table.labels)), bridge, c)
     training: dict[str, Any] = {
         "data_file": data.name,
         "data_sha256": file_sha256(data),
@@ -255,8 +418,16 @@ def train(
         "C": c,
         "scikit_learn": sklearn.__version__,
     }
+    if bridge_data is not None:
+        training["bridge"] = {
+            "data_file": bridge_data.name,
+            "data_sha256": file_sha256(bridge_data),
+            "split": BRIDGE_TRAIN_SPLIT,
+            "responses": len(bridge),
+            "weight": BRIDGE_WEIGHT,
+        }
     if cv:
-        training["cross_validation"], _ = cross_validate(table, c)
+        training["cross_validation"], _ = cross_validate(table, c, bridge)
     payload["training"] = training
     return payload
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -36,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tutorscore.evaluation.heuristic_patterns import WORD
+from tutorscore.evaluation.heuristic_patterns import FUNCTION_WORDS, WORD
 from tutorscore.ingest.transcript_format import Turn
 
 MOVES: tuple[str, ...] = ("focus", "probing", "telling", "generic")
@@ -54,21 +55,13 @@ _QUESTION_START = re.compile(
     r"|have|has|should|if)\b"
 )
 # Cue words and phrases, matched against a turn's tokens and token bigrams (fast: no regex).
+# Bigrams are written "a b", as `word_grams` writes them.
 _WHY_HOW = frozenset(
-    {
-        "why",
-        "explain",
-        ("how", "did"),
-        ("how", "do"),
-        ("how", "would"),
-        ("how", "can"),
-        ("walk", "me"),
-        ("show", "me"),
-    }
+    {"why", "explain", "how did", "how do", "how would", "how can", "walk me", "show me"}
 )
 _BACK_REFERENCE = frozenset(
     {
-        ("you", w)
+        f"you {w}"
         for w in (
             "said",
             "mentioned",
@@ -83,7 +76,7 @@ _BACK_REFERENCE = frozenset(
             "used",
         )
     }
-    | {("your", w) for w in ("answer", "work", "reasoning", "solution", "calculation", "thinking")}
+    | {f"your {w}" for w in ("answer", "work", "reasoning", "solution", "calculation", "thinking")}
 )
 _DIRECTIVE = frozenset(
     {
@@ -95,26 +88,26 @@ _DIRECTIVE = frozenset(
         "reread",
         "consider",
         "check",
-        ("think", "about"),
-        ("look", "at"),
-        ("start", "with"),
-        ("focus", "on"),
+        "think about",
+        "look at",
+        "start with",
+        "focus on",
     }
 )
 _STATES_RESULT = frozenset(
     {
         "equals",
-        ("answer", "is"),
-        ("should", "be"),
-        ("is", "actually"),
-        ("that", "gives"),
-        ("which", "gives"),
-        ("so", "it's"),
-        ("you", "get"),
-        ("we", "get"),
-        ("correct", "answer"),
-        ("right", "answer"),
-        ("final", "answer"),
+        "answer is",
+        "should be",
+        "is actually",
+        "that gives",
+        "which gives",
+        "so it's",
+        "you get",
+        "we get",
+        "correct answer",
+        "right answer",
+        "final answer",
     }
 )
 _SOCIAL = frozenset(
@@ -130,13 +123,13 @@ _SOCIAL = frozenset(
         "awesome",
         "excellent",
         "perfect",
-        ("thank", "you"),
-        ("good", "job"),
-        ("great", "job"),
-        ("well", "done"),
-        ("good", "work"),
-        ("great", "work"),
-        ("see", "you"),
+        "thank you",
+        "good job",
+        "great job",
+        "well done",
+        "good work",
+        "great work",
+        "see you",
     }
 )
 _AGREEMENT = frozenset(
@@ -158,12 +151,6 @@ _AGREEMENT = frozenset(
 )
 _NEGATION = frozenset(
     {"no", "not", "incorrect", "wrong", "mistake", "isn't", "aren't", "doesn't", "don't"}
-)
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can did do does for from had has have he her him his how i if"
-    " in is it its it's just let's me my no not of on or our she so that the their them then"
-    " there they this to us was we were what when where which who why will with would yes you"
-    " your okay ok yeah um uh like right well".split()
 )
 
 # Dense features in model order (docs/evaluation.md explains each).
@@ -204,6 +191,7 @@ class TurnInputs:
     texts: list[str]
     grams: list[list[str]]  # word unigrams and bigrams
     dense: NDArray[np.float64]
+    numbers: list[list[str]]  # the numbers of every turn (all speakers), as `_NUMBER` finds them
 
 
 def word_grams(tokens: list[str]) -> list[str]:
@@ -224,6 +212,7 @@ def tutor_turn_features(
     n_turns = len(turns)
     lows = lowers if lowers is not None else [str(t.get("text", "")).lower() for t in turns]
     toks = tokens if tokens is not None else [WORD.findall(low) for low in lows]
+    nums = [_NUMBER.findall(low) for low in lows]
     is_tutor = [t.get("speaker") == "tutor" for t in turns]
     idx = [i for i in range(n_turns) if is_tutor[i]]
     n_tutor = len(idx)
@@ -234,11 +223,11 @@ def tutor_turn_features(
     prev_student: int | None = None
     last = n_tutor - 1
     for i in range(n_turns):
-        low = lows[i]
         if not is_tutor[i]:
-            said_numbers.update(_NUMBER.findall(low))
+            said_numbers.update(nums[i])
             prev_student = i
             continue
+        low = lows[i]
         k = len(rows)
         texts.append(str(turns[i].get("text", "")))
         words = toks[i]
@@ -247,22 +236,21 @@ def tutor_turn_features(
         after = toks[nxt] if following else []
         # The student's reply tells what the turn did: after telling, students accept
         # ("okay", "I see") and repeat the tutor's numbers; after a question, they work.
-        grams.append(word_grams(words) + [f"next:{w}" for w in after[:3]])
-        token_set = set(words)
-        cues: set[object] = set(token_set)
-        cues.update(zip(words, words[1:], strict=False))
-        numbers = _NUMBER.findall(low)
+        own = word_grams(words)
+        grams.append(own + [f"next:{w}" for w in after[:3]])
+        cues = set(own)  # tokens and "a b" bigrams, what the cue sets are written in
+        numbers = nums[i]
         new_numbers = sum(1 for n in numbers if n not in said_numbers)
-        student_words = (
-            {w for w in toks[prev_student] if w not in _STOPWORDS and len(w) > 2}
-            if prev_student is not None
-            else set()
-        )
-        reuse = len(student_words & token_set) / len(student_words) if student_words else 0.0
+        reuse = 0.0
+        if prev_student is not None:
+            said = toks[prev_student]
+            student_words = {w for w in said if w not in FUNCTION_WORDS and len(w) > 2}
+            if student_words:
+                reuse = len(student_words.intersection(words)) / len(student_words)
         repeats = 0.0
         if numbers and after:
             distinct = set(numbers)
-            repeats = len(distinct & set(_NUMBER.findall(lows[nxt]))) / len(distinct)
+            repeats = len(distinct.intersection(nums[nxt])) / len(distinct)
         rows.append(
             [
                 float(low.rstrip().endswith("?")),
@@ -299,7 +287,7 @@ def tutor_turn_features(
         dense[:, 19] = dense[:, 0].mean()
         dense[:, 20] = dense[:, 7].mean()
         dense[:, 21] = dense[:, 8].mean()
-    return TurnInputs(idx, texts, grams, dense)
+    return TurnInputs(idx, texts, grams, dense, nums)
 
 
 def _pregrammed(doc: list[str]) -> list[str]:
@@ -372,18 +360,20 @@ class MoveModel:
         scaled = (dense - self.dense_mean) / self.dense_scale
         logits = (scaled[:, :, None] * self.dense_coef_t[None, :, :]).sum(axis=1)
         logits += self.intercept
-        get = self.vocabulary.get
-        ids: list[int] = []
-        lengths: list[int] = []
-        for doc in grams:
-            known = [j for j in map(get, doc) if j is not None]
-            ids.extend(known)
-            lengths.append(len(known))
-        if ids:
+        # Vocabulary ids of every n-gram of every turn, -1 where unknown, in one C-level map.
+        lengths = [len(doc) for doc in grams]
+        flat = np.fromiter(
+            map(self.vocabulary.get, itertools.chain.from_iterable(grams), itertools.repeat(-1)),
+            dtype=np.int64,
+            count=sum(lengths),
+        )
+        known = flat >= 0
+        doc_of = np.repeat(np.arange(n, dtype=np.int64), lengths)[known]
+        ids = flat[known]
+        if ids.size:
             # (row, column) pairs -> term frequency per row, all rows at once.
             width = len(self.vocabulary)
-            rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-            keys, tf = np.unique(rows * width + np.asarray(ids, dtype=np.int64), return_counts=True)
+            keys, tf = np.unique(doc_of * width + ids, return_counts=True)
             row_of = keys // width
             col = keys % width
             w = (1.0 + np.log(tf)) * self.idf[col]
@@ -404,6 +394,15 @@ class MoveModel:
         tokens: list[list[str]] | None = None,
     ) -> list[TurnMove]:
         """The move of every tutor turn (see `tutor_turn_features` for lowers/tokens)."""
+        return self.predict_with_inputs(turns, lowers, tokens)[0]
+
+    def predict_with_inputs(
+        self,
+        turns: list[Turn],
+        lowers: list[str] | None = None,
+        tokens: list[list[str]] | None = None,
+    ) -> tuple[list[TurnMove], TurnInputs]:
+        """`predict`, and the inputs it computed (the judge reuses their numbers)."""
         inputs = tutor_turn_features(turns, lowers, tokens)
         proba = self.probabilities(inputs.grams, inputs.dense).tolist()
         classes = self.classes
@@ -411,7 +410,7 @@ class MoveModel:
         for i, row in zip(inputs.index, proba, strict=True):
             probs = dict(zip(classes, row, strict=True))
             out.append(TurnMove(turn=i, move=classes[row.index(max(row))], probabilities=probs))
-        return out
+        return out, inputs
 
 
 def model_sha256(payload: dict[str, Any]) -> str:

@@ -130,9 +130,7 @@ def store_evaluation(
     row = session.get(SessionEvaluation, new_id)
     assert row is not None
     if update_analytics:
-        refresh_tutor_metrics(
-            session, info.tutor_id, rules or get_rules(), after_write=after_write
-        )
+        refresh_tutor_metrics(session, info.tutor_id, rules or get_rules(), after_write=after_write)
     return row, False
 
 

@@ -11,14 +11,8 @@ minus a bare acknowledgement ("Yeah.", "Okay."). On the NCTE exchanges bundled i
 
 from __future__ import annotations
 
-from tutorscore.evaluation.heuristic_patterns import WORD
+from tutorscore.evaluation.heuristic_patterns import FUNCTION_WORDS, WORD
 
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can did do does for from had has have he her him his how i if"
-    " in is it its it's just me my no not of on or our she so that the their them then there"
-    " they this to us was we were what when where which who why will with would yes you your"
-    " okay ok yeah um uh like right well".split()
-)
 _MAX = 1.3  # 1 (every word reused) + 0.3 (a follow-up question)
 
 
@@ -36,7 +30,7 @@ def uptake_tokens(student_tokens: list[str], reply: list[str], asks: bool) -> fl
         return 0.0
     reply_set = set(reply)
     reuse = len(student & reply_set) / len(student)
-    content = {w for w in student if w not in _STOPWORDS and len(w) > 2}
+    content = {w for w in student if w not in FUNCTION_WORDS and len(w) > 2}
     content_reuse = len(content & reply_set) / len(content) if content else reuse
     score = 0.5 * reuse + 0.5 * content_reuse
     if asks:
