@@ -76,7 +76,11 @@ async def test_page_lists_risky_upcoming_sessions_riskiest_first(
     assert every["U3"].probability < threshold
     # listed: the risky upcoming ones, riskiest first; not the safe one, not the past one
     assert _rows(html) == ["U1", "U2"]
-    assert "P1" not in html and "U3" not in html
+    # Not only absent as rows: no link or cell names them (a bare substring test would
+    # also match inside the page's random CSRF token).
+    assert ">U1<" in html  # how a listed session's id appears
+    for sid in ("P1", "U3"):
+        assert f"/sessions/{sid}" not in html and f">{sid}<" not in html
 
     u1 = html.split('data-session="U1"')[1].split("</tr>")[0]
     assert '<a href="/tutors/T-evil">' in u1
