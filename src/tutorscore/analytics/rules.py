@@ -297,20 +297,26 @@ def no_show_risk(tw: TutorWindow) -> tuple[str, list[Reason]]:
     return str(reason.extra["label"]), [reason]
 
 
+def _too_few(tw: TutorWindow, flag: Flag, what: str, count: int, noun: str, need: int) -> Reason:
+    """The not-enough-data reason a per-count guard gives instead of its flag."""
+    return Reason(
+        flag.name,
+        count,
+        need,
+        count,
+        None,
+        f"Not enough data for {what}: {plural(count, noun)} in the last {tw.days} days"
+        f" (needs {need})",
+        kind=NOT_ENOUGH_DATA,
+    )
+
+
 def poor_first_session(tw: TutorWindow) -> Reason | None:
     """poor_first_session_flag for the tutor (a not-enough-data reason below its guard)."""
     w, t, f_rate = tw.w, tw.t, tw.dropout_rate
     if not tw.first_sessions_ok:
-        return Reason(
-            POOR_FIRST_SESSION.name,
-            w.first_sessions,
-            t.min_first_sessions,
-            w.first_sessions,
-            None,
-            f"Not enough data for first sessions: {plural(w.first_sessions, 'first session')}"
-            f" in the last {tw.days} days (needs {t.min_first_sessions})",
-            kind=NOT_ENOUGH_DATA,
-        )
+        return _too_few(tw, POOR_FIRST_SESSION, "first sessions", w.first_sessions,
+                        "first session", t.min_first_sessions)  # fmt: skip
     if f_rate is None or f_rate <= t.poor_first_session_rate:
         return None
     return Reason(
@@ -378,16 +384,8 @@ def low_rating(tw: TutorWindow) -> Reason | None:
     """low_rating_flag: average student rating below the threshold."""
     w, t, avg_rating = tw.w, tw.t, tw.w.avg_rating
     if not tw.ratings_ok:
-        return Reason(
-            LOW_RATING.name,
-            w.rated_sessions,
-            t.min_ratings,
-            w.rated_sessions,
-            None,
-            f"Not enough data for ratings: {plural(w.rated_sessions, 'rated session')}"
-            f" in the last {tw.days} days (needs {t.min_ratings})",
-            kind=NOT_ENOUGH_DATA,
-        )
+        return _too_few(tw, LOW_RATING, "ratings", w.rated_sessions, "rated session",
+                        t.min_ratings)  # fmt: skip
     if avg_rating is None or avg_rating >= t.low_rating:
         return None
     return Reason(
@@ -406,17 +404,8 @@ def low_ai_quality(tw: TutorWindow) -> Reason | None:
     """low_ai_quality_flag: average AI quality score below the threshold."""
     w, t, ai = tw.w, tw.t, tw.w.avg_quality
     if not tw.evaluations_ok:
-        return Reason(
-            LOW_AI_QUALITY.name,
-            w.evaluated_sessions,
-            t.min_evaluations,
-            w.evaluated_sessions,
-            None,
-            f"Not enough data for AI quality:"
-            f" {plural(w.evaluated_sessions, 'evaluated session')} in the last {tw.days} days"
-            f" (needs {t.min_evaluations})",
-            kind=NOT_ENOUGH_DATA,
-        )
+        return _too_few(tw, LOW_AI_QUALITY, "AI quality", w.evaluated_sessions,
+                        "evaluated session", t.min_evaluations)  # fmt: skip
     if ai is None or ai >= t.low_ai_quality:
         return None
     return Reason(
