@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ class Series:
 
 
 @dataclass
-class TrendChart:
+class LineChart:
+    """Geometry of a line chart (the tutor trend and the overview's weekly counts)."""
+
     width: int
     height: int
     left: int
@@ -27,6 +30,33 @@ class TrendChart:
     x_labels: list[tuple[float, str]]
     series: list[Series]
     empty: bool
+
+
+def _line_series(
+    points: list[dict[str, Any]],
+    lines: Sequence[tuple[str, str, str]],
+    label_key: str,
+    at: Callable[[int, float], tuple[float, float]],
+    shown: Callable[[float], str],
+) -> list[Series]:
+    """One Series per (key, name, css); a point without the key breaks the line."""
+    series: list[Series] = []
+    for key, name, css in lines:
+        s = Series(name=name, css=css)
+        parts: list[str] = []
+        pen_down = False
+        for i, point in enumerate(points):
+            value = point.get(key)
+            if value is None:
+                pen_down = False
+                continue
+            x, y = at(i, float(value))
+            parts.append(f"{'L' if pen_down else 'M'}{x},{y}")
+            pen_down = True
+            s.dots.append((x, y, f"{name}: {shown(float(value))} ({point.get(label_key, '')})"))
+        s.path = " ".join(parts)
+        series.append(s)
+    return series
 
 
 def trend_chart(
@@ -41,7 +71,7 @@ def trend_chart(
     height: int = 240,
     y_min: float = 1.0,
     y_max: float = 5.0,
-) -> TrendChart:
+) -> LineChart:
     """Lines on a fixed 1-5 scale so two tutors' charts compare at a glance.
 
     A missing value breaks the line (no interpolation across empty weeks).
@@ -56,30 +86,18 @@ def trend_chart(
         v = min(max(v, y_min), y_max)
         return bottom - (bottom - top) * (v - y_min) / (y_max - y_min)
 
-    series: list[Series] = []
-    any_value = False
-    for key, name, css in lines:
-        s = Series(name=name, css=css)
-        parts: list[str] = []
-        pen_down = False
-        for i, point in enumerate(points):
-            value = point.get(key)
-            if value is None:
-                pen_down = False
-                continue
-            any_value = True
-            x, y = round(x_at(i), 1), round(y_at(float(value)), 1)
-            parts.append(f"{'L' if pen_down else 'M'}{x},{y}")
-            pen_down = True
-            s.dots.append((x, y, f"{name}: {float(value):.2f} ({point.get(label_key, '')})"))
-        s.path = " ".join(parts)
-        series.append(s)
+    series = _line_series(
+        points,
+        lines,
+        label_key,
+        lambda i, v: (round(x_at(i), 1), round(y_at(v), 1)),
+        lambda v: f"{v:.2f}",
+    )
     y_ticks = [(round(y_at(v), 1), f"{v:g}") for v in range(int(y_min), int(y_max) + 1)]
     step = max(1, n // 6)
     x_labels = [(round(x_at(i), 1), str(points[i].get(label_key, ""))) for i in range(0, n, step)]
-    return TrendChart(
-        width, height, left, right, top, bottom, y_ticks, x_labels, series, not any_value
-    )
+    empty = not any(s.dots for s in series)
+    return LineChart(width, height, left, right, top, bottom, y_ticks, x_labels, series, empty)
 
 
 @dataclass
@@ -137,20 +155,6 @@ def reliability_chart(
     )  # fmt: skip
 
 
-@dataclass
-class CountChart:
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    y_ticks: list[tuple[float, str]]
-    x_labels: list[tuple[float, str]]
-    series: list[Series]
-    empty: bool
-
-
 def count_chart(
     points: list[dict[str, Any]],
     lines: list[tuple[str, str, str]],
@@ -158,7 +162,7 @@ def count_chart(
     label_key: str = "label",
     width: int = 640,
     height: int = 220,
-) -> CountChart:
+) -> LineChart:
     """Counts per point (tutors per week), one line per (key, name, css); y from 0 to a
     round maximum. A point without the key breaks the line."""
     left, right, top, bottom = 36, width - 28, 12, height - 28
@@ -172,22 +176,13 @@ def count_chart(
     def y_at(v: float) -> float:
         return bottom - (bottom - top) * min(max(v, 0.0), top_value) / top_value
 
-    series: list[Series] = []
-    for key, name, css in lines:
-        s = Series(name=name, css=css)
-        parts: list[str] = []
-        pen_down = False
-        for i, point in enumerate(points):
-            value = point.get(key)
-            if value is None:
-                pen_down = False
-                continue
-            x, y = round(x_at(i), 1), round(y_at(float(value)), 1)
-            parts.append(f"{'L' if pen_down else 'M'}{x},{y}")
-            pen_down = True
-            s.dots.append((x, y, f"{name}: {int(value)} ({point.get(label_key, '')})"))
-        s.path = " ".join(parts)
-        series.append(s)
+    series = _line_series(
+        points,
+        lines,
+        label_key,
+        lambda i, v: (round(x_at(i), 1), round(y_at(v), 1)),
+        lambda v: str(int(v)),
+    )
     ticks = 4
     y_ticks = [
         (round(y_at(top_value * i / ticks), 1), f"{top_value * i / ticks:g}")
@@ -195,9 +190,7 @@ def count_chart(
     ]
     step = max(1, -(-n // 6))
     x_labels = [(round(x_at(i), 1), str(points[i].get(label_key, ""))) for i in range(0, n, step)]
-    return CountChart(
-        width, height, left, right, top, bottom, y_ticks, x_labels, series, not values
-    )
+    return LineChart(width, height, left, right, top, bottom, y_ticks, x_labels, series, not values)
 
 
 def _nice_max(value: float) -> float:
