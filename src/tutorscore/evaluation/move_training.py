@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sklearn
@@ -51,6 +52,7 @@ from tutorscore.ingest.transcript_format import Turn
 DEFAULT_C = 1.0
 FOLDS = 5
 _DECIMALS = 6
+T = TypeVar("T")
 # Bridge strategies as moves. `ask_question` is focus or probing, whichever the
 # MathDial-only model finds likelier for that response (Bridge does not say which).
 BRIDGE_ASKING: frozenset[str] = frozenset({"ask_question", "simplify_question"})
@@ -103,28 +105,39 @@ class TurnTable:
     dialogue: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def load_mathdial(path: Path) -> list[Dialogue]:
-    """Read the JSONL file; a malformed line is a UserError naming file and line."""
+def _read_jsonl(
+    path: Path, source: str, what: str, parse: Callable[[dict[str, Any]], T]
+) -> list[T]:
+    """One `parse`d object per non-blank line; a missing file or a malformed line is a
+    UserError naming the file (and line) and what was expected there."""
     if not path.exists():
-        raise UserError(f"{path}: no such file (the MathDial training dialogues)")
-    out: list[Dialogue] = []
+        raise UserError(f"{path}: no such file ({source})")
+    out: list[T] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                turns: list[Turn] = []
-                moves: dict[int, str] = {}
-                for i, t in enumerate(row["turns"]):
-                    speaker = "tutor" if t["speaker"] == "tutor" else "student"
-                    turns.append({"speaker": speaker, "text": str(t["text"])})
-                    if speaker == "tutor" and t.get("move") in MOVES:
-                        moves[i] = t["move"]
-                out.append(Dialogue(str(row["dialogue_id"]), str(row["problem_id"]), turns, moves))
+                out.append(parse(json.loads(line)))
             except (KeyError, TypeError, ValueError) as exc:
-                msg = f"{path}:{lineno}: expected a MathDial dialogue object ({exc})"
-                raise UserError(msg) from None
+                raise UserError(f"{path}:{lineno}: expected {what} object ({exc})") from None
+    return out
+
+
+def _dialogue(row: dict[str, Any]) -> Dialogue:
+    turns: list[Turn] = []
+    moves: dict[int, str] = {}
+    for i, t in enumerate(row["turns"]):
+        speaker = "tutor" if t["speaker"] == "tutor" else "student"
+        turns.append({"speaker": speaker, "text": str(t["text"])})
+        if speaker == "tutor" and t.get("move") in MOVES:
+            moves[i] = t["move"]
+    return Dialogue(str(row["dialogue_id"]), str(row["problem_id"]), turns, moves)
+
+
+def load_mathdial(path: Path) -> list[Dialogue]:
+    """Read the JSONL file; a malformed line is a UserError naming file and line."""
+    out = _read_jsonl(path, "the MathDial training dialogues", "a MathDial dialogue", _dialogue)
     if not out:
         raise UserError(f"{path}: no dialogues")
     return out
@@ -172,19 +185,7 @@ def _bridge_item(row: dict[str, Any]) -> BridgeItem:
 
 def load_bridge(path: Path) -> list[BridgeItem]:
     """Read bridge.jsonl; a malformed line is a UserError naming file and line."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file (the Bridge conversations)")
-    out: list[BridgeItem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(_bridge_item(json.loads(line)))
-            except (KeyError, TypeError, ValueError) as exc:
-                msg = f"{path}:{lineno}: expected a Bridge item object ({exc})"
-                raise UserError(msg) from None
-    return out
+    return _read_jsonl(path, "the Bridge conversations", "a Bridge item", _bridge_item)
 
 
 def bridge_table(items: list[BridgeItem], mathdial_model: MoveModel) -> TurnTable:
